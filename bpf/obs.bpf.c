@@ -1,0 +1,651 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * obs kernel side: track accepted TCP connections of target processes, keep
+ * only those whose first bytes look like HTTP/1, and copy a bounded prefix
+ * (and a short suffix) of every read/write on them into the ring buffer.
+ * Everything else — parsing, matching, timing — is userspace's job.
+ *
+ * Hooks are syscall and sock/tcp/sched tracepoints only (no kprobes/fentry
+ * here). Every drop is counted in the per-CPU "counters" map.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "obs.h"
+
+#define AF_INET		2
+#define AF_INET6	10
+#define IPPROTO_TCP	6
+#define MSG_PEEK	2
+#define TCP_CLOSE	7
+#define TCP_CLOSE_WAIT	8
+#define CAP_MASK	(2 * OBS_CAP_MAX - 1)
+#define TAIL_MASK	(2 * OBS_TAIL_MAX - 1)
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Configuration, set by the loader between open and load. */
+const volatile __u32 cap_bytes = OBS_CAP_DEFAULT;
+const volatile __u64 wakeup_bytes = OBS_RINGBUF_DEFAULT / 8;
+const volatile bool filter_pids = false;
+const volatile bool filter_ports = false;
+const volatile __u32 n_comms = 0;
+const volatile char comms[OBS_MAX_COMMS][OBS_COMM_LEN] = {};
+
+/* Next connection id; the loader seeds it so ids are not reused across runs. */
+__u64 next_conn_id = 1;
+
+enum io_kind { IO_BUF = 1, IO_IOV = 2, IO_MSG = 3, IO_SENDFILE = 4 };
+
+/* A data syscall between its enter and exit, keyed by pid_tgid. */
+struct io_args {
+	__u64 ptr;	/* buffer, iovec array or msghdr */
+	__u32 fd;
+	__u32 iovcnt;
+	__u8 kind;
+	__u8 dir;
+};
+
+/* The data record under construction: header plus room for masked copies. */
+struct data_scratch {
+	struct obs_ev_data ev;
+	__u8 buf[3 * OBS_CAP_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, OBS_RINGBUF_DEFAULT);
+} rb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OBS_MAX_CONNS);
+	__type(key, struct obs_conn_key);
+	__type(value, struct obs_conn);
+} conns SEC(".maps");
+
+/* struct sock * -> connection key, for sock/tcp tracepoints. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OBS_MAX_CONNS);
+	__type(key, __u64);
+	__type(value, struct obs_conn_key);
+} socks SEC(".maps");
+
+/* Processes that own (or owned) tracked connections: tgid -> 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OBS_MAX_CONNS);
+	__type(key, __u32);
+	__type(value, __u8);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct io_args);
+} args SEC(".maps");
+
+/* --pid targets and their followed children: tgid -> 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OBS_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, __u8);
+} targets SEC(".maps");
+
+/* --port: server local port (host order) -> 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OBS_MAX_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OBS_C_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct data_scratch);
+} scratch SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		(*v)++;
+}
+
+static __always_inline __u64 rb_flags(void)
+{
+	return bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									  : BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline int rb_out(void *data, __u64 size)
+{
+	if (bpf_ringbuf_output(&rb, data, size, rb_flags())) {
+		count(OBS_C_LOST_RINGBUF);
+		return -1;
+	}
+	count(OBS_C_EVENTS);
+	return 0;
+}
+
+static __always_inline void fill_hdr(struct obs_ev_hdr *h, struct obs_conn_key *k,
+				     struct obs_conn *c, __u32 type)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	h->ts_ns = bpf_ktime_get_ns();
+	h->conn_id = c->conn_id;
+	h->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
+	h->type = type;
+	h->pid = k->tgid;
+	h->tid = (__u32)id;
+	h->fd = k->fd;
+	h->pad = 0;
+}
+
+/* Is this process one we watch? Cheap checks first. */
+static __always_inline bool is_target(__u32 tgid)
+{
+	if (filter_pids && !bpf_map_lookup_elem(&targets, &tgid))
+		return false;
+	if (n_comms) {
+		char comm[OBS_COMM_LEN];
+		bool hit = false;
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		for (__u32 i = 0; i < OBS_MAX_COMMS && i < n_comms; i++) {
+			bool same = true;
+
+			for (int j = 0; j < OBS_COMM_LEN; j++) {
+				if (comm[j] != comms[i][j]) {
+					same = false;
+					break;
+				}
+				if (!comm[j])
+					break;
+			}
+			if (same) {
+				hit = true;
+				break;
+			}
+		}
+		if (!hit)
+			return false;
+	}
+	return true;
+}
+
+static __always_inline struct sock *sock_of_fd(__u32 fd)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
+	struct file *f = NULL;
+	struct socket *so;
+
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	so = BPF_CORE_READ(f, private_data);
+	if (!so)
+		return NULL;
+	return BPF_CORE_READ(so, sk);
+}
+
+/* accept()/accept4() returned fd: start tracking it if it is a target's TCP socket. */
+static __always_inline int on_accept(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct obs_conn_key k = { .tgid = id >> 32, .fd = (__u32)ret };
+	struct obs_conn c = {};
+	struct sock *sk;
+	__u8 one = 1;
+	__u64 skp;
+
+	if (ret < 0 || !is_target(k.tgid))
+		return 0;
+	sk = sock_of_fd(k.fd);
+	if (!sk)
+		return 0;
+	c.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if ((c.family != AF_INET && c.family != AF_INET6) ||
+	    BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	c.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (filter_ports && !bpf_map_lookup_elem(&ports, &c.lport))
+		return 0;
+	c.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (c.family == AF_INET) {
+		BPF_CORE_READ_INTO(&c.laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(&c.raddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&c.laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&c.raddr, sk, __sk_common.skc_v6_daddr);
+	}
+	c.conn_id = __sync_fetch_and_add(&next_conn_id, 1);
+	c.accept_ts_ns = bpf_ktime_get_ns();
+	c.sk = (__u64)sk;
+	skp = c.sk;
+	/* A stale entry means a close we never saw: the new socket replaces it. */
+	if (bpf_map_update_elem(&conns, &k, &c, BPF_ANY)) {
+		count(OBS_C_LOST_CONNS_FULL);
+		return 0;
+	}
+	bpf_map_update_elem(&socks, &skp, &k, BPF_ANY);
+	bpf_map_update_elem(&procs, &k.tgid, &one, BPF_ANY);
+	count(OBS_C_CONNS_OPENED);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+/* Remember a data syscall's arguments when its fd is a connection we follow. */
+static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 iovcnt, __u8 kind, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct obs_conn_key k = { .tgid = id >> 32, .fd = fd };
+	struct obs_conn *c = bpf_map_lookup_elem(&conns, &k);
+	struct io_args a = { .ptr = ptr, .fd = fd, .iovcnt = iovcnt, .kind = kind, .dir = dir };
+
+	if (!c || c->proto == OBS_PROTO_OTHER)
+		return 0;
+	if (bpf_map_update_elem(&args, &id, &a, BPF_ANY))
+		count(OBS_C_LOST_ARGS_FULL);
+	return 0;
+}
+
+/* Copy up to want bytes from an iovec array; returns bytes copied. */
+static __always_inline __u32 copy_iov_head(__u8 *dst, const struct iovec *iov, __u32 iovcnt,
+					   __u32 want)
+{
+	__u32 off = 0;
+
+	for (__u32 i = 0; i < OBS_MAX_IOV; i++) {
+		struct iovec v;
+		__u64 n;
+
+		if (i >= iovcnt || off >= want)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+			break;
+		n = v.iov_len;
+		if (n > want - off)
+			n = want - off;
+		if (bpf_probe_read_user(dst + (off & CAP_MASK), n & CAP_MASK, v.iov_base))
+			break;
+		off += n;
+	}
+	return off;
+}
+
+/* Copy stream bytes [from, from + n) of an iovec array into dst; returns success. */
+static __always_inline bool copy_iov_range(__u8 *dst, const struct iovec *iov, __u32 iovcnt,
+					   __u64 from, __u32 n)
+{
+	__u64 pos = 0, end = from + n;
+
+	for (__u32 i = 0; i < OBS_MAX_IOV; i++) {
+		struct iovec v;
+		__u64 a, b;
+
+		if (i >= iovcnt || pos >= end)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+			return false;
+		a = pos > from ? pos : from;
+		b = pos + v.iov_len < end ? pos + v.iov_len : end;
+		if (a < b && bpf_probe_read_user(dst + ((a - from) & TAIL_MASK),
+						 (b - a) & TAIL_MASK, v.iov_base + (a - pos)))
+			return false;
+		pos += v.iov_len;
+	}
+	return pos >= end;
+}
+
+/* Does a server's first read look like an HTTP/1 request line? */
+static __always_inline bool looks_http1(const __u8 *p, __u32 n)
+{
+	__u32 i;
+
+	if (n >= 4 && p[0] == 'P' && p[1] == 'R' && p[2] == 'I' && p[3] == ' ')
+		return false; /* HTTP/2 prior-knowledge preface */
+	for (i = 0; i < 17 && i < n; i++) {
+		if (p[i] == ' ')
+			return i > 0;
+		if (p[i] < 'A' || p[i] > 'Z')
+			return false;
+	}
+	return i == n && i < 17; /* all uppercase so far: let userspace decide */
+}
+
+static __always_inline void emit_open(struct obs_conn_key *k, struct obs_conn *c)
+{
+	struct obs_ev_open o = {};
+
+	fill_hdr(&o.h, k, c, OBS_EV_OPEN);
+	o.accept_ts_ns = c->accept_ts_ns;
+	__builtin_memcpy(o.laddr, c->laddr, 16);
+	__builtin_memcpy(o.raddr, c->raddr, 16);
+	o.family = c->family;
+	o.lport = c->lport;
+	o.rport = c->rport;
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	rb_out(&o, sizeof(o));
+}
+
+static __always_inline int exit_io(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct io_args *ap = bpf_map_lookup_elem(&args, &id);
+	struct obs_conn_key k;
+	struct data_scratch *s;
+	struct obs_conn *c;
+	const struct iovec *iov = NULL;
+	struct io_args a;
+	__u32 zero = 0, cap = 0, tail = 0, iovcnt;
+
+	if (!ap)
+		return 0;
+	a = *ap;
+	bpf_map_delete_elem(&args, &id);
+	if (ret <= 0)
+		return 0;
+	k.tgid = id >> 32;
+	k.fd = a.fd;
+	c = bpf_map_lookup_elem(&conns, &k);
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!c || !s)
+		return 0;
+	s->ev.flags = 0;
+	iovcnt = a.iovcnt;
+	if (a.kind == IO_MSG) {
+		struct user_msghdr m;
+
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)a.ptr)) {
+			count(OBS_C_READ_FAULT);
+			return 0;
+		}
+		iov = m.msg_iov;
+		iovcnt = m.msg_iovlen;
+	} else if (a.kind == IO_IOV) {
+		iov = (const struct iovec *)a.ptr;
+	}
+
+	if (a.kind == IO_SENDFILE) {
+		s->ev.flags |= OBS_DF_SENDFILE;
+	} else {
+		cap = (__u64)ret < cap_bytes ? (__u32)ret : cap_bytes;
+		if (cap > OBS_CAP_MAX)
+			cap = OBS_CAP_MAX;
+		if (a.kind == IO_BUF) {
+			if (bpf_probe_read_user(s->ev.data, cap & CAP_MASK, (void *)a.ptr)) {
+				count(OBS_C_READ_FAULT);
+				cap = 0;
+			}
+		} else {
+			__u32 got = copy_iov_head(s->ev.data, iov, iovcnt, cap);
+
+			if (got < cap)
+				s->ev.flags |= OBS_DF_IOV_SHORT;
+			cap = got;
+		}
+		if ((__u64)ret > cap) {
+			__u64 t = (__u64)ret - cap;
+			__u64 from;
+
+			tail = t < OBS_TAIL_MAX ? t : OBS_TAIL_MAX;
+			from = (__u64)ret - tail;
+			if (a.kind == IO_BUF) {
+				if (bpf_probe_read_user(s->ev.data + (cap & CAP_MASK), tail & TAIL_MASK,
+							(void *)(a.ptr + from)))
+					tail = 0;
+			} else if (!copy_iov_range(s->ev.data + (cap & CAP_MASK), iov, iovcnt, from,
+						   tail)) {
+				tail = 0;
+			}
+			count(OBS_C_TRUNCATED);
+		}
+	}
+
+	if (c->proto == OBS_PROTO_UNKNOWN) {
+		if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
+			c->proto = OBS_PROTO_OTHER;
+			count(OBS_C_CONNS_NOT_HTTP);
+			return 0;
+		}
+		c->proto = OBS_PROTO_HTTP1;
+		emit_open(&k, c);
+	} else if (c->proto != OBS_PROTO_HTTP1) {
+		return 0;
+	}
+
+	fill_hdr(&s->ev.h, &k, c, OBS_EV_DATA);
+	s->ev.len = ret;
+	s->ev.cap = cap;
+	s->ev.tail = tail;
+	s->ev.dir = a.dir;
+	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
+	return 0;
+}
+
+#define ENTER(name, fdarg, ptrarg, cnt, kind, dir)                                       \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                      \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
+	{                                                                                \
+		return enter_io(ctx->args[fdarg], ctx->args[ptrarg], cnt, kind, dir);    \
+	}                                                                                \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                       \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)                            \
+	{                                                                                \
+		return exit_io(ctx->ret);                                                \
+	}
+
+ENTER(read, 0, 1, 0, IO_BUF, OBS_DIR_IN)
+ENTER(write, 0, 1, 0, IO_BUF, OBS_DIR_OUT)
+ENTER(sendto, 0, 1, 0, IO_BUF, OBS_DIR_OUT)
+ENTER(sendmsg, 0, 1, 0, IO_MSG, OBS_DIR_OUT)
+ENTER(sendfile64, 0, 1, 0, IO_SENDFILE, OBS_DIR_OUT)
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, OBS_DIR_IN);
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, OBS_DIR_OUT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(ctx->ret);
+}
+
+/* MSG_PEEK reads leave the bytes in the socket: they will be read again. */
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[3] & MSG_PEEK)
+		return 0;
+	return enter_io(ctx->args[0], ctx->args[1], 0, IO_BUF, OBS_DIR_IN);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[2] & MSG_PEEK)
+		return 0;
+	return enter_io(ctx->args[0], ctx->args[1], 0, IO_MSG, OBS_DIR_IN);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(ctx->ret);
+}
+
+static __always_inline void emit_simple(struct obs_conn_key *k, struct obs_conn *c, __u32 type,
+					__u32 what, __u32 arg)
+{
+	struct obs_ev_state e = {};
+
+	fill_hdr(&e.h, k, c, type);
+	e.what = what;
+	e.arg = arg;
+	rb_out(&e, type == OBS_EV_STATE ? sizeof(e) : sizeof(struct obs_ev_close));
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct obs_conn_key k = { .tgid = id >> 32, .fd = ctx->args[0] };
+	struct obs_conn *c = bpf_map_lookup_elem(&conns, &k);
+	__u64 sk;
+
+	if (!c)
+		return 0;
+	if (c->proto == OBS_PROTO_HTTP1)
+		emit_simple(&k, c, OBS_EV_CLOSE, 0, 0);
+	sk = c->sk;
+	bpf_map_delete_elem(&socks, &sk);
+	bpf_map_delete_elem(&conns, &k);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_shutdown")
+int enter_shutdown(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct obs_conn_key k = { .tgid = id >> 32, .fd = ctx->args[0] };
+	struct obs_conn *c = bpf_map_lookup_elem(&conns, &k);
+
+	if (c && c->proto == OBS_PROTO_HTTP1)
+		emit_simple(&k, c, OBS_EV_STATE, OBS_ST_SHUTDOWN, ctx->args[1]);
+	return 0;
+}
+
+/* TCP state of a tracked socket changed (may run in softirq: no current task). */
+static __always_inline void on_sock(const void *skaddr, __u32 what)
+{
+	__u64 sk = (__u64)skaddr;
+	struct obs_conn_key *kp = bpf_map_lookup_elem(&socks, &sk);
+	struct obs_conn_key k;
+	struct obs_conn *c;
+
+	if (!kp)
+		return;
+	k = *kp;
+	c = bpf_map_lookup_elem(&conns, &k);
+	if (c && c->proto == OBS_PROTO_HTTP1 && c->sk == sk)
+		emit_simple(&k, c, OBS_EV_STATE, what, 0);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (ctx->newstate == TCP_CLOSE_WAIT)
+		on_sock(ctx->skaddr, OBS_ST_PEER_FIN);
+	else if (ctx->newstate == TCP_CLOSE)
+		on_sock(ctx->skaddr, OBS_ST_CLOSED);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int tcp_rst(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	on_sock(ctx->skaddr, OBS_ST_RESET);
+	return 0;
+}
+
+/* Follow forks of --pid targets (gunicorn and uvicorn --workers spawn workers). */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	__u8 one = 1;
+
+	if (!filter_pids || ptgid == ctgid || !bpf_map_lookup_elem(&targets, &ptgid))
+		return 0;
+	if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY))
+		count(OBS_C_LOST_TARGETS_FULL);
+	return 0;
+}
+
+static long drop_conn(struct bpf_map *map, struct obs_conn_key *k, struct obs_conn *c,
+		      __u32 *tgid)
+{
+	__u64 sk = c->sk;
+
+	if (k->tgid == *tgid) {
+		bpf_map_delete_elem(&socks, &sk);
+		bpf_map_delete_elem(map, k);
+	}
+	return 0;
+}
+
+/* A process with tracked connections exited: its fds closed without close(). */
+SEC("tracepoint/sched/sched_process_exit")
+int proc_exit(struct trace_event_raw_sched_process_template *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct task_struct *t;
+	struct obs_ev_exit e = {};
+
+	if ((__u32)id != tgid)
+		return 0;
+	bpf_map_delete_elem(&targets, &tgid);
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
+	bpf_map_delete_elem(&procs, &tgid);
+	bpf_for_each_map_elem(&conns, drop_conn, &tgid, 0);
+	t = (struct task_struct *)bpf_get_current_task();
+	e.h.ts_ns = bpf_ktime_get_ns();
+	e.h.type = OBS_EV_EXIT;
+	e.h.pid = tgid;
+	e.h.tid = tgid;
+	e.exit_code = BPF_CORE_READ(t, exit_code);
+	rb_out(&e, sizeof(e));
+	return 0;
+}

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Records the kernel side (bpf/obs.bpf.c) writes into the ring buffer, and the
+ * maps both sides share. Flat structs, fixed-width fields, widest first, no
+ * pointers. Every record starts with struct obs_ev_hdr.
+ */
+#ifndef OBS_H
+#define OBS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define OBS_CAP_MAX		8192	/* max bytes captured from the start of a syscall */
+#define OBS_CAP_DEFAULT		2048
+#define OBS_TAIL_MAX		64	/* bytes captured from the end of a long syscall */
+#define OBS_MAX_IOV		16	/* iovecs walked per readv/writev/msghdr */
+#define OBS_MAX_CONNS		65536	/* connection table entries */
+#define OBS_MAX_TARGETS		1024	/* --pid entries (incl. followed children) */
+#define OBS_MAX_PORTS		64	/* --port entries */
+#define OBS_COMM_LEN		16
+#define OBS_MAX_COMMS		8	/* --comm entries */
+#define OBS_RINGBUF_DEFAULT	(16u << 20)
+
+enum obs_ev_type {
+	OBS_EV_OPEN = 1,	/* a tracked connection proved to speak HTTP/1 */
+	OBS_EV_DATA = 2,	/* one read/write syscall's bytes */
+	OBS_EV_CLOSE = 3,	/* close() of a tracked connection's fd */
+	OBS_EV_STATE = 4,	/* TCP state change or reset on a tracked connection */
+	OBS_EV_EXIT = 5,	/* a process that owned tracked connections exited */
+};
+
+enum obs_dir {
+	OBS_DIR_IN = 0,		/* the server read (request bytes) */
+	OBS_DIR_OUT = 1,	/* the server wrote (response bytes) */
+};
+
+/* obs_ev_data.flags */
+enum {
+	OBS_DF_SENDFILE = 1 << 0,	/* bytes from sendfile(): never captured */
+	OBS_DF_IOV_SHORT = 1 << 1,	/* more iovecs than OBS_MAX_IOV: capture stopped early */
+};
+
+/* obs_ev_state.what */
+enum {
+	OBS_ST_PEER_FIN = 1,	/* ESTABLISHED -> CLOSE_WAIT: the client half-closed */
+	OBS_ST_RESET = 2,	/* the client sent a RST (tcp_receive_reset) */
+	OBS_ST_CLOSED = 3,	/* socket reached TCP_CLOSE while still open in the process */
+	OBS_ST_SHUTDOWN = 4,	/* the server called shutdown() (arg = how) */
+};
+
+struct obs_ev_hdr {
+	__u64 ts_ns;		/* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 conn_id;		/* never reused while obsd runs, 0 for EXIT */
+	__u32 seq;		/* per-connection event number, 1-based; a gap = loss */
+	__u32 type;		/* enum obs_ev_type */
+	__u32 pid;		/* tgid */
+	__u32 tid;
+	__u32 fd;
+	__u32 pad;
+};
+
+struct obs_ev_open {
+	struct obs_ev_hdr h;
+	__u64 accept_ts_ns;	/* when accept() returned */
+	__u8 laddr[16];		/* server address (IPv4 in the first 4 bytes) */
+	__u8 raddr[16];		/* client address */
+	__u16 family;		/* AF_INET / AF_INET6 */
+	__u16 lport;		/* host byte order */
+	__u16 rport;
+	__u16 pad;
+	char comm[OBS_COMM_LEN];
+};
+
+struct obs_ev_data {
+	struct obs_ev_hdr h;
+	__u64 len;		/* bytes the syscall really moved (its return value) */
+	__u32 cap;		/* bytes captured from the start: data[0 .. cap) */
+	__u16 tail;		/* bytes captured from the end: data[cap .. cap + tail) */
+	__u8 dir;		/* enum obs_dir */
+	__u8 flags;		/* OBS_DF_* */
+	__u8 data[];		/* cap + tail bytes; len - cap - tail were not captured */
+};
+
+struct obs_ev_close {
+	struct obs_ev_hdr h;
+};
+
+struct obs_ev_state {
+	struct obs_ev_hdr h;
+	__u32 what;		/* OBS_ST_* */
+	__u32 arg;
+};
+
+struct obs_ev_exit {
+	struct obs_ev_hdr h;
+	__s32 exit_code;
+	__u32 pad;
+};
+
+/* Connection table key and value (map "conns"). */
+struct obs_conn_key {
+	__u32 tgid;
+	__u32 fd;
+};
+
+enum obs_proto {
+	OBS_PROTO_UNKNOWN = 0,	/* no bytes seen yet */
+	OBS_PROTO_HTTP1 = 1,	/* first bytes read looked like an HTTP/1 request */
+	OBS_PROTO_OTHER = 2,	/* not HTTP/1: no data events, close still tracked */
+};
+
+struct obs_conn {
+	__u64 conn_id;
+	__u64 accept_ts_ns;
+	__u64 sk;		/* struct sock *, key of map "socks" */
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u32 seq;		/* last event number handed out */
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u8 proto;		/* enum obs_proto */
+	__u8 pad;
+};
+
+/* Per-CPU counters (map "counters"), summed by userspace. */
+enum obs_counter {
+	OBS_C_EVENTS,		/* records written to the ring buffer */
+	OBS_C_LOST_RINGBUF,	/* records dropped: ring buffer full */
+	OBS_C_LOST_CONNS_FULL,	/* accepted connections not tracked: table full */
+	OBS_C_LOST_ARGS_FULL,	/* syscalls not captured: in-flight args table full */
+	OBS_C_LOST_TARGETS_FULL,/* forked children not followed: target table full */
+	OBS_C_TRUNCATED,	/* data records with bytes beyond the capture */
+	OBS_C_CONNS_OPENED,	/* connections that entered the table */
+	OBS_C_CONNS_NOT_HTTP,	/* tracked connections whose first bytes were not HTTP/1 */
+	OBS_C_READ_FAULT,	/* user memory that could not be read */
+	OBS_C_MAX
+};
+
+#endif /* OBS_H */

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install every Debian package obs needs to build, run and test. Idempotent and
+# quiet: packages already present are skipped, apt runs only when one is missing.
+set -euo pipefail
+
+build_pkgs=(make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
+	    libclang-rt-14-dev libncurses-dev)
+test_pkgs=(curl wrk apache2-utils tmux valgrind
+	   python3 python3-uvicorn python3-hypercorn python3-daphne gunicorn
+	   python3-starlette python3-fastapi python3-httptools python3-uvloop python3-h11
+	   python3-wsproto python3-multipart python3-pytest)
+
+missing=()
+for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps.sh: missing packages (${missing[*]}); run as root" >&2
+	exit 1
+fi
+echo "deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get -qq update >/dev/null
+apt-get -qq install -y --no-install-recommends "${missing[@]}" >/dev/null
