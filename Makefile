@@ -22,7 +22,7 @@ msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
 LIB_SRCS := user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
-	    user/events.c user/route.c user/ids.c user/api.c user/log.c
+	    user/pipeline.c user/route.c user/ids.c user/api.c user/log.c
 LIB_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(LIB_SRCS))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/%,$(wildcard tests/unit/test_*.c))
 

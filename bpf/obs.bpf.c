@@ -29,6 +29,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* Configuration, set by the loader between open and load. */
 const volatile __u32 cap_bytes = OBS_CAP_DEFAULT;
 const volatile __u64 wakeup_bytes = OBS_RINGBUF_DEFAULT / 8;
+const volatile __u32 self_tgid = 0;	/* obsd/obsctl itself: never observed */
 const volatile bool filter_pids = false;
 const volatile bool filter_ports = false;
 const volatile __u32 n_comms = 0;
@@ -161,6 +162,8 @@ static __always_inline void fill_hdr(struct obs_ev_hdr *h, struct obs_conn_key *
 /* Is this process one we watch? Cheap checks first. */
 static __always_inline bool is_target(__u32 tgid)
 {
+	if (tgid == self_tgid)
+		return false;
 	if (filter_pids && !bpf_map_lookup_elem(&targets, &tgid))
 		return false;
 	if (n_comms) {

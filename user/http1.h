@@ -158,6 +158,7 @@ struct h1_parser {
 	bool stopped;			/* H1_BODY_STOP seen: input is ignored */
 	char *buf;			/* partial head, owned; NULL when none */
 	uint32_t buf_len, buf_cap;
+	uint32_t scan_off;		/* internal: partial head bytes already searched for its end */
 	struct h1_head head;		/* head of the current message */
 };
 

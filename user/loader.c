@@ -156,6 +156,7 @@ static int configure(struct obs_bpf *skel, const struct obs_filter *f)
 	ro->cap_bytes = f->cap_bytes ? f->cap_bytes : OBS_CAP_DEFAULT;
 	if (ro->cap_bytes > OBS_CAP_MAX)
 		ro->cap_bytes = OBS_CAP_MAX;
+	ro->self_tgid = getpid();
 	ro->filter_pids = f->n_pids > 0;
 	ro->filter_ports = f->n_ports > 0;
 	ro->n_comms = f->n_comms;

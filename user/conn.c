@@ -1,0 +1,643 @@
+// SPDX-License-Identifier: MIT
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include "conn.h"
+
+#define CONN_BUCKETS_MIN	1024
+
+/* conn.flags */
+enum {
+	CONN_PEER_FIN	= 1u << 0,
+	CONN_RESET	= 1u << 1,
+	CONN_NO_OPEN	= 1u << 2,
+	CONN_UPGRADED	= 1u << 3,
+};
+
+struct conn {
+	struct conn *next;		/* hash chain */
+	struct conn_table *t;
+	uint64_t id;
+	uint64_t last_ns;		/* last event, CLOCK_MONOTONIC */
+	uint32_t pid, fd, last_seq, flags;
+	uint32_t seg_tid;		/* thread of the segment being fed */
+	uint64_t seg_ts;		/* time of the segment being fed */
+	uint64_t msg_start[2];		/* first-byte time of the message in progress, [dir] */
+	struct record **q;		/* requests awaiting their final response, FIFO */
+	size_t q_head, q_len, q_cap;
+	struct record *cur_req;		/* request whose head is parsed, body still arriving */
+	struct record *cur_resp;	/* record whose final response is being written */
+	char comm[OBS_COMM_LEN];
+	char client[REC_ADDR_MAX];
+	char server[REC_ADDR_MAX];
+	struct h1_parser p[2];		/* [OBS_DIR_IN] requests, [OBS_DIR_OUT] responses */
+};
+
+struct conn_table {
+	struct conn **buckets;
+	size_t n_buckets, n_conns;
+	record_fn fn;
+	void *ctx;
+	struct conn_stats st;
+};
+
+static const struct h1_callbacks req_cb, resp_cb;
+
+/* ---- hash table ---- */
+
+static size_t bucket_of(const struct conn_table *t, uint64_t id)
+{
+	id ^= id >> 33;
+	id *= 0xff51afd7ed558ccdull;
+	id ^= id >> 33;
+	return id & (t->n_buckets - 1);
+}
+
+static struct conn *conn_find(struct conn_table *t, uint64_t id)
+{
+	struct conn *c;
+
+	for (c = t->buckets[bucket_of(t, id)]; c; c = c->next)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static void table_grow(struct conn_table *t)
+{
+	size_t old_n = t->n_buckets;
+	struct conn **old = t->buckets, **nb = calloc(old_n * 2, sizeof(*nb));
+
+	if (!nb)
+		return;	/* keep the longer chains; still correct */
+	t->buckets = nb;
+	t->n_buckets = old_n * 2;
+	for (size_t i = 0; i < old_n; i++) {
+		struct conn *c = old[i], *next;
+
+		for (; c; c = next) {
+			size_t b = bucket_of(t, c->id);
+
+			next = c->next;
+			c->next = nb[b];
+			nb[b] = c;
+		}
+	}
+	free(old);
+}
+
+static void table_unlink(struct conn_table *t, struct conn *c)
+{
+	struct conn **pp = &t->buckets[bucket_of(t, c->id)];
+
+	for (; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			t->n_conns--;
+			return;
+		}
+	}
+}
+
+/* ---- request queue ---- */
+
+static bool q_push(struct conn *c, struct record *r)
+{
+	if (c->q_len == c->q_cap) {
+		size_t cap = c->q_cap ? c->q_cap * 2 : 4;
+		struct record **q = malloc(cap * sizeof(*q));
+
+		if (!q)
+			return false;
+		for (size_t i = 0; i < c->q_len; i++)
+			q[i] = c->q[(c->q_head + i) % c->q_cap];
+		free(c->q);
+		c->q = q;
+		c->q_cap = cap;
+		c->q_head = 0;
+	}
+	c->q[(c->q_head + c->q_len) % c->q_cap] = r;
+	c->q_len++;
+	c->t->st.requests_in_flight++;
+	return true;
+}
+
+static struct record *q_front(struct conn *c)
+{
+	return c->q_len ? c->q[c->q_head] : NULL;
+}
+
+static void q_pop(struct conn *c)
+{
+	c->q_head = (c->q_head + 1) % c->q_cap;
+	c->q_len--;
+	c->t->st.requests_in_flight--;
+}
+
+/* ---- records ---- */
+
+static void format_addr(char *out, size_t n, uint16_t family, const uint8_t *addr, uint16_t port)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (family == AF_INET) {
+		inet_ntop(AF_INET, addr, ip, sizeof(ip));
+		snprintf(out, n, "%s:%u", ip, port);
+	} else {
+		static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+		if (!memcmp(addr, v4mapped, 12)) {
+			inet_ntop(AF_INET, addr + 12, ip, sizeof(ip));
+			snprintf(out, n, "%s:%u", ip, port);
+		} else {
+			inet_ntop(AF_INET6, addr, ip, sizeof(ip));
+			snprintf(out, n, "[%s]:%u", ip, port);
+		}
+	}
+}
+
+static struct record *record_new(struct conn *c, uint64_t start_ns)
+{
+	struct record *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->conn_id = c->id;
+	r->pid = c->pid;
+	r->tid = c->seg_tid;
+	r->start_ns = start_ns;
+	r->error = "";
+	if (c->flags & CONN_NO_OPEN)
+		r->flags |= RECF_NO_OPEN;
+	memcpy(r->comm, c->comm, sizeof(r->comm));
+	memcpy(r->client, c->client, sizeof(r->client));
+	memcpy(r->server, c->server, sizeof(r->server));
+	return r;
+}
+
+static uint32_t mflags_to_rec(unsigned mflags)
+{
+	return (mflags & H1M_TRUNCATED ? RECF_TRUNCATED : 0) |
+	       (mflags & H1M_INFERRED ? RECF_INFERRED : 0) | (mflags & H1M_LOST ? RECF_LOST : 0);
+}
+
+/* Hand r to the sink and free it. r must be out of the queue already. */
+static void record_done(struct conn *c, struct record *r, enum rec_outcome outcome,
+			const char *error)
+{
+	r->outcome = outcome;
+	r->error = outcome == REC_OK ? "" : error;
+	if (outcome != REC_OK && !strcmp(error, ERR_LOST))
+		r->flags |= RECF_LOST;
+	if (!r->end_ns)
+		r->end_ns = c->seg_ts;
+	if (outcome == REC_OK)
+		c->t->st.records_ok++;
+	else
+		c->t->st.records_failed++;
+	if (c->cur_req == r)
+		c->cur_req = NULL;
+	if (c->cur_resp == r)
+		c->cur_resp = NULL;
+	if (c->t->fn)
+		c->t->fn(c->t->ctx, r);
+	free(r);
+}
+
+/* Fail every request still waiting for its response. */
+static void fail_pending(struct conn *c, const char *why)
+{
+	struct record *r;
+
+	while ((r = q_front(c))) {
+		q_pop(c);
+		record_done(c, r, REC_FAILED, why);
+	}
+	if (c->cur_resp) {	/* an unmatched response in progress */
+		r = c->cur_resp;
+		record_done(c, r, REC_FAILED, why);
+	}
+}
+
+static const char *close_reason(const struct conn *c)
+{
+	if (c->flags & CONN_RESET)
+		return ERR_CLIENT_RESET;
+	if (c->flags & CONN_PEER_FIN)
+		return ERR_CLIENT_CLOSED;
+	return ERR_SERVER_CLOSED;
+}
+
+/* ---- request parser callbacks ---- */
+
+static enum h1_body_hint req_on_head(void *ctx, const struct h1_head *h)
+{
+	struct conn *c = ctx;
+	struct record *r = record_new(c, c->msg_start[OBS_DIR_IN]);
+
+	if (!r)
+		return H1_BODY_DEFAULT;
+	record__from_head(r, h);
+	if (!q_push(c, r)) {
+		free(r);
+		return H1_BODY_DEFAULT;
+	}
+	c->cur_req = r;
+	return H1_BODY_DEFAULT;
+}
+
+static void req_on_message(void *ctx, const struct h1_head *h, uint64_t bytes, unsigned mflags)
+{
+	struct conn *c = ctx;
+
+	c->msg_start[OBS_DIR_IN] = c->seg_ts;
+	if (!c->cur_req)
+		return;
+	c->cur_req->bytes_in = bytes;
+	c->cur_req->flags |= mflags_to_rec(mflags);
+	c->cur_req = NULL;
+}
+
+static void req_on_error(void *ctx, enum h1_error err)
+{
+	struct conn *c = ctx;
+
+	if (err < H1E_MAX)
+		c->t->st.parse_errors[OBS_DIR_IN][err]++;
+	c->msg_start[OBS_DIR_IN] = c->seg_ts;
+}
+
+static void req_on_incomplete(void *ctx, const struct h1_head *h, uint64_t bytes)
+{
+	struct conn *c = ctx;
+
+	if (!h)
+		c->t->st.incomplete_requests++;
+	else if (c->cur_req)	/* stays queued and fails with the connection */
+		c->cur_req->bytes_in = bytes;
+}
+
+/* ---- response parser callbacks ---- */
+
+static enum h1_body_hint resp_on_head(void *ctx, const struct h1_head *h)
+{
+	struct conn *c = ctx;
+	struct record *r = q_front(c);
+	uint64_t first = c->msg_start[OBS_DIR_OUT];
+
+	if (h->status >= 100 && h->status < 200 && h->status != 101) {
+		if (r && !r->resp_start_ns)
+			r->resp_start_ns = first;
+		return H1_BODY_DEFAULT;	/* interim: the final response follows */
+	}
+	if (r) {
+		q_pop(c);
+	} else {
+		/* A response to a request we could not parse: report it, flagged. */
+		r = record_new(c, first);
+		if (!r)
+			return H1_BODY_DEFAULT;
+		r->flags |= RECF_UNMATCHED;
+		r->version_minor = h->version_minor;
+	}
+	c->cur_resp = r;
+	r->status = h->status;
+	if (!r->resp_start_ns)
+		r->resp_start_ns = first;
+	if (h->x_request_id[0]) {	/* the server's own request id wins */
+		size_t l = strnlen(h->x_request_id, sizeof(r->request_id) - 1);
+
+		memcpy(r->request_id, h->x_request_id, l);
+		r->request_id[l] = 0;
+	}
+	if (h->status == 101 || (!strcmp(r->method, "CONNECT") && h->status < 300)) {
+		c->flags |= CONN_UPGRADED;
+		c->p[OBS_DIR_IN].stopped = true;
+		return H1_BODY_STOP;
+	}
+	if (!strcmp(r->method, "HEAD"))
+		return H1_BODY_NONE;
+	return H1_BODY_DEFAULT;
+}
+
+static void resp_on_message(void *ctx, const struct h1_head *h, uint64_t bytes, unsigned mflags)
+{
+	struct conn *c = ctx;
+	struct record *r = c->cur_resp;
+
+	c->msg_start[OBS_DIR_OUT] = c->seg_ts;
+	if (!r) {	/* an interim 1xx: its bytes belong to the waiting request */
+		r = q_front(c);
+		if (r)
+			r->bytes_out += bytes;
+		return;
+	}
+	r->bytes_out += bytes;
+	r->flags |= mflags_to_rec(mflags);
+	r->end_ns = c->seg_ts;
+	if (r == c->cur_req) {	/* answered before its body was read */
+		r->bytes_in = c->p[OBS_DIR_IN].msg_bytes;
+		c->cur_req = NULL;
+	}
+	if (mflags & H1M_LOST)
+		record_done(c, r, REC_FAILED, ERR_LOST);
+	else
+		record_done(c, r, REC_OK, "");
+}
+
+static void resp_on_error(void *ctx, enum h1_error err)
+{
+	struct conn *c = ctx;
+
+	if (err < H1E_MAX)
+		c->t->st.parse_errors[OBS_DIR_OUT][err]++;
+	c->msg_start[OBS_DIR_OUT] = c->seg_ts;
+}
+
+static void resp_on_incomplete(void *ctx, const struct h1_head *h, uint64_t bytes)
+{
+	struct conn *c = ctx;
+	struct record *r = c->cur_resp;
+
+	if (!r || !h)
+		return;
+	r->bytes_out += bytes;
+	record_done(c, r, REC_FAILED, ERR_RESP_INCOMPLETE);
+}
+
+static const struct h1_callbacks req_cb = {
+	.on_head = req_on_head,
+	.on_message = req_on_message,
+	.on_error = req_on_error,
+	.on_incomplete = req_on_incomplete,
+};
+
+static const struct h1_callbacks resp_cb = {
+	.on_head = resp_on_head,
+	.on_message = resp_on_message,
+	.on_error = resp_on_error,
+	.on_incomplete = resp_on_incomplete,
+};
+
+/* ---- connection lifecycle ---- */
+
+static struct conn *conn_new(struct conn_table *t, const struct obs_ev_hdr *h)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	size_t b;
+
+	if (!c)
+		return NULL;
+	c->t = t;
+	c->id = h->conn_id;
+	c->pid = h->pid;
+	c->fd = h->fd;
+	c->last_ns = h->ts_ns;
+	c->msg_start[0] = c->msg_start[1] = h->ts_ns;
+	strcpy(c->client, "");
+	strcpy(c->server, "");
+	h1__init(&c->p[OBS_DIR_IN], H1_REQUEST, &req_cb, c);
+	h1__init(&c->p[OBS_DIR_OUT], H1_RESPONSE, &resp_cb, c);
+	if (t->n_conns >= t->n_buckets)
+		table_grow(t);
+	b = bucket_of(t, c->id);
+	c->next = t->buckets[b];
+	t->buckets[b] = c;
+	t->n_conns++;
+	t->st.conns_opened++;
+	return c;
+}
+
+/* The connection is gone: finish what can be finished, fail the rest, free. */
+static void conn_close(struct conn_table *t, struct conn *c, const char *why)
+{
+	h1__eof(&c->p[OBS_DIR_IN]);
+	h1__eof(&c->p[OBS_DIR_OUT]);
+	fail_pending(c, why);
+	h1__free(&c->p[OBS_DIR_IN]);
+	h1__free(&c->p[OBS_DIR_OUT]);
+	table_unlink(t, c);
+	t->st.conns_closed++;
+	free(c->q);
+	free(c);
+}
+
+/* Events between the last one seen and this one were dropped. */
+static void conn_lost(struct conn *c)
+{
+	c->t->st.seq_gaps++;
+	h1__lost(&c->p[OBS_DIR_OUT]);
+	h1__lost(&c->p[OBS_DIR_IN]);
+	fail_pending(c, ERR_LOST);
+	c->msg_start[0] = c->msg_start[1] = c->seg_ts;
+}
+
+static void on_open(struct conn_table *t, const struct obs_ev_open *o)
+{
+	struct conn *c = conn_find(t, o->h.conn_id);
+
+	if (c)	/* duplicate open: keep the connection, refresh its identity */
+		c->flags &= ~CONN_NO_OPEN;
+	else
+		c = conn_new(t, &o->h);
+	if (!c)
+		return;
+	c->last_seq = o->h.seq;
+	memcpy(c->comm, o->comm, sizeof(c->comm));
+	c->comm[sizeof(c->comm) - 1] = 0;
+	format_addr(c->client, sizeof(c->client), o->family, o->raddr, o->rport);
+	format_addr(c->server, sizeof(c->server), o->family, o->laddr, o->lport);
+}
+
+static void on_data(struct conn *c, const struct obs_ev_data *d)
+{
+	struct h1_parser *p = &c->p[d->dir];
+
+	c->seg_ts = d->h.ts_ns;
+	c->seg_tid = d->h.tid;
+	if (p->msg_bytes == 0 && !p->buf_len)	/* a new message starts in this segment */
+		c->msg_start[d->dir] = d->h.ts_ns;
+	if (d->dir == OBS_DIR_IN)
+		c->t->st.bytes_in += d->len;
+	else
+		c->t->st.bytes_out += d->len;
+	h1__feed(p, d->data, d->cap, d->len - d->cap - d->tail, d->data + d->cap, d->tail);
+}
+
+static void on_state(struct conn *c, const struct obs_ev_state *s)
+{
+	if (s->what == OBS_ST_PEER_FIN)
+		c->flags |= CONN_PEER_FIN;
+	else if (s->what == OBS_ST_RESET)
+		c->flags |= CONN_RESET;
+}
+
+static void on_exit_pid(struct conn_table *t, uint32_t pid, uint64_t ts)
+{
+	for (size_t b = 0; b < t->n_buckets; b++) {
+		struct conn *c = t->buckets[b], *next;
+
+		for (; c; c = next) {
+			next = c->next;
+			if (c->pid == pid) {
+				c->seg_ts = ts;
+				conn_close(t, c, ERR_PROCESS_EXIT);
+			}
+		}
+	}
+}
+
+static size_t ev_min_size(uint32_t type)
+{
+	switch (type) {
+	case OBS_EV_OPEN:
+		return sizeof(struct obs_ev_open);
+	case OBS_EV_DATA:
+		return sizeof(struct obs_ev_data);
+	case OBS_EV_CLOSE:
+		return sizeof(struct obs_ev_close);
+	case OBS_EV_STATE:
+		return sizeof(struct obs_ev_state);
+	case OBS_EV_EXIT:
+		return sizeof(struct obs_ev_exit);
+	}
+	return 0;
+}
+
+void conn_table__event(struct conn_table *t, const void *data, size_t size)
+{
+	const struct obs_ev_hdr *h = data;
+	const struct obs_ev_data *d = data;
+	size_t min;
+	struct conn *c;
+
+	if (size < sizeof(*h) || !(min = ev_min_size(h->type)) || size < min ||
+	    (h->type == OBS_EV_DATA && (d->dir > OBS_DIR_OUT || d->cap + d->tail > d->len ||
+					size < min + d->cap + d->tail))) {
+		t->st.bad_events++;
+		return;
+	}
+	t->st.events[h->type]++;
+	if (h->type == OBS_EV_EXIT) {
+		on_exit_pid(t, h->pid, h->ts_ns);
+		return;
+	}
+	if (h->type == OBS_EV_OPEN) {
+		on_open(t, data);
+		return;
+	}
+	c = conn_find(t, h->conn_id);
+	if (!c) {
+		t->st.orphan_events++;
+		if (h->type == OBS_EV_CLOSE)
+			return;
+		/* Its open event was lost: follow it anyway, without addresses. */
+		c = conn_new(t, h);
+		if (!c)
+			return;
+		c->flags |= CONN_NO_OPEN;
+		c->last_seq = h->seq - 1;
+		t->st.seq_gaps++;
+	}
+	c->last_ns = h->ts_ns;
+	c->seg_ts = h->ts_ns;
+	if (h->seq != c->last_seq + 1)
+		conn_lost(c);
+	c->last_seq = h->seq;
+	switch (h->type) {
+	case OBS_EV_DATA:
+		if (!(c->flags & CONN_UPGRADED))
+			on_data(c, data);
+		break;
+	case OBS_EV_STATE:
+		on_state(c, data);
+		break;
+	case OBS_EV_CLOSE:
+		conn_close(t, c, close_reason(c));
+		break;
+	}
+}
+
+/* ---- table ---- */
+
+struct conn_table *conn_table__new(record_fn fn, void *ctx)
+{
+	struct conn_table *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->n_buckets = CONN_BUCKETS_MIN;
+	t->buckets = calloc(t->n_buckets, sizeof(*t->buckets));
+	if (!t->buckets) {
+		free(t);
+		return NULL;
+	}
+	t->fn = fn;
+	t->ctx = ctx;
+	return t;
+}
+
+void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
+		       bool (*alive)(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id),
+		       void *ctx)
+{
+	for (size_t b = 0; b < t->n_buckets; b++) {
+		struct conn *c = t->buckets[b], *next;
+
+		for (; c; c = next) {
+			next = c->next;
+			if (c->last_ns < idle_before_ns && !alive(ctx, c->pid, c->fd, c->id))
+				conn_close(t, c, close_reason(c));
+		}
+	}
+}
+
+const struct conn_stats *conn_table__stats(const struct conn_table *t)
+{
+	return &t->st;
+}
+
+size_t conn_table__active(const struct conn_table *t)
+{
+	return t->n_conns;
+}
+
+size_t conn_table__processes(const struct conn_table *t)
+{
+	uint32_t seen[256];
+	size_t n = 0, extra = 0;
+
+	/* Small exact set; beyond 256 distinct pids, count without dedup. */
+	for (size_t b = 0; b < t->n_buckets; b++) {
+		for (struct conn *c = t->buckets[b]; c; c = c->next) {
+			size_t i;
+
+			for (i = 0; i < n && seen[i] != c->pid; i++)
+				;
+			if (i < n)
+				continue;
+			if (n < 256)
+				seen[n++] = c->pid;
+			else
+				extra++;
+		}
+	}
+	return n + extra;
+}
+
+void conn_table__free(struct conn_table *t)
+{
+	if (!t)
+		return;
+	t->fn = NULL;	/* shutting down: in-flight requests are not failures */
+	for (size_t b = 0; b < t->n_buckets; b++) {
+		while (t->buckets[b])
+			conn_close(t, t->buckets[b], ERR_SERVER_CLOSED);
+	}
+	free(t->buckets);
+	free(t);
+}

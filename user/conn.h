@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conn — per-connection byte streams and request/response matching.
+ *
+ * Each tracked connection has a request parser (bytes the server read) and a
+ * response parser (bytes it wrote). Request heads queue up in arrival order;
+ * responses complete them in the same order (HTTP/1 pipelining). A request
+ * whose response never completes — the connection closed, was reset, its
+ * process died, or its events were lost — is completed as failed with a
+ * reason; nothing is invented and nothing silently dropped.
+ *
+ * Completed records are handed to the table's record_fn, which may modify the
+ * record (ids, route) before copying it; the pointer is valid only during the
+ * call.
+ */
+#ifndef OBS_CONN_H
+#define OBS_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "http1.h"
+#include "obs.h"
+#include "record.h"
+
+typedef void (*record_fn)(void *ctx, struct record *r);
+
+/* Failure reasons (record.error). */
+#define ERR_CLIENT_CLOSED	"client_closed"		/* client half-closed, then the connection ended */
+#define ERR_CLIENT_RESET	"client_reset"		/* client sent a TCP reset */
+#define ERR_SERVER_CLOSED	"server_closed"		/* server closed without a complete response */
+#define ERR_PROCESS_EXIT	"process_exit"		/* the server process died */
+#define ERR_LOST		"lost"			/* events of the connection were lost */
+#define ERR_RESP_INCOMPLETE	"response_incomplete"	/* response started, ended early */
+
+struct conn_stats {
+	uint64_t events[OBS_EV_EXIT + 1];	/* decoded, by type */
+	uint64_t bad_events;			/* malformed ring records */
+	uint64_t seq_gaps;			/* connections that noticed lost events */
+	uint64_t orphan_events;			/* events for connections never opened */
+	uint64_t parse_errors[2][H1E_MAX];	/* [dir][error] */
+	uint64_t skipped_bytes[2];		/* bytes skipped while resyncing, [dir] */
+	uint64_t records_ok, records_failed;
+	uint64_t incomplete_requests;		/* partial request heads at close: no record */
+	uint64_t conns_opened, conns_closed;
+	uint64_t requests_in_flight;		/* request heads awaiting their response */
+	uint64_t bytes_in, bytes_out;
+};
+
+struct conn_table;
+
+/* NULL with errno set on allocation failure. */
+struct conn_table *conn_table__new(record_fn fn, void *ctx);
+
+/* Decode and apply one ring-buffer record. Malformed records are counted. */
+void conn_table__event(struct conn_table *t, const void *data, size_t size);
+
+/*
+ * Close connections idle since before idle_before_ns (CLOCK_MONOTONIC) for which
+ * alive(pid, fd, conn_id) says the kernel no longer tracks them (their close was
+ * lost). Pending requests fail with "server_closed".
+ */
+void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
+		       bool (*alive)(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id),
+		       void *ctx);
+
+const struct conn_stats *conn_table__stats(const struct conn_table *t);
+size_t conn_table__active(const struct conn_table *t);
+/* Distinct pids with open tracked connections. */
+size_t conn_table__processes(const struct conn_table *t);
+
+/* Free everything; requests still in flight are dropped, not reported. NULL-safe. */
+void conn_table__free(struct conn_table *t);
+
+#endif

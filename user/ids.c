@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include "ids.h"
+
+static uint64_t rng[4];	/* generator state: written by ids_seed only */
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next64(void)
+{
+	uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+
+	rng[2] ^= rng[0];
+	rng[3] ^= rng[1];
+	rng[1] ^= rng[2];
+	rng[0] ^= rng[3];
+	rng[2] ^= t;
+	rng[3] = rotl(rng[3], 45);
+	return r;
+}
+
+void ids_seed(void)
+{
+	if (getrandom(rng, sizeof(rng), 0) != sizeof(rng)) {
+		rng[0] = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull;
+		rng[1] = (uint64_t)getpid() * 0xbf58476d1ce4e5b9ull;
+		rng[2] = (uint64_t)clock() ^ 0x94d049bb133111ebull;
+	}
+	rng[3] |= 1;	/* state must not be all zero */
+}
+
+void ids_random(uint8_t *out, int n)
+{
+	bool nonzero = false;
+
+	if (!(rng[0] | rng[1] | rng[2] | rng[3]))
+		ids_seed();
+	do {
+		for (int i = 0; i < n; i += 8) {
+			uint64_t v = next64();
+
+			memcpy(out + i, &v, n - i < 8 ? n - i : 8);
+		}
+		for (int i = 0; i < n; i++)
+			nonzero |= out[i] != 0;
+	} while (!nonzero);
+}
+
+void ids_hex(char *out, const uint8_t *in, int n)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (int i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+void ids_uuid4_hex(char out[33])
+{
+	uint8_t b[16];
+
+	ids_random(b, 16);
+	b[6] = (b[6] & 0x0f) | 0x40;	/* version 4 */
+	b[8] = (b[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	ids_hex(out, b, 16);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;	/* uppercase is invalid in traceparent */
+}
+
+static bool parse_hex(const char *s, uint8_t *out, int n)
+{
+	bool nonzero = false;
+
+	for (int i = 0; i < n; i++) {
+		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = hi << 4 | lo;
+		nonzero |= out[i] != 0;
+	}
+	return nonzero;
+}
+
+bool ids_parse_traceparent(const char *s, uint8_t trace_id[16], uint8_t parent_id[8],
+			   bool *sampled)
+{
+	uint8_t ver, flags;
+	size_t len = strlen(s);
+
+	if (len < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-')
+		return false;
+	if (hexval(s[0]) < 0 || hexval(s[1]) < 0)
+		return false;
+	ver = hexval(s[0]) << 4 | hexval(s[1]);
+	if (ver == 0xff || (ver == 0 && len != 55) || (ver > 0 && len > 55 && s[55] != '-'))
+		return false;
+	if (!parse_hex(s + 3, trace_id, 16) || !parse_hex(s + 36, parent_id, 8))
+		return false;
+	if (hexval(s[53]) < 0 || hexval(s[54]) < 0)
+		return false;
+	flags = hexval(s[53]) << 4 | hexval(s[54]);
+	*sampled = flags & 1;
+	return true;
+}

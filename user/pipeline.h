@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pipeline — kernel to records: loads the probes, consumes the ring buffer,
+ * feeds the connection table, finishes each record (wall-clock time, request
+ * id, trace context, route) and hands it to the sinks in the order added.
+ * Single-threaded: call everything from one event loop.
+ */
+#ifndef OBS_PIPELINE_H
+#define OBS_PIPELINE_H
+
+#include <stdint.h>
+#include "conn.h"
+#include "loader.h"
+#include "record.h"
+
+#define PIPELINE_MAX_SINKS	8
+
+typedef void (*sink_fn)(void *ctx, const struct record *r);
+
+struct pipeline;
+
+/* Load and attach with filter f. NULL with errno set (reason logged). */
+struct pipeline *pipeline__open(const struct obs_filter *f);
+
+/* Add a sink; 0 or -E2BIG. */
+int pipeline__add_sink(struct pipeline *p, sink_fn fn, void *ctx);
+
+/* An fd to poll for readability (ring buffer has data worth a wakeup). */
+int pipeline__fd(const struct pipeline *p);
+
+/* Drain the ring buffer now. Returns records consumed or -errno. */
+int pipeline__consume(struct pipeline *p);
+
+/* Housekeeping, call about once a second: kernel counters, stale connections. */
+void pipeline__tick(struct pipeline *p);
+
+/* Kernel counters as of the last tick (summed over CPUs). */
+const uint64_t *pipeline__kcounters(const struct pipeline *p);
+const struct conn_stats *pipeline__stats(const struct pipeline *p);
+size_t pipeline__active_conns(const struct pipeline *p);
+size_t pipeline__processes(const struct pipeline *p);
+/* CLOCK_MONOTONIC ns of the last ring-buffer drain. */
+uint64_t pipeline__last_consume_ns(const struct pipeline *p);
+/* Events lost, all reasons (ring full, tables full). */
+uint64_t pipeline__events_lost(const struct pipeline *p);
+
+/* Detach and free; pending requests are failed to the sinks first. NULL-safe. */
+void pipeline__free(struct pipeline *p);
+
+uint64_t mono_ns(void);
+
+#endif

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * record — one HTTP request as obs rebuilt it, from its first request byte to
+ * its last response byte (or to the moment it failed). Fixed size, no pointers
+ * to elsewhere: records are copied into the store and handed to sinks by
+ * const pointer, valid only during the call.
+ */
+#ifndef OBS_RECORD_H
+#define OBS_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "http1.h"
+
+#define REC_ADDR_MAX	56	/* "[v6 address]:port" */
+#define REC_PATH_MAX	H1_TARGET_MAX
+#define REC_ROUTE_MAX	256
+
+/* record.flags */
+enum {
+	RECF_TRUNCATED	= 1u << 0,	/* a head was not fully captured */
+	RECF_INFERRED	= 1u << 1,	/* a message end was inferred, not framed */
+	RECF_LOST	= 1u << 2,	/* events of this connection were lost */
+	RECF_UNMATCHED	= 1u << 3,	/* a response without a request we could parse */
+	RECF_NO_OPEN	= 1u << 4,	/* connection's open event lost: no addresses */
+	RECF_PATH_TRUNC	= 1u << 5,	/* path longer than REC_PATH_MAX-1 */
+};
+
+enum rec_outcome {
+	REC_OK = 0,		/* the response was written completely */
+	REC_FAILED = 1,		/* no complete response; see record.error */
+};
+
+struct record {
+	uint64_t conn_id;
+	uint64_t start_ns;		/* CLOCK_MONOTONIC: first request byte read */
+	uint64_t end_ns;		/* last response byte written, or failure time */
+	uint64_t resp_start_ns;		/* first byte of the final response (0: none) */
+	uint64_t wall_start_ns;		/* start_ns on CLOCK_REALTIME (epoch ns) */
+	uint64_t bytes_in;		/* request bytes incl. body, as the server read them */
+	uint64_t bytes_out;		/* response bytes incl. interim 1xx and framing */
+	uint32_t pid, tid;
+	uint32_t flags;			/* RECF_* */
+	int status;			/* final status; 0 when no response head */
+	int version_minor;
+	enum rec_outcome outcome;
+	const char *error;		/* static string; "" when outcome is REC_OK */
+	bool sampled;
+	bool has_parent;
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t parent_span_id[8];
+	char request_id[H1_REQID_MAX];
+	char comm[16];
+	char method[H1_METHOD_MAX];
+	char path[REC_PATH_MAX];	/* request-target without query/fragment */
+	char route[REC_ROUTE_MAX];
+	char client[REC_ADDR_MAX];
+	char server[REC_ADDR_MAX];
+	char host[H1_HOST_MAX];
+	char user_agent[H1_UA_MAX];
+	char content_type[H1_CTYPE_MAX];
+	char x_request_id[H1_REQID_MAX];	/* as received (honoured only from trusted peers) */
+	char traceparent[H1_TRACEPARENT_MAX];
+	char tracestate[H1_TRACESTATE_MAX];
+};
+
+/* Fill r's request fields from a parsed request head (path without query). */
+void record__from_head(struct record *r, const struct h1_head *h);
+
+/* Duration and time-to-first-byte in microseconds (0 when unknown). */
+uint64_t record__duration_us(const struct record *r);
+uint64_t record__ttfb_us(const struct record *r);
+
+struct jbuf;
+/* Append r as one JSON object (fields per docs/records.md). */
+void record__json(const struct record *r, struct jbuf *jb);
+
+#endif
