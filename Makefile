@@ -8,7 +8,7 @@ BPFTOOL  ?= bpftool
 CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	    -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I$(OUT)
-LDLIBS   := -lbpf -lelf -lz -lm
+LDLIBS   := -lbpf -lelf -lz -lm -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Wno-gnu-variable-sized-type-not-at-end \
 	      -Ivmlinux -Iinclude -I/usr/include/$(TRIPLET)
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -21,7 +21,7 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-LIB_SRCS := user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
+LIB_SRCS := user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
 	    user/pipeline.c user/route.c user/ids.c user/api.c user/log.c
 LIB_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(LIB_SRCS))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/%,$(wildcard tests/unit/test_*.c))
@@ -61,7 +61,7 @@ $(OUT)/obsctl: $(OUT)/obsctl.o $(OUT)/libobs.a
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
 # Unit tests: each tests/unit/test_X.c links the pure modules, under ASan+UBSan.
-UNIT_SRCS := user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
+UNIT_SRCS := user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
 	     user/ids.c user/log.c
 $(OUT)/test_%: tests/unit/test_%.c $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)
 	$(call msg,CC-SAN,$@)

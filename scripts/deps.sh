@@ -8,7 +8,7 @@ build_pkgs=(make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-con
 test_pkgs=(curl wrk apache2-utils tmux valgrind
 	   python3 python3-uvicorn python3-hypercorn python3-daphne gunicorn
 	   python3-starlette python3-fastapi python3-httptools python3-uvloop python3-h11
-	   python3-wsproto python3-multipart python3-pytest)
+	   python3-wsproto python3-multipart python3-pytest prometheus)
 
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do

@@ -25,6 +25,7 @@ struct conn {
 	uint64_t last_ns;		/* last event, CLOCK_MONOTONIC */
 	uint32_t pid, fd, last_seq, flags;
 	uint32_t seg_tid;		/* thread of the segment being fed */
+	uint16_t lport;
 	uint64_t seg_ts;		/* time of the segment being fed */
 	uint64_t msg_start[2];		/* first-byte time of the message in progress, [dir] */
 	struct record **q;		/* requests awaiting their final response, FIFO */
@@ -174,6 +175,7 @@ static struct record *record_new(struct conn *c, uint64_t start_ns)
 	if (c->flags & CONN_NO_OPEN)
 		r->flags |= RECF_NO_OPEN;
 	memcpy(r->comm, c->comm, sizeof(r->comm));
+	r->lport = c->lport;
 	memcpy(r->client, c->client, sizeof(r->client));
 	memcpy(r->server, c->server, sizeof(r->server));
 	return r;
@@ -449,6 +451,7 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	c->last_seq = o->h.seq;
 	memcpy(c->comm, o->comm, sizeof(c->comm));
 	c->comm[sizeof(c->comm) - 1] = 0;
+	c->lport = o->lport;
 	format_addr(c->client, sizeof(c->client), o->family, o->raddr, o->rport);
 	format_addr(c->server, sizeof(c->server), o->family, o->laddr, o->lport);
 }
@@ -606,27 +609,19 @@ size_t conn_table__active(const struct conn_table *t)
 	return t->n_conns;
 }
 
-size_t conn_table__processes(const struct conn_table *t)
+void conn_table__foreach(const struct conn_table *t,
+			 void (*fn)(void *ctx, const struct conn_view *v), void *ctx)
 {
-	uint32_t seen[256];
-	size_t n = 0, extra = 0;
-
-	/* Small exact set; beyond 256 distinct pids, count without dedup. */
 	for (size_t b = 0; b < t->n_buckets; b++) {
 		for (struct conn *c = t->buckets[b]; c; c = c->next) {
-			size_t i;
+			struct conn_view v = {
+				.pid = c->pid, .lport = c->lport, .comm = c->comm,
+				.in_flight = c->q_len + (c->cur_resp ? 1 : 0),
+			};
 
-			for (i = 0; i < n && seen[i] != c->pid; i++)
-				;
-			if (i < n)
-				continue;
-			if (n < 256)
-				seen[n++] = c->pid;
-			else
-				extra++;
+			fn(ctx, &v);
 		}
 	}
-	return n + extra;
 }
 
 void conn_table__free(struct conn_table *t)

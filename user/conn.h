@@ -66,8 +66,17 @@ void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
 
 const struct conn_stats *conn_table__stats(const struct conn_table *t);
 size_t conn_table__active(const struct conn_table *t);
-/* Distinct pids with open tracked connections. */
-size_t conn_table__processes(const struct conn_table *t);
+
+/* What a visitor sees of one open connection. */
+struct conn_view {
+	uint32_t pid;
+	uint16_t lport;
+	const char *comm;
+	size_t in_flight;	/* requests read whose response is not complete */
+};
+
+void conn_table__foreach(const struct conn_table *t,
+			 void (*fn)(void *ctx, const struct conn_view *v), void *ctx);
 
 /* Free everything; requests still in flight are dropped, not reported. NULL-safe. */
 void conn_table__free(struct conn_table *t);

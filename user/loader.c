@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -21,6 +22,9 @@
 struct loader {
 	struct obs_bpf *skel;
 	int ncpus;
+	/* The ring's consumer and producer positions, mapped read-only. */
+	const volatile unsigned long *cons_pos, *prod_pos;
+	size_t page;
 };
 
 static const char *const counter_names[OBS_C_MAX] = {
@@ -197,6 +201,34 @@ static int fill_maps(struct obs_bpf *skel, const struct obs_filter *f)
 	return 0;
 }
 
+static void map_positions(struct loader *l)
+{
+	int fd = bpf_map__fd(l->skel->maps.rb);
+	void *c, *p;
+
+	l->page = sysconf(_SC_PAGESIZE);
+	c = mmap(NULL, l->page, PROT_READ, MAP_SHARED, fd, 0);
+	p = mmap(NULL, l->page, PROT_READ, MAP_SHARED, fd, l->page);
+	if (c == MAP_FAILED || p == MAP_FAILED) {
+		pr_warn("loader: cannot map ring buffer positions: %s (fill not reported)",
+			strerror(errno));
+		if (c != MAP_FAILED)
+			munmap(c, l->page);
+		if (p != MAP_FAILED)
+			munmap(p, l->page);
+		return;
+	}
+	l->cons_pos = c;
+	l->prod_pos = p;
+}
+
+double loader__ringbuf_fill(const struct loader *l)
+{
+	if (!l->cons_pos)
+		return 0;
+	return (double)(*l->prod_pos - *l->cons_pos) / bpf_map__max_entries(l->skel->maps.rb);
+}
+
 struct loader *loader__open(const struct obs_filter *f)
 {
 	struct loader *l = calloc(1, sizeof(*l));
@@ -232,6 +264,7 @@ struct loader *loader__open(const struct obs_filter *f)
 		pr_warn("loader: cannot attach BPF programs: %s", strerror(-err));
 		goto out_destroy;
 	}
+	map_positions(l);
 	return l;
 
 out_destroy:
@@ -288,6 +321,10 @@ void loader__free(struct loader *l)
 {
 	if (!l)
 		return;
+	if (l->cons_pos) {
+		munmap((void *)l->cons_pos, l->page);
+		munmap((void *)l->prod_pos, l->page);
+	}
 	obs_bpf__destroy(l->skel);
 	free(l);
 }

@@ -36,6 +36,9 @@ struct loader *loader__open(const struct obs_filter *f);
 int loader__ringbuf_fd(const struct loader *l);
 int loader__conns_fd(const struct loader *l);
 
+/* Fraction (0..1) of the ring buffer holding unconsumed records right now. */
+double loader__ringbuf_fill(const struct loader *l);
+
 /* Sum the per-CPU counters into out[OBS_C_MAX]. Returns 0 or -errno. */
 int loader__counters(const struct loader *l, uint64_t out[OBS_C_MAX]);
 

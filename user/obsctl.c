@@ -114,7 +114,7 @@ static int do_trace(int argc, char **argv)
 	}
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	p = pipeline__open(&f);
+	p = pipeline__open(&f, NULL, NULL);
 	if (!p)
 		return 1;
 	jb_init(&out.jb);

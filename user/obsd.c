@@ -1,20 +1,27 @@
 // SPDX-License-Identifier: MIT
 /*
  * obsd — the obs daemon: load the probes, rebuild every HTTP request of the
- * observed servers, keep the newest in a bounded store and serve them, with
- * health and readiness, on --listen.
+ * observed servers, and serve metrics, health, readiness and the newest
+ * request records on --listen.
+ *
+ * One thread runs the event loop (ring buffer, API, ticks). Loading the BPF
+ * programs takes a while, so it runs in a helper thread while the loop
+ * already answers /health (200) and /ready (503 until attached).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 #include "api.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "store.h"
 
@@ -26,11 +33,23 @@
 static volatile sig_atomic_t stop;	/* set by SIGINT/SIGTERM */
 
 struct daemon {
-	struct pipeline *p;
+	struct pipeline *p;		/* NULL until the loader thread is done */
 	struct store *store;
+	struct metrics *metrics;
+	struct services *svc;
+	struct routes *rt;
 	struct api *api;
 	uint64_t start_ns;
 	const char *listen;
+	struct obs_filter filter;
+	struct metrics_opts mopts;
+	size_t store_size;
+	unsigned route_cap;
+	/* loader thread */
+	pthread_t loader;
+	int load_efd;
+	struct pipeline *loaded;
+	int load_err;
 };
 
 static void on_signal(int sig)
@@ -43,29 +62,135 @@ static void store_sink(void *ctx, const struct record *r)
 	store__push(ctx, r);
 }
 
+/* ---- /health ---- */
+
+struct health_ctx {
+	struct daemon *d;
+	struct jbuf *jb;
+	const char *service;	/* the group being written */
+	uint64_t conns;
+	double uptime;
+};
+
+static double proc_uptime(uint32_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start;
+	struct timespec now;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	/* field 22 (starttime) is the 20th after the ")" */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+				"%*d %*d %*d %llu", &start) != 1)
+		return 0;
+	clock_gettime(CLOCK_BOOTTIME, &now);
+	return now.tv_sec + now.tv_nsec / 1e9 - (double)start / sysconf(_SC_CLK_TCK);
+}
+
+static void health_conn(void *ctx, const struct conn_view *v)
+{
+	struct health_ctx *h = ctx;
+
+	if (!strcmp(pipeline__service_of(h->d->p, v->pid, v->comm, v->lport), h->service))
+		h->conns++;
+}
+
+static void health_worker(void *ctx, const struct proc_view *v)
+{
+	struct health_ctx *h = ctx;
+	double up;
+
+	if (strcmp(pipeline__service_of(h->d->p, v->pid, v->comm, v->lport), h->service))
+		return;
+	jb_u64(h->jb, NULL, v->pid);
+	up = proc_uptime(v->pid);
+	if (up > h->uptime)
+		h->uptime = up;
+}
+
+/* Visit processes; write one server object per service not written yet. */
+struct health_groups {
+	struct health_ctx *h;
+	char seen[64][64];
+	int n_seen;
+};
+
+static void health_group(void *ctx, const struct proc_view *v)
+{
+	struct health_groups *g = ctx;
+	struct health_ctx *h = g->h;
+	const char *svc = pipeline__service_of(h->d->p, v->pid, v->comm, v->lport);
+
+	for (int i = 0; i < g->n_seen; i++)
+		if (!strcmp(g->seen[i], svc))
+			return;
+	if (g->n_seen >= 64)
+		return;
+	snprintf(g->seen[g->n_seen++], 64, "%s", svc);
+	h->service = g->seen[g->n_seen - 1];
+	h->conns = 0;
+	h->uptime = 0;
+	jb_obj_open(h->jb);
+	jb_str(h->jb, "service", h->service);
+	jb_arr_open(h->jb, "worker_ids");
+	pipeline__foreach_proc(h->d->p, health_worker, h);
+	jb_arr_close(h->jb);
+	pipeline__foreach_conn(h->d->p, health_conn, h);
+	jb_dbl(h->jb, "uptime_seconds", h->uptime);
+	jb_u64(h->jb, "active_connections", h->conns);
+	jb_obj_close(h->jb);
+}
+
 static void h_health(struct daemon *d, struct api_reply *rep)
 {
 	struct jbuf *jb = &rep->body;
+	struct health_ctx h = { .d = d, .jb = jb };
+	struct health_groups *g;
 
 	jb_obj_open(jb);
 	jb_str(jb, "status", "ok");
 	jb_dbl(jb, "uptime_seconds", (mono_ns() - d->start_ns) / 1e9);
-	jb_u64(jb, "observed_processes", pipeline__processes(d->p));
-	jb_u64(jb, "active_connections", pipeline__active_conns(d->p));
-	jb_u64(jb, "events_lost", pipeline__events_lost(d->p));
-	jb_u64(jb, "requests_in_flight", pipeline__stats(d->p)->requests_in_flight);
-	jb_u64(jb, "requests_total",
-	       pipeline__stats(d->p)->records_ok + pipeline__stats(d->p)->records_failed);
+	jb_bool(jb, "attached", d->p != NULL);
+	jb_u64(jb, "observed_processes", d->p ? pipeline__processes(d->p) : 0);
+	jb_u64(jb, "active_connections", d->p ? pipeline__active_conns(d->p) : 0);
+	jb_u64(jb, "events_lost", d->p ? pipeline__events_lost(d->p) : 0);
+	if (d->p) {
+		const struct conn_stats *st = pipeline__stats(d->p);
+
+		jb_u64(jb, "requests_in_flight", st->requests_in_flight);
+		jb_u64(jb, "requests_total", st->records_ok + st->records_failed);
+		g = calloc(1, sizeof(*g));
+		if (g) {
+			g->h = &h;
+			jb_arr_open(jb, "servers");
+			pipeline__foreach_proc(d->p, health_group, g);
+			jb_arr_close(jb);
+			free(g);
+		}
+	}
 	jb_obj_close(jb);
 }
 
 static void h_ready(struct daemon *d, struct api_reply *rep)
 {
-	bool ok = mono_ns() - pipeline__last_consume_ns(d->p) < STALL_NS;
+	const char *why = NULL;
 
-	rep->status = ok ? 200 : 503;
+	if (!d->p)
+		why = "attaching";
+	else if (mono_ns() - pipeline__last_consume_ns(d->p) >= STALL_NS)
+		why = "stalled";
+	rep->status = why ? 503 : 200;
 	jb_obj_open(&rep->body);
-	jb_str(&rep->body, "status", ok ? "ready" : "stalled");
+	jb_str(&rep->body, "status", why ? why : "ready");
 	jb_obj_close(&rep->body);
 }
 
@@ -93,13 +218,16 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 {
 	struct daemon *d = ctx;
 
-	if (!strcmp(path, "/health"))
+	if (!strcmp(path, "/health")) {
 		h_health(d, rep);
-	else if (!strcmp(path, "/ready"))
+	} else if (!strcmp(path, "/ready")) {
 		h_ready(d, rep);
-	else if (!strcmp(path, "/api/requests"))
+	} else if (!strcmp(path, "/metrics")) {
+		rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		metrics__render(d->metrics, d->p, &rep->body);
+	} else if (!strcmp(path, "/api/requests")) {
 		h_requests(d, query, rep);
-	else {
+	} else {
 		rep->status = 404;
 		jb_obj_open(&rep->body);
 		jb_str(&rep->body, "error", "not found");
@@ -107,39 +235,84 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 	}
 }
 
+/* ---- loading and the loop ---- */
+
+static void *load_thread(void *arg)
+{
+	struct daemon *d = arg;
+	uint64_t one = 1;
+
+	d->loaded = pipeline__open(&d->filter, d->svc, d->rt);
+	d->load_err = d->loaded ? 0 : errno;
+	if (write(d->load_efd, &one, sizeof(one)) != sizeof(one))
+		pr_warn("obsd: cannot signal load completion: %s", strerror(errno));
+	return NULL;
+}
+
+/* The loader thread finished: adopt its pipeline. 0 or -errno. */
+static int adopt_pipeline(struct daemon *d, int ep)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 1 };
+
+	pthread_join(d->loader, NULL);
+	if (!d->loaded)
+		return -d->load_err;
+	d->p = d->loaded;
+	pipeline__add_sink(d->p, store_sink, d->store);
+	pipeline__add_sink(d->p, metrics__record, d->metrics);
+	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
+	pipeline__tick(d->p);
+	pr_info("obsd: attached; API on http://%s (/metrics /health /ready /api/requests)",
+		d->listen);
+	return 0;
+}
+
 static int run(struct daemon *d)
 {
 	struct epoll_event ev = { .events = EPOLLIN }, evs[4];
-	int ep = epoll_create1(EPOLL_CLOEXEC);
+	int ep = epoll_create1(EPOLL_CLOEXEC), err = 0;
 	uint64_t next_tick = 0;
 
 	if (ep < 0)
 		return -errno;
-	ev.data.u32 = 1;
-	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
 	ev.data.u32 = 2;
 	epoll_ctl(ep, EPOLL_CTL_ADD, api__fd(d->api), &ev);
-	pr_info("obsd: attached; API on http://%s (/health /ready /api/requests)", d->listen);
+	ev.data.u32 = 3;
+	epoll_ctl(ep, EPOLL_CTL_ADD, d->load_efd, &ev);
 	while (!stop) {
 		int n = epoll_wait(ep, evs, 4, LOOP_TIMEOUT_MS);
 		uint64_t now;
 
-		if (n < 0 && errno != EINTR)
+		if (n < 0 && errno != EINTR) {
+			err = -errno;
 			break;
-		pipeline__consume(d->p);
-		for (int i = 0; i < n; i++)
-			if (evs[i].data.u32 == 2)
+		}
+		if (d->p)
+			pipeline__consume(d->p);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.u32 == 2) {
 				api__process(d->api);
+			} else if (evs[i].data.u32 == 3) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, d->load_efd, NULL);
+				err = adopt_pipeline(d, ep);
+				if (err)
+					goto out;
+			}
+		}
 		now = mono_ns();
 		if (now >= next_tick) {
-			pipeline__tick(d->p);
+			if (d->p)
+				pipeline__tick(d->p);
 			api__tick(d->api);
 			next_tick = now + 1000000000ull;
 		}
 	}
+out:
 	close(ep);
-	return 0;
+	return err;
 }
+
+/* ---- options ---- */
 
 static void usage(FILE *f)
 {
@@ -151,14 +324,22 @@ static void usage(FILE *f)
 		"  --pid PID              observe this process and its children (repeatable)\n"
 		"  --comm NAME            observe processes with this command name (repeatable)\n"
 		"  --port PORT            observe servers on this local port (repeatable)\n"
+		"  --service KIND:V=NAME  name a service: pid:1234=api, port:8000=api, comm:gunicorn=api\n"
+		"  --route PATTERN        route template such as /users/{id} (repeatable)\n"
+		"  --route-cap N          distinct routes per service before overflow (default %d)\n"
+		"  --worker-label         add worker=\"<pid>\" to http_* series\n"
+		"  --buckets LIST         duration buckets in seconds, e.g. 0.005,0.05,0.5\n"
 		"  --capture-bytes N      bytes captured per read/write (default %d, max %d)\n"
 		"  --store-size N         request records kept for /api/requests (default %d)\n"
 		"  -v, --verbose          more logging (twice: libbpf debug)\n"
 		"  -h, --help\n",
-		OBS_CAP_DEFAULT, OBS_CAP_MAX, STORE_DEFAULT);
+		ROUTE_CAP_DEFAULT, OBS_CAP_DEFAULT, OBS_CAP_MAX, STORE_DEFAULT);
 }
 
-enum { OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE };
+enum {
+	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
+	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS,
+};
 
 static const struct option long_opts[] = {
 	{ "listen", required_argument, NULL, OPT_LISTEN },
@@ -167,55 +348,82 @@ static const struct option long_opts[] = {
 	{ "port", required_argument, NULL, OPT_PORT },
 	{ "capture-bytes", required_argument, NULL, OPT_CAP },
 	{ "store-size", required_argument, NULL, OPT_STORE },
+	{ "service", required_argument, NULL, OPT_SERVICE },
+	{ "route", required_argument, NULL, OPT_ROUTE },
+	{ "route-cap", required_argument, NULL, OPT_ROUTE_CAP },
+	{ "worker-label", no_argument, NULL, OPT_WORKER },
+	{ "buckets", required_argument, NULL, OPT_BUCKETS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{},
 };
 
-static int parse_args(int argc, char **argv, struct obs_filter *f, struct daemon *d,
-		      size_t *store_size)
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
-	int o, err = 0;
 	char *end;
 
-	while ((o = getopt_long(argc, argv, "vh", long_opts, NULL)) != -1) {
-		switch (o) {
-		case OPT_LISTEN:
-			d->listen = optarg;
-			break;
-		case OPT_PID:
-			err = obs_filter__add_pid(f, optarg);
-			break;
-		case OPT_COMM:
-			err = obs_filter__add_comm(f, optarg);
-			break;
-		case OPT_PORT:
-			err = obs_filter__add_port(f, optarg);
-			break;
-		case OPT_CAP:
-			f->cap_bytes = strtoul(optarg, &end, 10);
-			if (*end || f->cap_bytes < 64 || f->cap_bytes > OBS_CAP_MAX)
-				err = -EINVAL;
-			break;
-		case OPT_STORE:
-			*store_size = strtoul(optarg, &end, 10);
-			if (*end || !*store_size || *store_size > 10000000)
-				err = -EINVAL;
-			break;
-		case 'v':
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	return errno || end == s || *end || s[0] == '-' || *out < min || *out > max ? -EINVAL : 0;
+}
+
+static int parse_opt(struct daemon *d, int o, const char *arg)
+{
+	unsigned long v;
+	int err;
+
+	switch (o) {
+	case OPT_LISTEN:
+		d->listen = arg;
+		return 0;
+	case OPT_PID:
+		return obs_filter__add_pid(&d->filter, arg);
+	case OPT_COMM:
+		return obs_filter__add_comm(&d->filter, arg);
+	case OPT_PORT:
+		return obs_filter__add_port(&d->filter, arg);
+	case OPT_CAP:
+		err = parse_uint(arg, 64, OBS_CAP_MAX, &v);
+		d->filter.cap_bytes = v;
+		return err;
+	case OPT_STORE:
+		err = parse_uint(arg, 1, 10000000, &v);
+		d->store_size = v;
+		return err;
+	case OPT_SERVICE:
+		return services__add_rule(d->svc, arg);
+	case OPT_ROUTE:
+		return routes__add_pattern(d->rt, arg);
+	case OPT_ROUTE_CAP:
+		err = parse_uint(arg, 1, 100000, &v);
+		d->route_cap = v;
+		return err;
+	case OPT_WORKER:
+		d->mopts.worker_label = true;
+		return 0;
+	case OPT_BUCKETS:
+		return metrics_parse_buckets(&d->mopts, arg);
+	}
+	return -EINVAL;
+}
+
+static int parse_args(int argc, char **argv, struct daemon *d)
+{
+	int o, idx;
+
+	while ((o = getopt_long(argc, argv, "vh", long_opts, &idx)) != -1) {
+		if (o == 'v') {
 			log_level++;
-			break;
-		case 'h':
+		} else if (o == 'h') {
 			usage(stdout);
 			exit(0);
-		default:
+		} else if (o == '?') {
 			usage(stderr);
 			return -EINVAL;
-		}
-		if (err) {
-			fprintf(stderr, "obsd: invalid value for --%s: '%s'\n",
-				long_opts[o - OPT_LISTEN].name, optarg);
-			return err;
+		} else if (parse_opt(d, o, optarg)) {
+			fprintf(stderr, "obsd: invalid value for --%s: '%s'\n", long_opts[idx].name,
+				optarg);
+			return -EINVAL;
 		}
 	}
 	if (optind < argc) {
@@ -227,40 +435,50 @@ static int parse_args(int argc, char **argv, struct obs_filter *f, struct daemon
 
 int main(int argc, char **argv)
 {
-	static struct obs_filter f;
-	struct daemon d = { .listen = DEFAULT_LISTEN };
+	static struct daemon d = { .listen = DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
 	struct sigaction sa = { .sa_handler = on_signal };
-	size_t store_size = STORE_DEFAULT;
-	int err;
+	int err = 1;
 
-	if (parse_args(argc, argv, &f, &d, &store_size))
-		return 2;
+	d.svc = services__new();
+	d.rt = routes__new(ROUTE_CAP_DEFAULT);
+	if (!d.svc || !d.rt)
+		goto out;
+	if (parse_args(argc, argv, &d)) {
+		err = 2;
+		goto out;
+	}
+	if (d.route_cap)
+		routes__with_cap(d.rt, d.route_cap);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	d.start_ns = mono_ns();
-	d.store = store__new(store_size);
-	if (!d.store) {
-		pr_warn("obsd: cannot allocate the request store: %s", strerror(errno));
-		return 1;
+	d.store = store__new(d.store_size);
+	d.metrics = metrics__new(&d.mopts);
+	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!d.store || !d.metrics || d.load_efd < 0) {
+		pr_warn("obsd: out of memory at start: %s", strerror(errno));
+		goto out;
 	}
 	d.api = api__new(d.listen, handler, &d);
-	if (!d.api) {
-		err = 1;
-		goto out_store;
+	if (!d.api)
+		goto out;
+	if (pthread_create(&d.loader, NULL, load_thread, &d)) {
+		pr_warn("obsd: cannot start the loader thread");
+		goto out;
 	}
-	d.p = pipeline__open(&f);
-	if (!d.p) {
-		err = 1;
-		goto out_api;
-	}
-	pipeline__add_sink(d.p, store_sink, d.store);
 	err = run(&d) ? 1 : 0;
+	if (!d.p && !err)	/* stopped while loading: wait for the thread */
+		pthread_join(d.loader, NULL), d.p = d.loaded;
 	pr_info("obsd: stopping");
+out:
 	pipeline__free(d.p);
-out_api:
 	api__free(d.api);
-out_store:
+	metrics__free(d.metrics);
 	store__free(d.store);
+	routes__free(d.rt);
+	services__free(d.svc);
+	if (d.load_efd > 0)
+		close(d.load_efd);
 	return err;
 }

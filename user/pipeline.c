@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,11 +13,24 @@
 #include "route.h"
 
 #define SWEEP_IDLE_NS	(30ull * 1000000000ull)
+#define MAX_PROCS	4096	/* observed processes remembered */
+
+struct proc {
+	uint32_t pid;		/* 0: free */
+	uint16_t lport;
+	char comm[OBS_COMM_LEN];
+	uint64_t first_seen_ns;
+};
 
 struct pipeline {
 	struct loader *l;
 	struct ring_buffer *rb;
 	struct conn_table *ct;
+	struct services *svc, *own_svc;
+	struct routes *rt, *own_rt;
+	double fill, fill_peak;
+	struct proc procs[MAX_PROCS];	/* small unordered set */
+	size_t n_procs;
 	struct {
 		sink_fn fn;
 		void *ctx;
@@ -58,29 +73,70 @@ static void finish_record(void *ctx, struct record *r)
 		r->sampled = true;
 	}
 	ids_random(r->span_id, sizeof(r->span_id));
+	snprintf(r->service, sizeof(r->service), "%s",
+		 services__of(p->svc, r->pid, r->comm, r->lport));
 	if (r->flags & RECF_UNMATCHED)
 		strcpy(r->route, "");
 	else
-		route_template(r->path, r->route, sizeof(r->route));
+		routes__resolve(p->rt, r->service, r->path, r->route);
 	for (int i = 0; i < p->n_sinks; i++)
 		p->sinks[i].fn(p->sinks[i].ctx, r);
+}
+
+static void proc_add(struct pipeline *p, const struct obs_ev_open *o)
+{
+	for (size_t i = 0; i < p->n_procs; i++)
+		if (p->procs[i].pid == o->h.pid)
+			return;
+	if (p->n_procs >= MAX_PROCS)
+		return;
+	p->procs[p->n_procs].pid = o->h.pid;
+	p->procs[p->n_procs].lport = o->lport;
+	memcpy(p->procs[p->n_procs].comm, o->comm, OBS_COMM_LEN);
+	p->procs[p->n_procs].comm[OBS_COMM_LEN - 1] = 0;
+	p->procs[p->n_procs].first_seen_ns = o->h.ts_ns;
+	p->n_procs++;
+}
+
+static void proc_del(struct pipeline *p, uint32_t pid)
+{
+	for (size_t i = 0; i < p->n_procs; i++) {
+		if (p->procs[i].pid == pid) {
+			p->procs[i] = p->procs[--p->n_procs];
+			return;
+		}
+	}
 }
 
 static int on_ring(void *ctx, void *data, size_t size)
 {
 	struct pipeline *p = ctx;
+	const struct obs_ev_hdr *h = data;
 
 	conn_table__event(p->ct, data, size);
+	if (size >= sizeof(struct obs_ev_open) && h->type == OBS_EV_OPEN)
+		proc_add(p, data);
+	if (size >= sizeof(*h) && h->type == OBS_EV_EXIT) {
+		services__forget(p->svc, h->pid);
+		proc_del(p, h->pid);
+	}
 	return 0;
 }
 
-struct pipeline *pipeline__open(const struct obs_filter *f)
+struct pipeline *pipeline__open(const struct obs_filter *f, struct services *svc,
+				struct routes *rt)
 {
 	struct pipeline *p = calloc(1, sizeof(*p));
 	int err = 0;
 
 	if (!p)
 		return NULL;
+	p->svc = svc ? svc : (p->own_svc = services__new());
+	p->rt = rt ? rt : (p->own_rt = routes__new(0));
+	if (!p->svc || !p->rt) {
+		err = -ENOMEM;
+		goto out_free;
+	}
 	ids_seed();
 	p->wall_offset_ns = wall_offset();
 	p->ct = conn_table__new(finish_record, p);
@@ -107,6 +163,8 @@ out_loader:
 out_table:
 	conn_table__free(p->ct);
 out_free:
+	services__free(p->own_svc);
+	routes__free(p->own_rt);
 	free(p);
 	errno = -err;
 	return NULL;
@@ -129,7 +187,12 @@ int pipeline__fd(const struct pipeline *p)
 
 int pipeline__consume(struct pipeline *p)
 {
-	int n = ring_buffer__consume(p->rb);
+	int n;
+
+	p->fill = loader__ringbuf_fill(p->l);
+	if (p->fill > p->fill_peak)
+		p->fill_peak = p->fill;
+	n = ring_buffer__consume(p->rb);
 
 	p->last_consume_ns = mono_ns();
 	return n;
@@ -153,6 +216,12 @@ void pipeline__tick(struct pipeline *p)
 
 	p->wall_offset_ns = wall_offset();
 	loader__counters(p->l, p->kc);
+	for (size_t i = 0; i < p->n_procs; i++) {	/* exits whose event was lost */
+		if (kill(p->procs[i].pid, 0) && errno == ESRCH) {
+			services__forget(p->svc, p->procs[i].pid);
+			proc_del(p, p->procs[i--].pid);
+		}
+	}
 	if (now > SWEEP_IDLE_NS)
 		conn_table__sweep(p->ct, now - SWEEP_IDLE_NS, kernel_has_conn, p);
 }
@@ -174,7 +243,20 @@ size_t pipeline__active_conns(const struct pipeline *p)
 
 size_t pipeline__processes(const struct pipeline *p)
 {
-	return conn_table__processes(p->ct);
+	return p->n_procs;
+}
+
+void pipeline__foreach_proc(const struct pipeline *p,
+			    void (*fn)(void *ctx, const struct proc_view *v), void *ctx)
+{
+	for (size_t i = 0; i < p->n_procs; i++) {
+		struct proc_view v = {
+			.pid = p->procs[i].pid, .lport = p->procs[i].lport,
+			.comm = p->procs[i].comm, .first_seen_ns = p->procs[i].first_seen_ns,
+		};
+
+		fn(ctx, &v);
+	}
 }
 
 uint64_t pipeline__last_consume_ns(const struct pipeline *p)
@@ -197,5 +279,34 @@ void pipeline__free(struct pipeline *p)
 	ring_buffer__free(p->rb);
 	loader__free(p->l);
 	conn_table__free(p->ct);
+	services__free(p->own_svc);
+	routes__free(p->own_rt);
 	free(p);
+}
+
+const char *pipeline__service_of(struct pipeline *p, uint32_t pid, const char *comm,
+				 uint16_t lport)
+{
+	return services__of(p->svc, pid, comm, lport);
+}
+
+void pipeline__foreach_conn(const struct pipeline *p,
+			    void (*fn)(void *ctx, const struct conn_view *v), void *ctx)
+{
+	conn_table__foreach(p->ct, fn, ctx);
+}
+
+double pipeline__ringbuf_fill(const struct pipeline *p)
+{
+	return p->fill;
+}
+
+double pipeline__ringbuf_fill_peak(const struct pipeline *p)
+{
+	return p->fill_peak;
+}
+
+struct routes *pipeline__routes(const struct pipeline *p)
+{
+	return p->rt;
 }

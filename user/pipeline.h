@@ -12,6 +12,8 @@
 #include "conn.h"
 #include "loader.h"
 #include "record.h"
+#include "route.h"
+#include "service.h"
 
 #define PIPELINE_MAX_SINKS	8
 
@@ -19,8 +21,39 @@ typedef void (*sink_fn)(void *ctx, const struct record *r);
 
 struct pipeline;
 
-/* Load and attach with filter f. NULL with errno set (reason logged). */
-struct pipeline *pipeline__open(const struct obs_filter *f);
+/*
+ * Load and attach with filter f. svc and rt (may be NULL: defaults) are
+ * borrowed: they must outlive the pipeline. NULL with errno set (reason logged).
+ */
+struct pipeline *pipeline__open(const struct obs_filter *f, struct services *svc,
+				struct routes *rt);
+
+/* The service a connection belongs to (see service.h). */
+const char *pipeline__service_of(struct pipeline *p, uint32_t pid, const char *comm,
+				 uint16_t lport);
+
+/* An observed process: one that served at least one HTTP/1 connection and
+ * has not exited. */
+struct proc_view {
+	uint32_t pid;
+	uint16_t lport;		/* port of its first connection */
+	const char *comm;
+	uint64_t first_seen_ns;	/* CLOCK_MONOTONIC */
+};
+
+void pipeline__foreach_proc(const struct pipeline *p,
+			    void (*fn)(void *ctx, const struct proc_view *v), void *ctx);
+
+/* The route table in use (for its counters). */
+struct routes *pipeline__routes(const struct pipeline *p);
+
+/* Visit every open connection. */
+void pipeline__foreach_conn(const struct pipeline *p,
+			    void (*fn)(void *ctx, const struct conn_view *v), void *ctx);
+
+/* Ring-buffer fill (0..1) seen right before the last drain, and the peak. */
+double pipeline__ringbuf_fill(const struct pipeline *p);
+double pipeline__ringbuf_fill_peak(const struct pipeline *p);
 
 /* Add a sink; 0 or -E2BIG. */
 int pipeline__add_sink(struct pipeline *p, sink_fn fn, void *ctx);
@@ -38,7 +71,7 @@ void pipeline__tick(struct pipeline *p);
 const uint64_t *pipeline__kcounters(const struct pipeline *p);
 const struct conn_stats *pipeline__stats(const struct pipeline *p);
 size_t pipeline__active_conns(const struct pipeline *p);
-size_t pipeline__processes(const struct pipeline *p);
+size_t pipeline__processes(const struct pipeline *p);	/* observed processes */
 /* CLOCK_MONOTONIC ns of the last ring-buffer drain. */
 uint64_t pipeline__last_consume_ns(const struct pipeline *p);
 /* Events lost, all reasons (ring full, tables full). */

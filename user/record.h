@@ -42,6 +42,7 @@ struct record {
 	uint64_t bytes_out;		/* response bytes incl. interim 1xx and framing */
 	uint32_t pid, tid;
 	uint32_t flags;			/* RECF_* */
+	uint16_t lport;			/* server's local port (0 when unknown) */
 	int status;			/* final status; 0 when no response head */
 	int version_minor;
 	enum rec_outcome outcome;
@@ -53,6 +54,7 @@ struct record {
 	uint8_t parent_span_id[8];
 	char request_id[H1_REQID_MAX];
 	char comm[16];
+	char service[64];		/* see service.h */
 	char method[H1_METHOD_MAX];
 	char path[REC_PATH_MAX];	/* request-target without query/fragment */
 	char route[REC_ROUTE_MAX];

@@ -1,0 +1,440 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "metrics.h"
+
+static const double default_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+					  0.25,	 0.5,	 1,	2.5,  5,     10 };
+
+/* One labelled series; which fields are used depends on the table. */
+struct series {
+	struct series *next;
+	char *key;		/* label values joined by '\x1f' */
+	uint64_t count;
+	double sum;
+	uint64_t *buckets;	/* histogram only: non-cumulative counts per bucket */
+};
+
+struct table {
+	struct series **b;
+	size_t n_buckets, n;
+};
+
+struct metrics {
+	struct metrics_opts o;
+	struct table requests;	/* service, method, route, status[, worker] */
+	struct table duration;	/* service, method, route[, worker] */
+	struct table bytes_out;	/* service[, worker] */
+	struct table bytes_in;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return h;
+}
+
+static void table_grow(struct table *t)
+{
+	size_t nb = t->n_buckets ? t->n_buckets * 2 : 256;
+	struct series **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return;
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		struct series *s = t->b[i], *next;
+
+		for (; s; s = next) {
+			next = s->next;
+			s->next = b[hash_str(s->key) & (nb - 1)];
+			b[hash_str(s->key) & (nb - 1)] = s;
+		}
+	}
+	free(t->b);
+	t->b = b;
+	t->n_buckets = nb;
+}
+
+/* Find or create the series for key; NULL when memory is short. */
+static struct series *table_get(struct table *t, const char *key, int n_hist)
+{
+	struct series *s;
+	size_t i;
+
+	if (t->n >= t->n_buckets)
+		table_grow(t);
+	if (!t->n_buckets)
+		return NULL;
+	i = hash_str(key) & (t->n_buckets - 1);
+	for (s = t->b[i]; s; s = s->next)
+		if (!strcmp(s->key, key))
+			return s;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->key = strdup(key);
+	s->buckets = n_hist ? calloc(n_hist, sizeof(*s->buckets)) : NULL;
+	if (!s->key || (n_hist && !s->buckets)) {
+		free(s->key);
+		free(s->buckets);
+		free(s);
+		return NULL;
+	}
+	s->next = t->b[i];
+	t->b[i] = s;
+	t->n++;
+	return s;
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		struct series *s = t->b[i], *next;
+
+		for (; s; s = next) {
+			next = s->next;
+			free(s->key);
+			free(s->buckets);
+			free(s);
+		}
+	}
+	free(t->b);
+}
+
+struct metrics *metrics__new(const struct metrics_opts *o)
+{
+	struct metrics *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	if (o)
+		m->o = *o;
+	if (!m->o.n_buckets) {
+		m->o.n_buckets = sizeof(default_buckets) / sizeof(default_buckets[0]);
+		memcpy(m->o.buckets, default_buckets, sizeof(default_buckets));
+	}
+	return m;
+}
+
+void metrics__free(struct metrics *m)
+{
+	if (!m)
+		return;
+	table_free(&m->requests);
+	table_free(&m->duration);
+	table_free(&m->bytes_out);
+	table_free(&m->bytes_in);
+	free(m);
+}
+
+int metrics_parse_buckets(struct metrics_opts *o, const char *s)
+{
+	int n = 0;
+	char *end;
+
+	while (*s) {
+		double v = strtod(s, &end);
+
+		if (end == s || v <= 0 || n >= METRICS_MAX_BUCKETS || (n && v <= o->buckets[n - 1]))
+			return -EINVAL;
+		o->buckets[n++] = v;
+		if (*end == ',')
+			end++;
+		else if (*end)
+			return -EINVAL;
+		s = end;
+	}
+	if (!n)
+		return -EINVAL;
+	o->n_buckets = n;
+	return 0;
+}
+
+static const char *method_label(const char *m)
+{
+	static const char *const known[] = { "GET",    "HEAD",	  "POST",  "PUT",  "DELETE",
+					     "CONNECT", "OPTIONS", "TRACE", "PATCH" };
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!strcmp(m, known[i]))
+			return known[i];
+	return "_OTHER";
+}
+
+void metrics__record(void *ctx, const struct record *r)
+{
+	struct metrics *m = ctx;
+	char key[512], worker[16] = "";
+	double secs = (double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e9;
+	const char *method = method_label(r->method);
+	struct series *s;
+	int b;
+
+	if (m->o.worker_label)
+		snprintf(worker, sizeof(worker), "\x1f%u", r->pid);
+	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%d%s", r->service, method, r->route,
+		 r->status, worker);
+	s = table_get(&m->requests, key, 0);
+	if (s)
+		s->count++;
+	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s%s", r->service, method, r->route, worker);
+	s = table_get(&m->duration, key, m->o.n_buckets);
+	if (s) {
+		for (b = 0; b < m->o.n_buckets && secs > m->o.buckets[b]; b++)
+			;
+		if (b < m->o.n_buckets)
+			s->buckets[b]++;
+		s->count++;
+		s->sum += secs;
+	}
+	snprintf(key, sizeof(key), "%s%s", r->service, worker);
+	s = table_get(&m->bytes_out, key, 0);
+	if (s)
+		s->count += r->bytes_out;
+	s = table_get(&m->bytes_in, key, 0);
+	if (s)
+		s->count += r->bytes_in;
+}
+
+/* ---- exposition ---- */
+
+static void label_value(struct jbuf *o, const char *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == '\\' || v[i] == '"')
+			jb_raw(o, "\\", 1);
+		if (v[i] == '\n')
+			jb_raw(o, "\\n", 2);
+		else
+			jb_raw(o, v + i, 1);
+	}
+}
+
+/* Write {a="x",b="y"[,extra]} from a '\x1f'-joined key and label names. */
+static void labels(struct jbuf *o, const char *const *names, int n, const char *key,
+		   const char *extra)
+{
+	const char *p = key;
+
+	jb_raw(o, "{", 1);
+	for (int i = 0; i < n; i++) {
+		size_t l = strcspn(p, "\x1f");
+
+		if (i)
+			jb_raw(o, ",", 1);
+		jb_raw(o, names[i], strlen(names[i]));
+		jb_raw(o, "=\"", 2);
+		label_value(o, p, l);
+		jb_raw(o, "\"", 1);
+		p += l + (p[l] ? 1 : 0);
+	}
+	if (extra) {
+		jb_raw(o, ",", 1);
+		jb_raw(o, extra, strlen(extra));
+	}
+	jb_raw(o, "}", 1);
+}
+
+static void printf_raw(struct jbuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void printf_raw(struct jbuf *o, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		jb_raw(o, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+static void header(struct jbuf *o, const char *name, const char *type, const char *help)
+{
+	printf_raw(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter_table(struct jbuf *o, const struct table *t, const char *name,
+			  const char *const *names, int n)
+{
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		for (const struct series *s = t->b[i]; s; s = s->next) {
+			jb_raw(o, name, strlen(name));
+			labels(o, names, n, s->key, NULL);
+			printf_raw(o, " %llu\n", (unsigned long long)s->count);
+		}
+	}
+}
+
+static void histogram_table(struct metrics *m, struct jbuf *o, const char *name,
+			    const char *const *names, int n)
+{
+	for (size_t i = 0; i < m->duration.n_buckets; i++) {
+		for (const struct series *s = m->duration.b[i]; s; s = s->next) {
+			uint64_t cum = 0;
+			char le[48];
+
+			for (int b = 0; b < m->o.n_buckets; b++) {
+				cum += s->buckets[b];
+				snprintf(le, sizeof(le), "le=\"%g\"", m->o.buckets[b]);
+				printf_raw(o, "%s_bucket", name);
+				labels(o, names, n, s->key, le);
+				printf_raw(o, " %llu\n", (unsigned long long)cum);
+			}
+			printf_raw(o, "%s_bucket", name);
+			labels(o, names, n, s->key, "le=\"+Inf\"");
+			printf_raw(o, " %llu\n%s_sum", (unsigned long long)s->count, name);
+			labels(o, names, n, s->key, NULL);
+			printf_raw(o, " %.9f\n%s_count", s->sum, name);
+			labels(o, names, n, s->key, NULL);
+			printf_raw(o, " %llu\n", (unsigned long long)s->count);
+		}
+	}
+}
+
+/* Per-service connection gauges, computed from the open connections. */
+struct conn_agg {
+	struct metrics *m;
+	struct pipeline *p;
+	struct table active, in_flight;
+};
+
+static void agg_conn(void *ctx, const struct conn_view *v)
+{
+	struct conn_agg *a = ctx;
+	char key[128];
+	struct series *s;
+
+	if (a->m->o.worker_label)
+		snprintf(key, sizeof(key), "%s\x1f%u",
+			 pipeline__service_of(a->p, v->pid, v->comm, v->lport), v->pid);
+	else
+		snprintf(key, sizeof(key), "%s",
+			 pipeline__service_of(a->p, v->pid, v->comm, v->lport));
+	if ((s = table_get(&a->active, key, 0)))
+		s->count++;
+	if ((s = table_get(&a->in_flight, key, 0)))
+		s->count += v->in_flight;
+}
+
+/* Every observed process's service gets its gauges, 0 when idle. */
+static void agg_proc(void *ctx, const struct proc_view *v)
+{
+	struct conn_view cv = { .pid = v->pid, .lport = v->lport, .comm = v->comm };
+	struct conn_agg *a = ctx;
+	char key[128];
+
+	if (a->m->o.worker_label)
+		snprintf(key, sizeof(key), "%s\x1f%u",
+			 pipeline__service_of(a->p, cv.pid, cv.comm, cv.lport), cv.pid);
+	else
+		snprintf(key, sizeof(key), "%s", pipeline__service_of(a->p, cv.pid, cv.comm, cv.lport));
+	table_get(&a->active, key, 0);
+	table_get(&a->in_flight, key, 0);
+}
+
+static void render_http(struct metrics *m, struct pipeline *p, struct jbuf *o)
+{
+	static const char *const req_l[] = { "service", "method", "route", "status_code", "worker" };
+	static const char *const dur_l[] = { "service", "method", "route", "worker" };
+	static const char *const svc_l[] = { "service", "worker" };
+	int w = m->o.worker_label ? 1 : 0;
+	struct conn_agg a = { .m = m, .p = p };
+
+	header(o, "http_requests_total", "counter", "HTTP requests by status code");
+	counter_table(o, &m->requests, "http_requests_total", req_l, 4 + w);
+	header(o, "http_request_duration_seconds", "histogram",
+	       "Request duration: first request byte read to last response byte written");
+	histogram_table(m, o, "http_request_duration_seconds", dur_l, 3 + w);
+	if (p) {
+		pipeline__foreach_proc(p, agg_proc, &a);
+		pipeline__foreach_conn(p, agg_conn, &a);
+	}
+	header(o, "http_connections_active", "gauge", "Open TCP connections");
+	counter_table(o, &a.active, "http_connections_active", svc_l, 1 + w);
+	header(o, "http_requests_in_flight", "gauge", "Requests being processed");
+	counter_table(o, &a.in_flight, "http_requests_in_flight", svc_l, 1 + w);
+	header(o, "http_bytes_sent_total", "counter", "Total response bytes");
+	counter_table(o, &m->bytes_out, "http_bytes_sent_total", svc_l, 1 + w);
+	header(o, "http_bytes_received_total", "counter", "Total request bytes");
+	counter_table(o, &m->bytes_in, "http_bytes_received_total", svc_l, 1 + w);
+	table_free(&a.active);
+	table_free(&a.in_flight);
+}
+
+static void collapsed_line(void *ctx, const char *service, uint64_t collapsed, unsigned distinct)
+{
+	struct jbuf *o = ctx;
+	static const char *const l[] = { "service" };
+
+	jb_raw(o, "obs_routes_collapsed_total", 26);
+	labels(o, l, 1, service, NULL);
+	printf_raw(o, " %llu\n", (unsigned long long)collapsed);
+}
+
+static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
+{
+	static const struct {
+		enum obs_counter c;
+		const char *reason;
+	} lost[] = {
+		{ OBS_C_LOST_RINGBUF, "ringbuf_full" },	   { OBS_C_LOST_CONNS_FULL, "conn_table_full" },
+		{ OBS_C_LOST_ARGS_FULL, "args_table_full" }, { OBS_C_LOST_TARGETS_FULL, "targets_full" },
+		{ OBS_C_READ_FAULT, "read_fault" },
+	};
+	const uint64_t *kc = pipeline__kcounters(p);
+	const struct conn_stats *st = pipeline__stats(p);
+
+	header(o, "obs_events_total", "counter", "Kernel records written to the ring buffer");
+	printf_raw(o, "obs_events_total %llu\n", (unsigned long long)kc[OBS_C_EVENTS]);
+	header(o, "obs_events_lost_total", "counter", "Kernel records or captures lost, by reason");
+	for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
+		printf_raw(o, "obs_events_lost_total{reason=\"%s\"} %llu\n", lost[i].reason,
+			   (unsigned long long)kc[lost[i].c]);
+	header(o, "obs_capture_truncated_total", "counter",
+	       "Reads/writes longer than the capture (bytes counted, not all copied)");
+	printf_raw(o, "obs_capture_truncated_total %llu\n", (unsigned long long)kc[OBS_C_TRUNCATED]);
+	header(o, "obs_parse_errors_total", "counter", "HTTP/1 parse errors by direction and kind");
+	for (int d = 0; d < 2; d++)
+		for (int e = 1; e < H1E_MAX; e++)
+			printf_raw(o, "obs_parse_errors_total{direction=\"%s\",error=\"%s\"} %llu\n",
+				   d ? "response" : "request", h1_error_name(e),
+				   (unsigned long long)st->parse_errors[d][e]);
+	header(o, "obs_connections_lost_events_total", "counter",
+	       "Connections on which lost kernel records were noticed");
+	printf_raw(o, "obs_connections_lost_events_total %llu\n", (unsigned long long)st->seq_gaps);
+	header(o, "obs_connections_tracked", "gauge", "HTTP/1 connections followed right now");
+	printf_raw(o, "obs_connections_tracked %zu\n", pipeline__active_conns(p));
+	header(o, "obs_connections_opened_total", "counter", "Accepted TCP connections tracked");
+	printf_raw(o, "obs_connections_opened_total %llu\n",
+		   (unsigned long long)kc[OBS_C_CONNS_OPENED]);
+	header(o, "obs_connections_not_http_total", "counter",
+	       "Tracked connections whose first bytes were not HTTP/1");
+	printf_raw(o, "obs_connections_not_http_total %llu\n",
+		   (unsigned long long)kc[OBS_C_CONNS_NOT_HTTP]);
+	header(o, "obs_requests_total", "counter", "Request records completed, by outcome");
+	printf_raw(o, "obs_requests_total{outcome=\"ok\"} %llu\nobs_requests_total{outcome=\"failed\"} %llu\n",
+		   (unsigned long long)st->records_ok, (unsigned long long)st->records_failed);
+	header(o, "obs_ringbuf_fill_ratio", "gauge", "Ring buffer fill before the last drain");
+	printf_raw(o, "obs_ringbuf_fill_ratio %.6f\n", pipeline__ringbuf_fill(p));
+	header(o, "obs_ringbuf_fill_peak_ratio", "gauge", "Highest ring buffer fill seen");
+	printf_raw(o, "obs_ringbuf_fill_peak_ratio %.6f\n", pipeline__ringbuf_fill_peak(p));
+	header(o, "obs_routes_collapsed_total", "counter",
+	       "Paths reported as the overflow route because the service hit its route cap");
+	routes__foreach_service(rt, collapsed_line, o);
+}
+
+void metrics__render(struct metrics *m, struct pipeline *p, struct jbuf *out)
+{
+	render_http(m, p, out);
+	if (p)
+		render_obs(p, pipeline__routes(p), out);
+}
