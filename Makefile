@@ -8,7 +8,7 @@ BPFTOOL  ?= bpftool
 CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	    -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I$(OUT)
-LDLIBS   := -lbpf -lelf -lz -lm -lpthread
+LDLIBS   := -lbpf -lelf -lz -lm -lpthread -lcurl -lprotobuf-c
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Wno-gnu-variable-sized-type-not-at-end \
 	      -Ivmlinux -Iinclude -I/usr/include/$(TRIPLET)
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -21,9 +21,9 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-LIB_SRCS := user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
+LIB_SRCS := user/otlp.c user/otlp_encode.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
 	    user/pipeline.c user/route.c user/ids.c user/api.c user/log.c
-LIB_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(LIB_SRCS))
+LIB_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(filter user/%,$(LIB_SRCS))) $(OUT)/otlp.pb-c.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all clean deps run test unit e2e bench fuzz
@@ -44,6 +44,16 @@ $(OUT)/obs.skel.h: $(OUT)/obs.bpf.o
 
 $(OUT)/loader.o: $(OUT)/obs.skel.h
 
+$(OUT)/otlp.pb-c.c $(OUT)/otlp.pb-c.h: proto/otlp.proto | $(OUT)
+	$(call msg,PROTOC,$@)
+	$(Q)protoc-c --proto_path=proto --c_out=$(OUT) $<
+
+$(OUT)/otlp.pb-c.o: $(OUT)/otlp.pb-c.c
+	$(call msg,CC,$@)
+	$(Q)$(CC) -O2 -g -Wall -Werror -I$(OUT) -c $< -o $@
+
+$(OUT)/otlp_encode.o $(OUT)/otlp.o: $(OUT)/otlp.pb-c.h
+
 $(OUT)/%.o: user/%.c $(wildcard user/*.h) include/obs.h | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
@@ -61,7 +71,7 @@ $(OUT)/obsctl: $(OUT)/obsctl.o $(OUT)/libobs.a
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
 # Unit tests: each tests/unit/test_X.c links the pure modules, under ASan+UBSan.
-UNIT_SRCS := user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
+UNIT_SRCS := user/span.c user/sampler.c user/trust.c user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
 	     user/ids.c user/log.c
 $(OUT)/test_%: tests/unit/test_%.c $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)
 	$(call msg,CC-SAN,$@)

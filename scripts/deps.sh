@@ -4,18 +4,34 @@
 set -euo pipefail
 
 build_pkgs=(make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
-	    libclang-rt-14-dev libncurses-dev)
+	    libclang-rt-14-dev libncurses-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler)
 test_pkgs=(curl wrk apache2-utils tmux valgrind
 	   python3 python3-uvicorn python3-hypercorn python3-daphne gunicorn
 	   python3-starlette python3-fastapi python3-httptools python3-uvloop python3-h11
 	   python3-wsproto python3-multipart python3-pytest prometheus)
+
+# The test OTLP receiver decodes with the official protos' generated decoder
+# (npm @opentelemetry/otlp-transformer, pinned in tests/otlp/package.json).
+npm_deps() {
+	local dir=tests/otlp
+	[ -f "$dir/node_modules/@opentelemetry/otlp-transformer/build/src/generated/root.js" ] && return 0
+	command -v npm >/dev/null || return 0	# installed below with Debian's nodejs
+	(cd "$dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+}
+cd "$(dirname "$0")/.."
 
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 		missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	missing+=(nodejs npm)
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+	npm_deps
+	exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "deps.sh: missing packages (${missing[*]}); run as root" >&2
@@ -25,3 +41,4 @@ echo "deps.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get -qq update >/dev/null
 apt-get -qq install -y --no-install-recommends "${missing[@]}" >/dev/null
+npm_deps

@@ -33,6 +33,7 @@ struct conn {
 	struct record *cur_req;		/* request whose head is parsed, body still arriving */
 	struct record *cur_resp;	/* record whose final response is being written */
 	char comm[OBS_COMM_LEN];
+	uint8_t client_addr[16];	/* v4-mapped for IPv4 */
 	char client[REC_ADDR_MAX];
 	char server[REC_ADDR_MAX];
 	struct h1_parser p[2];		/* [OBS_DIR_IN] requests, [OBS_DIR_OUT] responses */
@@ -176,6 +177,7 @@ static struct record *record_new(struct conn *c, uint64_t start_ns)
 		r->flags |= RECF_NO_OPEN;
 	memcpy(r->comm, c->comm, sizeof(r->comm));
 	r->lport = c->lport;
+	memcpy(r->client_addr, c->client_addr, sizeof(r->client_addr));
 	memcpy(r->client, c->client, sizeof(r->client));
 	memcpy(r->server, c->server, sizeof(r->server));
 	return r;
@@ -452,6 +454,13 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	memcpy(c->comm, o->comm, sizeof(c->comm));
 	c->comm[sizeof(c->comm) - 1] = 0;
 	c->lport = o->lport;
+	if (o->family == AF_INET) {
+		memset(c->client_addr, 0, 10);
+		c->client_addr[10] = c->client_addr[11] = 0xff;
+		memcpy(c->client_addr + 12, o->raddr, 4);
+	} else {
+		memcpy(c->client_addr, o->raddr, 16);
+	}
 	format_addr(c->client, sizeof(c->client), o->family, o->raddr, o->rport);
 	format_addr(c->server, sizeof(c->server), o->family, o->laddr, o->lport);
 }

@@ -94,7 +94,8 @@ static int do_trace(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{},
 	};
-	static struct obs_filter f;
+	static struct pipeline_opts po;
+	struct obs_filter *f = &po.filter;
 	struct trace_out out = {};
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct pipeline *p;
@@ -106,7 +107,7 @@ static int do_trace(int argc, char **argv)
 			out.json = true;
 		} else if (o == 'v') {
 			log_level++;
-		} else if (o == '?' || filter_opt(&f, o, optarg)) {
+		} else if (o == '?' || filter_opt(f, o, optarg)) {
 			fprintf(stderr, "usage: obsctl trace [--json] [--pid PID] [--comm NAME] "
 					"[--port PORT] [--capture-bytes N]\n");
 			return 2;
@@ -114,7 +115,7 @@ static int do_trace(int argc, char **argv)
 	}
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	p = pipeline__open(&f, NULL, NULL);
+	p = pipeline__open(&po);
 	if (!p)
 		return 1;
 	jb_init(&out.jb);

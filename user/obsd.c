@@ -22,7 +22,10 @@
 #include "api.h"
 #include "log.h"
 #include "metrics.h"
+#include "otlp.h"
+#include "span.h"
 #include "pipeline.h"
+#include "ids.h"
 #include "store.h"
 
 #define DEFAULT_LISTEN		"127.0.0.1:9464"
@@ -36,12 +39,17 @@ struct daemon {
 	struct pipeline *p;		/* NULL until the loader thread is done */
 	struct store *store;
 	struct metrics *metrics;
+	struct otlp *otlp;		/* NULL: no endpoint, spans only in the store */
+	struct otlp_config ocfg;
 	struct services *svc;
 	struct routes *rt;
 	struct api *api;
 	uint64_t start_ns;
 	const char *listen;
-	struct obs_filter filter;
+	struct pipeline_opts popts;
+	struct sampler sampler;
+	char sampler_name[32], sampler_arg[32];
+	struct trust trust;
 	struct metrics_opts mopts;
 	size_t store_size;
 	unsigned route_cap;
@@ -60,6 +68,42 @@ static void on_signal(int sig)
 static void store_sink(void *ctx, const struct record *r)
 {
 	store__push(ctx, r);
+}
+
+/* obs_* series of the span pipeline (appended to /metrics). */
+static void render_export_metrics(struct daemon *d, struct jbuf *o)
+{
+	const struct otlp_stats *st = d->otlp ? otlp__stats(d->otlp) : NULL;
+	char line[256];
+
+	jb_raw(o, line, snprintf(line, sizeof(line),
+		"# HELP obs_traceparent_invalid_total Incoming traceparent headers ignored as invalid\n"
+		"# TYPE obs_traceparent_invalid_total counter\nobs_traceparent_invalid_total %llu\n",
+		(unsigned long long)(d->p ? pipeline__traceparent_invalid(d->p) : 0)));
+	if (!st)
+		return;
+	jb_raw(o, line, snprintf(line, sizeof(line),
+		"# HELP obs_spans_exported_total Spans acknowledged by the OTLP endpoint\n"
+		"# TYPE obs_spans_exported_total counter\nobs_spans_exported_total %llu\n",
+		(unsigned long long)st->spans_exported));
+	jb_raw(o, line, snprintf(line, sizeof(line),
+		"# HELP obs_spans_dropped_total Spans not exported, by reason\n"
+		"# TYPE obs_spans_dropped_total counter\n"
+		"obs_spans_dropped_total{reason=\"queue_full\"} %llu\n"
+		"obs_spans_dropped_total{reason=\"export_failed\"} %llu\n",
+		(unsigned long long)st->spans_dropped_queue,
+		(unsigned long long)st->spans_dropped_export));
+	jb_raw(o, line, snprintf(line, sizeof(line),
+		"# HELP obs_spans_queued Spans waiting for export\n"
+		"# TYPE obs_spans_queued gauge\nobs_spans_queued %llu\n",
+		(unsigned long long)st->queue_len));
+	jb_raw(o, line, snprintf(line, sizeof(line),
+		"# HELP obs_export_errors_total OTLP export errors by kind\n"
+		"# TYPE obs_export_errors_total counter\n"));
+	for (int e = 0; e < OTLP_E_MAX; e++)
+		jb_raw(o, line, snprintf(line, sizeof(line),
+			"obs_export_errors_total{kind=\"%s\"} %llu\n", otlp_err_name(e),
+			(unsigned long long)st->errors[e]));
 }
 
 /* ---- /health ---- */
@@ -214,6 +258,76 @@ static void h_requests(struct daemon *d, const char *query, struct api_reply *re
 	jb_obj_close(&rep->body);
 }
 
+static void span_json(const struct record *r, const char *service, struct jbuf *jb)
+{
+	static const char *const codes[] = { "UNSET", "OK", "ERROR" };
+	struct span_view v;
+	char hex[33];
+
+	span_view(&v, r);
+	jb_obj_open(jb);
+	ids_hex(hex, r->trace_id, 16);
+	jb_str(jb, "trace_id", hex);
+	ids_hex(hex, r->span_id, 8);
+	jb_str(jb, "span_id", hex);
+	if (r->has_parent)
+		ids_hex(hex, r->parent_span_id, 8);
+	else
+		hex[0] = 0;
+	jb_str(jb, "parent_span_id", hex);
+	jb_str(jb, "trace_state", r->tracestate);
+	jb_str(jb, "name", v.name);
+	jb_str(jb, "kind", "SERVER");
+	jb_u64(jb, "start_time_unix_nano", r->wall_start_ns);
+	jb_u64(jb, "end_time_unix_nano", r->wall_start_ns + (r->end_ns - r->start_ns));
+	jb_u64(jb, "duration_us", record__duration_us(r));
+	jb_key(jb, "status");
+	jb_obj_open(jb);
+	jb_str(jb, "code", codes[v.status]);
+	jb_str(jb, "message", v.status_message ? v.status_message : "");
+	jb_obj_close(jb);
+	jb_key(jb, "resource");
+	jb_obj_open(jb);
+	jb_str(jb, "service.name", service[0] ? service : r->service);
+	jb_u64(jb, "process.pid", r->pid);
+	jb_str(jb, "process.executable.name", r->comm);
+	jb_obj_close(jb);
+	jb_key(jb, "attributes");
+	jb_obj_open(jb);
+	for (int i = 0; i < v.n_attrs; i++) {
+		if (v.attrs[i].type == SPAN_STR)
+			jb_str(jb, v.attrs[i].key, v.attrs[i].str);
+		else
+			jb_i64(jb, v.attrs[i].key, v.attrs[i].i);
+	}
+	jb_obj_close(jb);
+	jb_obj_close(jb);
+}
+
+/* Sampled records of the store, as spans, newest first. */
+static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
+{
+	size_t limit = API_LIMIT_DEFAULT, n = 0;
+	char v[24];
+
+	if (!api_query_get(query, "limit", v, sizeof(v)))
+		limit = strtoul(v, NULL, 10);
+	jb_obj_open(&rep->body);
+	jb_bool(&rep->body, "exporting", d->otlp != NULL);
+	jb_arr_open(&rep->body, "spans");
+	for (size_t i = 0; n < limit && i < store__count(d->store); i++) {
+		const struct record *r = store__get(d->store, i);
+
+		if (r->sampled) {
+			span_json(r, d->ocfg.service_name, &rep->body);
+			n++;
+		}
+	}
+	jb_arr_close(&rep->body);
+	jb_u64(&rep->body, "count", n);
+	jb_obj_close(&rep->body);
+}
+
 static void handler(void *ctx, const char *path, const char *query, struct api_reply *rep)
 {
 	struct daemon *d = ctx;
@@ -225,8 +339,11 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 	} else if (!strcmp(path, "/metrics")) {
 		rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
 		metrics__render(d->metrics, d->p, &rep->body);
+		render_export_metrics(d, &rep->body);
 	} else if (!strcmp(path, "/api/requests")) {
 		h_requests(d, query, rep);
+	} else if (!strcmp(path, "/api/traces")) {
+		h_traces(d, query, rep);
 	} else {
 		rep->status = 404;
 		jb_obj_open(&rep->body);
@@ -242,7 +359,11 @@ static void *load_thread(void *arg)
 	struct daemon *d = arg;
 	uint64_t one = 1;
 
-	d->loaded = pipeline__open(&d->filter, d->svc, d->rt);
+	d->popts.svc = d->svc;
+	d->popts.rt = d->rt;
+	d->popts.sampler = &d->sampler;
+	d->popts.trust = &d->trust;
+	d->loaded = pipeline__open(&d->popts);
 	d->load_err = d->loaded ? 0 : errno;
 	if (write(d->load_efd, &one, sizeof(one)) != sizeof(one))
 		pr_warn("obsd: cannot signal load completion: %s", strerror(errno));
@@ -260,6 +381,8 @@ static int adopt_pipeline(struct daemon *d, int ep)
 	d->p = d->loaded;
 	pipeline__add_sink(d->p, store_sink, d->store);
 	pipeline__add_sink(d->p, metrics__record, d->metrics);
+	if (d->otlp)
+		pipeline__add_sink(d->p, otlp__span, d->otlp);
 	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
 	pipeline__tick(d->p);
 	pr_info("obsd: attached; API on http://%s (/metrics /health /ready /api/requests)",
@@ -289,6 +412,8 @@ static int run(struct daemon *d)
 		}
 		if (d->p)
 			pipeline__consume(d->p);
+		if (d->otlp)
+			otlp__poll(d->otlp);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 2) {
 				api__process(d->api);
@@ -329,6 +454,15 @@ static void usage(FILE *f)
 		"  --route-cap N          distinct routes per service before overflow (default %d)\n"
 		"  --worker-label         add worker=\"<pid>\" to http_* series\n"
 		"  --buckets LIST         duration buckets in seconds, e.g. 0.005,0.05,0.5\n"
+		"  --trusted-proxy CIDR   honour X-Request-ID from these peers (default: none)\n"
+		"  --otlp-endpoint URL    OTLP/HTTP base URL, /v1/traces appended\n"
+		"                         (OTEL_EXPORTER_OTLP_ENDPOINT); none: spans stay local\n"
+		"  --otlp-traces-endpoint URL  full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)\n"
+		"  --otlp-header K=V      extra export header (OTEL_EXPORTER_OTLP_HEADERS)\n"
+		"  --service-name NAME    resource service.name for every span (OTEL_SERVICE_NAME)\n"
+		"  --traces-sampler NAME  always_on, always_off, traceidratio, parentbased_always_on\n"
+		"                         (default), parentbased_traceidratio (OTEL_TRACES_SAMPLER)\n"
+		"  --traces-sampler-arg R ratio for the ratio samplers (OTEL_TRACES_SAMPLER_ARG)\n"
 		"  --capture-bytes N      bytes captured per read/write (default %d, max %d)\n"
 		"  --store-size N         request records kept for /api/requests (default %d)\n"
 		"  -v, --verbose          more logging (twice: libbpf debug)\n"
@@ -338,7 +472,8 @@ static void usage(FILE *f)
 
 enum {
 	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
-	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS,
+	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
+	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
 };
 
 static const struct option long_opts[] = {
@@ -353,6 +488,13 @@ static const struct option long_opts[] = {
 	{ "route-cap", required_argument, NULL, OPT_ROUTE_CAP },
 	{ "worker-label", no_argument, NULL, OPT_WORKER },
 	{ "buckets", required_argument, NULL, OPT_BUCKETS },
+	{ "trusted-proxy", required_argument, NULL, OPT_TRUSTED },
+	{ "otlp-endpoint", required_argument, NULL, OPT_OTLP_EP },
+	{ "otlp-traces-endpoint", required_argument, NULL, OPT_OTLP_TRACES_EP },
+	{ "otlp-header", required_argument, NULL, OPT_OTLP_HEADER },
+	{ "service-name", required_argument, NULL, OPT_SVC_NAME },
+	{ "traces-sampler", required_argument, NULL, OPT_SAMPLER },
+	{ "traces-sampler-arg", required_argument, NULL, OPT_SAMPLER_ARG },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{},
@@ -377,14 +519,14 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 		d->listen = arg;
 		return 0;
 	case OPT_PID:
-		return obs_filter__add_pid(&d->filter, arg);
+		return obs_filter__add_pid(&d->popts.filter, arg);
 	case OPT_COMM:
-		return obs_filter__add_comm(&d->filter, arg);
+		return obs_filter__add_comm(&d->popts.filter, arg);
 	case OPT_PORT:
-		return obs_filter__add_port(&d->filter, arg);
+		return obs_filter__add_port(&d->popts.filter, arg);
 	case OPT_CAP:
 		err = parse_uint(arg, 64, OBS_CAP_MAX, &v);
-		d->filter.cap_bytes = v;
+		d->popts.filter.cap_bytes = v;
 		return err;
 	case OPT_STORE:
 		err = parse_uint(arg, 1, 10000000, &v);
@@ -403,6 +545,24 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 		return 0;
 	case OPT_BUCKETS:
 		return metrics_parse_buckets(&d->mopts, arg);
+	case OPT_TRUSTED:
+		return trust_add(&d->trust, arg);
+	case OPT_OTLP_EP:
+	case OPT_OTLP_TRACES_EP:
+		return otlp_config_endpoint(&d->ocfg, arg, o == OPT_OTLP_TRACES_EP);
+	case OPT_OTLP_HEADER:
+		return otlp_config_header(&d->ocfg, arg);
+	case OPT_SVC_NAME:
+		if (!*arg || strlen(arg) >= sizeof(d->ocfg.service_name))
+			return -EINVAL;
+		strcpy(d->ocfg.service_name, arg);
+		return 0;
+	case OPT_SAMPLER:
+		snprintf(d->sampler_name, sizeof(d->sampler_name), "%s", arg);
+		return 0;
+	case OPT_SAMPLER_ARG:
+		snprintf(d->sampler_arg, sizeof(d->sampler_arg), "%s", arg);
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -443,9 +603,29 @@ int main(int argc, char **argv)
 	d.rt = routes__new(ROUTE_CAP_DEFAULT);
 	if (!d.svc || !d.rt)
 		goto out;
+	if (otlp_config_env(&d.ocfg)) {	/* environment first: flags override it */
+		err = 2;
+		goto out;
+	}
+	snprintf(d.sampler_name, sizeof(d.sampler_name), "%s",
+		 getenv("OTEL_TRACES_SAMPLER") ?: "parentbased_always_on");
+	snprintf(d.sampler_arg, sizeof(d.sampler_arg), "%s", getenv("OTEL_TRACES_SAMPLER_ARG") ?: "");
 	if (parse_args(argc, argv, &d)) {
 		err = 2;
 		goto out;
+	}
+	if (sampler_parse(&d.sampler, d.sampler_name, d.sampler_arg)) {
+		fprintf(stderr, "obsd: invalid traces sampler '%s' (arg '%s')\n", d.sampler_name,
+			d.sampler_arg);
+		err = 2;
+		goto out;
+	}
+	if (d.ocfg.traces_url[0]) {
+		d.otlp = otlp__new(&d.ocfg);
+		if (!d.otlp)
+			goto out;
+		pr_info("obsd: exporting spans to %s (sampler %s)", d.ocfg.traces_url,
+			sampler_name(&d.sampler));
 	}
 	if (d.route_cap)
 		routes__with_cap(d.rt, d.route_cap);
@@ -471,7 +651,9 @@ int main(int argc, char **argv)
 	if (!d.p && !err)	/* stopped while loading: wait for the thread */
 		pthread_join(d.loader, NULL), d.p = d.loaded;
 	pr_info("obsd: stopping");
+	otlp__flush(d.otlp, 2000);
 out:
+	otlp__free(d.otlp);
 	pipeline__free(d.p);
 	api__free(d.api);
 	metrics__free(d.metrics);

@@ -28,6 +28,9 @@ struct pipeline {
 	struct conn_table *ct;
 	struct services *svc, *own_svc;
 	struct routes *rt, *own_rt;
+	const struct sampler *sampler;
+	const struct trust *trust;
+	uint64_t traceparent_invalid;
 	double fill, fill_peak;
 	struct proc procs[MAX_PROCS];	/* small unordered set */
 	size_t n_procs;
@@ -62,16 +65,27 @@ static void finish_record(void *ctx, struct record *r)
 {
 	struct pipeline *p = ctx;
 
+	bool parent_sampled = false;
+
 	r->wall_start_ns = r->start_ns + p->wall_offset_ns;
-	if (!r->request_id[0])
+	if (r->request_id[0]) {
+		/* the server's own X-Request-ID: kept */
+	} else if (r->x_request_id[0] && trust_match(p->trust, r->client_addr) &&
+		   request_id_valid(r->x_request_id)) {
+		memcpy(r->request_id, r->x_request_id, sizeof(r->request_id));
+	} else {
 		ids_uuid4_hex(r->request_id);
-	if (r->traceparent[0] &&
-	    ids_parse_traceparent(r->traceparent, r->trace_id, r->parent_span_id, &r->sampled)) {
+	}
+	if (r->traceparent[0] && ids_parse_traceparent(r->traceparent, r->trace_id,
+						       r->parent_span_id, &parent_sampled)) {
 		r->has_parent = true;
 	} else {
+		if (r->traceparent[0])
+			p->traceparent_invalid++;
+		r->tracestate[0] = 0;	/* only kept with a valid traceparent */
 		ids_random(r->trace_id, sizeof(r->trace_id));
-		r->sampled = true;
 	}
+	r->sampled = sampler_decide(p->sampler, r->trace_id, r->has_parent, parent_sampled);
 	ids_random(r->span_id, sizeof(r->span_id));
 	snprintf(r->service, sizeof(r->service), "%s",
 		 services__of(p->svc, r->pid, r->comm, r->lport));
@@ -123,16 +137,17 @@ static int on_ring(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-struct pipeline *pipeline__open(const struct obs_filter *f, struct services *svc,
-				struct routes *rt)
+struct pipeline *pipeline__open(const struct pipeline_opts *o)
 {
 	struct pipeline *p = calloc(1, sizeof(*p));
 	int err = 0;
 
 	if (!p)
 		return NULL;
-	p->svc = svc ? svc : (p->own_svc = services__new());
-	p->rt = rt ? rt : (p->own_rt = routes__new(0));
+	p->svc = o->svc ? o->svc : (p->own_svc = services__new());
+	p->rt = o->rt ? o->rt : (p->own_rt = routes__new(0));
+	p->sampler = o->sampler;
+	p->trust = o->trust;
 	if (!p->svc || !p->rt) {
 		err = -ENOMEM;
 		goto out_free;
@@ -144,7 +159,7 @@ struct pipeline *pipeline__open(const struct obs_filter *f, struct services *svc
 		err = -errno;
 		goto out_free;
 	}
-	p->l = loader__open(f);
+	p->l = loader__open(&o->filter);
 	if (!p->l) {
 		err = -errno;
 		goto out_table;
@@ -309,4 +324,9 @@ double pipeline__ringbuf_fill_peak(const struct pipeline *p)
 struct routes *pipeline__routes(const struct pipeline *p)
 {
 	return p->rt;
+}
+
+uint64_t pipeline__traceparent_invalid(const struct pipeline *p)
+{
+	return p->traceparent_invalid;
 }

@@ -13,7 +13,9 @@
 #include "loader.h"
 #include "record.h"
 #include "route.h"
+#include "sampler.h"
 #include "service.h"
+#include "trust.h"
 
 #define PIPELINE_MAX_SINKS	8
 
@@ -21,12 +23,22 @@ typedef void (*sink_fn)(void *ctx, const struct record *r);
 
 struct pipeline;
 
+struct pipeline_opts {
+	struct obs_filter filter;
+	struct services *svc;		/* NULL: defaults */
+	struct routes *rt;		/* NULL: defaults */
+	const struct sampler *sampler;	/* NULL: parentbased_always_on */
+	const struct trust *trust;	/* NULL: no peer's X-Request-ID is honoured */
+};
+
 /*
- * Load and attach with filter f. svc and rt (may be NULL: defaults) are
- * borrowed: they must outlive the pipeline. NULL with errno set (reason logged).
+ * Load and attach. Pointers in o are borrowed: they must outlive the pipeline.
+ * NULL with errno set (reason logged).
  */
-struct pipeline *pipeline__open(const struct obs_filter *f, struct services *svc,
-				struct routes *rt);
+struct pipeline *pipeline__open(const struct pipeline_opts *o);
+
+/* Incoming traceparent headers that were present but invalid (ignored). */
+uint64_t pipeline__traceparent_invalid(const struct pipeline *p);
 
 /* The service a connection belongs to (see service.h). */
 const char *pipeline__service_of(struct pipeline *p, uint32_t pid, const char *comm,

@@ -43,6 +43,7 @@ struct record {
 	uint32_t pid, tid;
 	uint32_t flags;			/* RECF_* */
 	uint16_t lport;			/* server's local port (0 when unknown) */
+	uint8_t client_addr[16];	/* peer address, IPv4 as v4-mapped IPv6 */
 	int status;			/* final status; 0 when no response head */
 	int version_minor;
 	enum rec_outcome outcome;

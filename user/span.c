@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: MIT
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "span.h"
+
+static void add_str(struct span_view *v, const char *key, const char *val)
+{
+	if (v->n_attrs < SPAN_MAX_ATTRS && val && val[0])
+		v->attrs[v->n_attrs++] = (struct span_attr){ .key = key, .type = SPAN_STR, .str = val };
+}
+
+static void add_int(struct span_view *v, const char *key, int64_t val)
+{
+	if (v->n_attrs < SPAN_MAX_ATTRS)
+		v->attrs[v->n_attrs++] = (struct span_attr){ .key = key, .type = SPAN_INT, .i = val };
+}
+
+/* Split "ip:port" / "[v6]:port" into ip (into buf) and port. */
+static int split_addr(const char *addr, char *buf, size_t n)
+{
+	const char *colon = strrchr(addr, ':');
+	size_t l;
+
+	if (!colon)
+		return 0;
+	l = colon - addr;
+	if (addr[0] == '[' && l >= 2) {
+		addr++;
+		l -= 2;
+	}
+	if (l >= n)
+		l = n - 1;
+	memcpy(buf, addr, l);
+	buf[l] = 0;
+	return atoi(colon + 1);
+}
+
+void span_view(struct span_view *v, const struct record *r)
+{
+	int cport, sport;
+	size_t hl;
+
+	memset(v, 0, sizeof(*v));
+	snprintf(v->name, sizeof(v->name), "%s %s", r->method[0] ? r->method : "HTTP",
+		 r->route[0] ? r->route : "");
+	if (r->outcome != REC_OK) {
+		v->status = SPAN_STATUS_ERROR;
+		v->status_message = r->error;
+	} else if (r->status >= 500) {
+		v->status = SPAN_STATUS_ERROR;
+	}
+	cport = split_addr(r->client, v->client_ip, sizeof(v->client_ip));
+	sport = split_addr(r->server, v->server_ip, sizeof(v->server_ip));
+	hl = strcspn(r->host, ":");
+	if (r->host[0] == '[')
+		hl = strcspn(r->host, "]") + 1;
+	snprintf(v->server_host, sizeof(v->server_host), "%.*s", (int)hl, r->host);
+	strcpy(v->flavor, r->version_minor ? "1.1" : "1.0");
+
+	add_str(v, "http.request.method", r->method);
+	add_str(v, "url.path", r->path);
+	add_str(v, "url.scheme", "http");
+	add_str(v, "http.route", r->route);
+	if (r->status)
+		add_int(v, "http.response.status_code", r->status);
+	add_str(v, "server.address", v->server_host[0] ? v->server_host : v->server_ip);
+	if (sport)
+		add_int(v, "server.port", sport);
+	add_str(v, "client.address", v->client_ip);
+	if (cport)
+		add_int(v, "client.port", cport);
+	add_str(v, "user_agent.original", r->user_agent);
+	add_str(v, "network.protocol.name", "http");
+	add_str(v, "network.protocol.version", v->flavor);
+	/* older semantic conventions */
+	add_str(v, "http.method", r->method);
+	add_str(v, "http.target", r->path);
+	add_str(v, "http.scheme", "http");
+	add_str(v, "http.host", r->host);
+	if (r->status)
+		add_int(v, "http.status_code", r->status);
+	add_str(v, "http.flavor", v->flavor);
+	add_str(v, "http.user_agent", r->user_agent);
+	if (sport)
+		add_int(v, "net.host.port", sport);
+	add_str(v, "net.peer.ip", v->client_ip);
+	/* obs */
+	add_str(v, "request.id", r->request_id);
+	add_int(v, "obs.bytes_in", (int64_t)r->bytes_in);
+	add_int(v, "obs.bytes_out", (int64_t)r->bytes_out);
+	add_int(v, "obs.ttfb_us", (int64_t)record__ttfb_us(r));
+	add_str(v, "obs.outcome", r->outcome == REC_OK ? "ok" : "failed");
+	add_str(v, "obs.error", r->error);
+	add_int(v, "thread.id", r->tid);
+}
