@@ -11,6 +11,7 @@ Routes (anything else answers 404):
   GET  /boom          raises ValueError("kaboom") => the server answers 500
 """
 import asyncio
+import time
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -52,7 +53,14 @@ async def upload(request):
 
 
 async def slow(request):
+    # asyncio.sleep alone may end up to ~1 ms early in wall-clock terms
+    # (uvloop/libuv schedule timers from a cached loop time), so top up until
+    # 50 ms have really passed since the handler started -- i.e. since after
+    # the server read the request.
+    deadline = time.monotonic() + SLOW_SECONDS
     await asyncio.sleep(SLOW_SECONDS)
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(left + 0.0005)
     return PlainTextResponse("slow\n")
 
 

@@ -28,6 +28,11 @@ class ClientError(Exception):
     """The client could not establish the truth (protocol error, tool failure)."""
 
 
+class ClosedBeforeResponse(ClientError):
+    """The server closed the connection cleanly before sending any byte of
+    the next response."""
+
+
 @dataclass
 class Truth:
     method: str
@@ -129,6 +134,8 @@ class _Conn:
         bytes are counted too). Returns (status, bytes, headers, body)."""
         nbytes = 0
         while True:
+            if not self.buf and not self._fill():
+                raise ClosedBeforeResponse("server closed the connection before responding")
             head = self._take_until(b"\r\n\r\n")
             nbytes += len(head)
             lines = head[:-4].decode("latin-1").split("\r\n")
@@ -205,15 +212,29 @@ def raw_request(host: str, port: int, method: str, target: str, body: bytes = b"
 def pipeline(host: str, port: int, requests: Sequence[Tuple[str, str]],
              timeout: float = DEFAULT_TIMEOUT) -> List[Truth]:
     """Send all `requests` [(method, target)] in ONE sendall on one
-    connection, then read one response per request, in order."""
+    connection, then read one response per request, in order.
+
+    If the server closes the connection cleanly after answering only the
+    first k requests (hypercorn does not support pipelining), the remaining
+    ones are returned as kind "pipeline-unanswered" with status 0: the server
+    read them (they arrived in the same segment) but never answered, so obs
+    must report them as failed requests with status 0."""
     reqs = [build_request(m, t, f"{host}:{port}") for m, t in requests]
     c = _Conn(host, port, timeout)
     out = []
     try:
         t0 = time.perf_counter()
         c.sock.sendall(b"".join(reqs))
-        for (m, t), data in zip(requests, reqs):
-            status, nout, _h, body = c.read_response(m)
+        for i, ((m, t), data) in enumerate(zip(requests, reqs)):
+            try:
+                status, nout, _h, body = c.read_response(m)
+            except ClosedBeforeResponse:
+                if i == 0:
+                    raise
+                for (m2, t2), data2 in list(zip(requests, reqs))[i:]:
+                    out.append(Truth(method=m2, path=path_of(t2), status=0, kind="pipeline-unanswered",
+                                     target=t2, client=c.local, bytes_in=len(data2), bytes_out=0))
+                break
             out.append(Truth(method=m, path=path_of(t), status=status, kind="pipeline", target=t,
                              client=c.local, bytes_in=len(data), bytes_out=nout,
                              elapsed_us=int((time.perf_counter() - t0) * 1e6), body=body))
