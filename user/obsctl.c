@@ -138,38 +138,69 @@ static int do_trace(int argc, char **argv)
 	return 0;
 }
 
-/* GET path from a running obsd; prints the body. */
-static int http_get(const char *addr, const char *path)
+/* GET path from a running obsd into a malloc'd NUL-terminated body (*out).
+ * Returns the HTTP status, or -1 after printing why. */
+static int http_fetch(const char *addr, const char *path, char **out)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
-	char host[64], buf[65536];
+	char host[64];
 	const char *colon = strrchr(addr, ':');
-	int fd, n, total = 0;
-	char *body;
+	size_t total = 0, cap = 65536;
+	char *buf, *body;
+	int fd, status = -1;
+	ssize_t n;
 
 	if (!colon || colon - addr >= (long)sizeof(host)) {
 		fprintf(stderr, "obsctl: bad daemon address '%s' (want ADDR:PORT)\n", addr);
-		return 2;
+		return -1;
 	}
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
 	sa.sin_port = htons(atoi(colon + 1));
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
 		fprintf(stderr, "obsctl: bad daemon address '%s'\n", addr);
-		return 2;
+		return -1;
 	}
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		fprintf(stderr, "obsctl: cannot reach obsd at %s: %s\n", addr, strerror(errno));
-		return 1;
+		if (fd >= 0)
+			close(fd);
+		return -1;
 	}
 	dprintf(fd, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr);
-	while ((n = read(fd, buf + total, sizeof(buf) - 1 - total)) > 0)
+	buf = malloc(cap);
+	while (buf && (n = read(fd, buf + total, cap - 1 - total)) > 0) {
 		total += n;
+		if (total == cap - 1) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+	}
 	close(fd);
+	if (!buf)
+		return -1;
 	buf[total] = 0;
+	sscanf(buf, "HTTP/1.%*c %d", &status);
 	body = strstr(buf, "\r\n\r\n");
-	printf("%s\n", body ? body + 4 : buf);
-	return strncmp(buf, "HTTP/1.1 200", 12) ? 1 : 0;
+	*out = strdup(body ? body + 4 : "");
+	free(buf);
+	return *out ? status : -1;
+}
+
+static int http_get(const char *addr, const char *path)
+{
+	char *body = NULL;
+	int status = http_fetch(addr, path, &body);
+
+	if (status < 0)
+		return 1;
+	printf("%s\n", body);
+	free(body);
+	return status == 200 ? 0 : 1;
 }
 
 static int do_health(int argc, char **argv)
@@ -191,12 +222,90 @@ static int do_health(int argc, char **argv)
 	return http_get(addr, "/health");
 }
 
+/* Minimal extraction of "key":value from one flat JSON object text. */
+static void json_field(const char *obj, const char *key, char *out, size_t n)
+{
+	char pat[64];
+	const char *p;
+	size_t i = 0;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(obj, pat);
+	out[0] = 0;
+	if (!p)
+		return;
+	p += strlen(pat);
+	if (*p == '"') {
+		for (p++; *p && *p != '"' && i + 1 < n; p++)
+			out[i++] = *p == '\\' && p[1] ? *++p : *p;
+	} else {
+		while (*p && *p != ',' && *p != '}' && i + 1 < n)
+			out[i++] = *p++;
+	}
+	out[i] = 0;
+}
+
+static int do_traces(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "daemon", required_argument, NULL, 'd' },
+		{ "limit", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{},
+	};
+	const char *addr = DEFAULT_DAEMON;
+	char path[64], *body = NULL, *p;
+	int o, limit = 20, status;
+	bool json = false;
+
+	while ((o = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+		if (o == 'd') {
+			addr = optarg;
+		} else if (o == 'n') {
+			limit = atoi(optarg);
+		} else if (o == 'j') {
+			json = true;
+		} else {
+			fprintf(stderr, "usage: obsctl traces [--daemon ADDR:PORT] [--limit N] [--json]\n");
+			return 2;
+		}
+	}
+	snprintf(path, sizeof(path), "/api/traces?limit=%d", limit > 0 ? limit : 20);
+	status = http_fetch(addr, path, &body);
+	if (status != 200) {
+		if (status > 0)
+			fprintf(stderr, "obsctl: obsd answered %d: %s\n", status, body);
+		free(body);
+		return 1;
+	}
+	if (json) {
+		printf("%s\n", body);
+		free(body);
+		return 0;
+	}
+	printf("%-32s %-16s %-40s %-6s %10s\n", "TRACE_ID", "SPAN_ID", "NAME", "STATUS", "DURATION");
+	/* spans are objects whose first key is "trace_id" */
+	for (p = strstr(body, "{\"trace_id\""); p; p = strstr(p + 1, "{\"trace_id\"")) {
+		char tid[40], sid[24], name[300], code[16], dur[24];
+
+		json_field(p, "trace_id", tid, sizeof(tid));
+		json_field(p, "span_id", sid, sizeof(sid));
+		json_field(p, "name", name, sizeof(name));
+		json_field(p, "code", code, sizeof(code));
+		json_field(p, "duration_us", dur, sizeof(dur));
+		printf("%-32s %-16s %-40s %-6s %8.3fms\n", tid, sid, name, code, atof(dur) / 1000);
+	}
+	free(body);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } cmds[] = {
 	{ "trace", do_trace, "stream completed requests (standalone: loads the probes)" },
+	{ "traces", do_traces, "list a running obsd's recent spans (/api/traces)" },
 	{ "health", do_health, "show a running obsd's /health" },
 };
 
