@@ -169,7 +169,7 @@ static bool ev_eq(const struct ev *a, const struct ev *b)
 
 static void ev_describe(const struct ev *e, char *out, size_t n)
 {
-	snprintf(out, n, "%c bytes=%llu mflags=%#x err=%d head=%s/%s/%d", e->type,
+	snprintf(out, n, "%c bytes=%llu mflags=%#x err=%d head=%s/%.60s/%d", e->type,
 		 (unsigned long long)e->bytes, e->mflags, e->err, e->has_head ? e->h.method : "-",
 		 e->has_head ? e->h.target : "-", e->has_head ? e->h.status : 0);
 }
