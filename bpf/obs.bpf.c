@@ -47,6 +47,7 @@ struct io_args {
 	__u32 iovcnt;
 	__u8 kind;
 	__u8 dir;
+	__u8 log;	/* a write to stdout/stderr of an observed process */
 };
 
 /* The data record under construction: header plus room for masked copies. */
@@ -273,8 +274,15 @@ static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 iovcnt, __u8 kind
 	struct obs_conn *c = bpf_map_lookup_elem(&conns, &k);
 	struct io_args a = { .ptr = ptr, .fd = fd, .iovcnt = iovcnt, .kind = kind, .dir = dir };
 
-	if (!c || c->proto == OBS_PROTO_OTHER)
+	if (!c) {
+		/* stdout/stderr of a process serving HTTP: tracebacks, logs */
+		if (fd > 2 || fd == 0 || dir != OBS_DIR_OUT || kind == IO_SENDFILE ||
+		    !bpf_map_lookup_elem(&procs, &k.tgid))
+			return 0;
+		a.log = 1;
+	} else if (c->proto == OBS_PROTO_OTHER) {
 		return 0;
+	}
 	if (bpf_map_update_elem(&args, &id, &a, BPF_ANY))
 		count(OBS_C_LOST_ARGS_FULL);
 	return 0;
@@ -378,9 +386,9 @@ static __always_inline int exit_io(long ret)
 		return 0;
 	k.tgid = id >> 32;
 	k.fd = a.fd;
-	c = bpf_map_lookup_elem(&conns, &k);
+	c = a.log ? NULL : bpf_map_lookup_elem(&conns, &k);
 	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!c || !s)
+	if (!s || (!c && !a.log))
 		return 0;
 	s->ev.flags = 0;
 	iovcnt = a.iovcnt;
@@ -415,7 +423,7 @@ static __always_inline int exit_io(long ret)
 				s->ev.flags |= OBS_DF_IOV_SHORT;
 			cap = got;
 		}
-		if ((__u64)ret > cap) {
+		if ((__u64)ret > cap && !a.log) {
 			__u64 t = (__u64)ret - cap;
 			__u64 from;
 
@@ -433,6 +441,22 @@ static __always_inline int exit_io(long ret)
 		}
 	}
 
+	if (!c) {	/* a.log */
+		s->ev.h.ts_ns = bpf_ktime_get_ns();
+		s->ev.h.conn_id = 0;
+		s->ev.h.seq = 0;
+		s->ev.h.type = OBS_EV_LOG;
+		s->ev.h.pid = k.tgid;
+		s->ev.h.tid = (__u32)id;
+		s->ev.h.fd = k.fd;
+		s->ev.len = ret;
+		s->ev.cap = cap;
+		s->ev.tail = 0;
+		s->ev.dir = k.fd;
+		count(OBS_C_LOG_WRITES);
+		rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK));
+		return 0;
+	}
 	if (c->proto == OBS_PROTO_UNKNOWN) {
 		if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_OTHER;

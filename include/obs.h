@@ -28,6 +28,8 @@ enum obs_ev_type {
 	OBS_EV_CLOSE = 3,	/* close() of a tracked connection's fd */
 	OBS_EV_STATE = 4,	/* TCP state change or reset on a tracked connection */
 	OBS_EV_EXIT = 5,	/* a process that owned tracked connections exited */
+	OBS_EV_LOG = 6,		/* a write to fd 1 or 2 of such a process (obs_ev_data,
+				   conn_id 0, dir = the fd) */
 };
 
 enum obs_dir {
@@ -135,6 +137,7 @@ enum obs_counter {
 	OBS_C_CONNS_OPENED,	/* connections that entered the table */
 	OBS_C_CONNS_NOT_HTTP,	/* tracked connections whose first bytes were not HTTP/1 */
 	OBS_C_READ_FAULT,	/* user memory that could not be read */
+	OBS_C_LOG_WRITES,	/* stdout/stderr writes of observed processes captured */
 	OBS_C_MAX
 };
 

@@ -16,6 +16,7 @@ enum {
 	CONN_RESET	= 1u << 1,
 	CONN_NO_OPEN	= 1u << 2,
 	CONN_UPGRADED	= 1u << 3,
+	CONN_TOLD_GONE	= 1u << 4,	/* DISCONNECTED already reported */
 };
 
 struct conn {
@@ -42,7 +43,7 @@ struct conn {
 struct conn_table {
 	struct conn **buckets;
 	size_t n_buckets, n_conns;
-	record_fn fn;
+	conn_event_fn fn;
 	void *ctx;
 	struct conn_stats st;
 };
@@ -140,6 +141,20 @@ static void q_pop(struct conn *c)
 	c->t->st.requests_in_flight--;
 }
 
+/* ---- events ---- */
+
+static void emit(struct conn *c, enum conn_ev_type type, struct record *r, const char *reason)
+{
+	struct conn_event e = {
+		.type = type, .ts_ns = c->seg_ts, .conn_id = c->id, .pid = c->pid,
+		.lport = c->lport, .comm = c->comm, .client = c->client, .server = c->server,
+		.r = r, .reason = reason, .in_flight = c->q_len + (c->cur_resp ? 1 : 0),
+	};
+
+	if (c->t->fn)
+		c->t->fn(c->t->ctx, &e);
+}
+
 /* ---- records ---- */
 
 static void format_addr(char *out, size_t n, uint16_t family, const uint8_t *addr, uint16_t port)
@@ -207,8 +222,7 @@ static void record_done(struct conn *c, struct record *r, enum rec_outcome outco
 		c->cur_req = NULL;
 	if (c->cur_resp == r)
 		c->cur_resp = NULL;
-	if (c->t->fn)
-		c->t->fn(c->t->ctx, r);
+	emit(c, CONN_EV_REQ_DONE, r, NULL);
 	free(r);
 }
 
@@ -251,6 +265,7 @@ static enum h1_body_hint req_on_head(void *ctx, const struct h1_head *h)
 		return H1_BODY_DEFAULT;
 	}
 	c->cur_req = r;
+	emit(c, CONN_EV_REQ_STARTED, r, NULL);
 	return H1_BODY_DEFAULT;
 }
 
@@ -307,6 +322,7 @@ static enum h1_body_hint resp_on_head(void *ctx, const struct h1_head *h)
 			return H1_BODY_DEFAULT;
 		r->flags |= RECF_UNMATCHED;
 		r->version_minor = h->version_minor;
+		emit(c, CONN_EV_REQ_STARTED, r, NULL);
 	}
 	c->cur_resp = r;
 	r->status = h->status;
@@ -422,6 +438,7 @@ static void conn_close(struct conn_table *t, struct conn *c, const char *why)
 	h1__eof(&c->p[OBS_DIR_IN]);
 	h1__eof(&c->p[OBS_DIR_OUT]);
 	fail_pending(c, why);
+	emit(c, CONN_EV_CLOSED, NULL, why);
 	h1__free(&c->p[OBS_DIR_IN]);
 	h1__free(&c->p[OBS_DIR_OUT]);
 	table_unlink(t, c);
@@ -453,6 +470,7 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	c->last_seq = o->h.seq;
 	memcpy(c->comm, o->comm, sizeof(c->comm));
 	c->comm[sizeof(c->comm) - 1] = 0;
+	c->seg_ts = o->h.ts_ns;
 	c->lport = o->lport;
 	if (o->family == AF_INET) {
 		memset(c->client_addr, 0, 10);
@@ -463,6 +481,7 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	}
 	format_addr(c->client, sizeof(c->client), o->family, o->raddr, o->rport);
 	format_addr(c->server, sizeof(c->server), o->family, o->laddr, o->lport);
+	emit(c, CONN_EV_OPENED, NULL, NULL);
 }
 
 static void on_data(struct conn *c, const struct obs_ev_data *d)
@@ -486,6 +505,14 @@ static void on_state(struct conn *c, const struct obs_ev_state *s)
 		c->flags |= CONN_PEER_FIN;
 	else if (s->what == OBS_ST_RESET)
 		c->flags |= CONN_RESET;
+	else
+		return;
+	/* Only a client leaving with requests in flight is a disconnect; closing
+	 * an idle keep-alive connection is the normal end. */
+	if (!(c->flags & CONN_TOLD_GONE) && (c->q_len || c->cur_resp)) {
+		c->flags |= CONN_TOLD_GONE;
+		emit(c, CONN_EV_DISCONNECTED, NULL, s->what == OBS_ST_RESET ? "reset" : "fin");
+	}
 }
 
 static void on_exit_pid(struct conn_table *t, uint32_t pid, uint64_t ts)
@@ -553,7 +580,9 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 			return;
 		c->flags |= CONN_NO_OPEN;
 		c->last_seq = h->seq - 1;
+		c->seg_ts = h->ts_ns;
 		t->st.seq_gaps++;
+		emit(c, CONN_EV_OPENED, NULL, NULL);
 	}
 	c->last_ns = h->ts_ns;
 	c->seg_ts = h->ts_ns;
@@ -576,7 +605,7 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 
 /* ---- table ---- */
 
-struct conn_table *conn_table__new(record_fn fn, void *ctx)
+struct conn_table *conn_table__new(conn_event_fn fn, void *ctx)
 {
 	struct conn_table *t = calloc(1, sizeof(*t));
 

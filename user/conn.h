@@ -9,9 +9,12 @@
  * process died, or its events were lost — is completed as failed with a
  * reason; nothing is invented and nothing silently dropped.
  *
- * Completed records are handed to the table's record_fn, which may modify the
- * record (ids, route) before copying it; the pointer is valid only during the
- * call.
+ * Everything that happens is reported through one callback as a conn_event,
+ * in stream order: a connection opened, a request started (its head was
+ * read), a request is done (completed or failed), the client went away while
+ * requests were in flight, the connection closed. The callback may modify the
+ * record of REQ_STARTED and REQ_DONE (ids, route); the same record object is
+ * passed to both. Pointers are valid only during the call.
  */
 #ifndef OBS_CONN_H
 #define OBS_CONN_H
@@ -23,7 +26,27 @@
 #include "obs.h"
 #include "record.h"
 
-typedef void (*record_fn)(void *ctx, struct record *r);
+enum conn_ev_type {
+	CONN_EV_OPENED,		/* first HTTP/1 bytes of a connection */
+	CONN_EV_REQ_STARTED,	/* a request head was read (r) */
+	CONN_EV_REQ_DONE,	/* r completed or failed */
+	CONN_EV_DISCONNECTED,	/* the client sent FIN or RST with requests in flight */
+	CONN_EV_CLOSED,		/* the connection is gone (reason) */
+};
+
+struct conn_event {
+	enum conn_ev_type type;
+	uint64_t ts_ns;			/* CLOCK_MONOTONIC */
+	uint64_t conn_id;
+	uint32_t pid;
+	uint16_t lport;
+	const char *comm, *client, *server;
+	struct record *r;		/* REQ_STARTED, REQ_DONE */
+	const char *reason;		/* DISCONNECTED: "fin"/"reset"; CLOSED: close reason */
+	size_t in_flight;		/* requests without a complete response */
+};
+
+typedef void (*conn_event_fn)(void *ctx, const struct conn_event *e);
 
 /* Failure reasons (record.error). */
 #define ERR_CLIENT_CLOSED	"client_closed"		/* client half-closed, then the connection ended */
@@ -50,7 +73,7 @@ struct conn_stats {
 struct conn_table;
 
 /* NULL with errno set on allocation failure. */
-struct conn_table *conn_table__new(record_fn fn, void *ctx);
+struct conn_table *conn_table__new(conn_event_fn fn, void *ctx);
 
 /* Decode and apply one ring-buffer record. Malformed records are counted. */
 void conn_table__event(struct conn_table *t, const void *data, size_t size);

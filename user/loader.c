@@ -37,6 +37,7 @@ static const char *const counter_names[OBS_C_MAX] = {
 	[OBS_C_CONNS_OPENED] = "conns_opened",
 	[OBS_C_CONNS_NOT_HTTP] = "conns_not_http",
 	[OBS_C_READ_FAULT] = "read_fault",
+	[OBS_C_LOG_WRITES] = "log_writes",
 };
 
 const char *obs_counter_name(enum obs_counter c)

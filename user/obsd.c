@@ -25,6 +25,8 @@
 #include "otlp.h"
 #include "span.h"
 #include "pipeline.h"
+#include "errors.h"
+#include "events.h"
 #include "ids.h"
 #include "store.h"
 
@@ -38,6 +40,11 @@ static volatile sig_atomic_t stop;	/* set by SIGINT/SIGTERM */
 struct daemon {
 	struct pipeline *p;		/* NULL until the loader thread is done */
 	struct store *store;
+	struct textring *errors;	/* rendered error events, /api/errors */
+	struct textring *events;	/* rendered lifecycle events, /api/events */
+	FILE *errors_out;		/* --errors-file: JSON lines, or NULL */
+	const char *errors_path;
+	struct jbuf scratch;		/* rendering buffer for sinks */
 	struct metrics *metrics;
 	struct otlp *otlp;		/* NULL: no endpoint, spans only in the store */
 	struct otlp_config ocfg;
@@ -68,6 +75,61 @@ static void on_signal(int sig)
 static void store_sink(void *ctx, const struct record *r)
 {
 	store__push(ctx, r);
+}
+
+static void error_sink(void *ctx, const struct record *r, const struct exc_info *exc)
+{
+	struct daemon *d = ctx;
+	char id[33];
+
+	ids_uuid4_hex(id);
+	jb_reset(&d->scratch);
+	error_event_json(r, exc, id, &d->scratch);
+	if (d->scratch.oom)
+		return;
+	textring__push(d->errors, d->scratch.buf, d->scratch.len);
+	if (d->errors_out) {
+		fprintf(d->errors_out, "%s\n", d->scratch.buf);
+		fflush(d->errors_out);
+	}
+}
+
+static void life_sink(void *ctx, const struct life_event *e)
+{
+	struct daemon *d = ctx;
+
+	jb_reset(&d->scratch);
+	life_event_json(e, &d->scratch);
+	if (!d->scratch.oom)
+		textring__push(d->events, d->scratch.buf, d->scratch.len);
+}
+
+/* {"count":n,"<key>":[…]} from a textring, newest first. */
+static void h_textring(const struct textring *t, const char *key, const char *query,
+		       struct api_reply *rep)
+{
+	size_t limit = API_LIMIT_DEFAULT, n;
+	char v[24];
+
+	if (!api_query_get(query, "limit", v, sizeof(v)))
+		limit = strtoul(v, NULL, 10);
+	n = textring__count(t);
+	if (limit > n)
+		limit = n;
+	jb_obj_open(&rep->body);
+	jb_u64(&rep->body, "count", limit);
+	jb_u64(&rep->body, "total", t->total);
+	jb_arr_open(&rep->body, key);
+	for (size_t i = 0; i < limit; i++) {
+		const char *s = textring__get(t, i);
+
+		if (i)
+			jb_raw(&rep->body, ",", 1);
+		jb_raw(&rep->body, s, strlen(s));
+	}
+	rep->body.need_comma = true;
+	jb_arr_close(&rep->body);
+	jb_obj_close(&rep->body);
 }
 
 /* obs_* series of the span pipeline (appended to /metrics). */
@@ -344,6 +406,10 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 		h_requests(d, query, rep);
 	} else if (!strcmp(path, "/api/traces")) {
 		h_traces(d, query, rep);
+	} else if (!strcmp(path, "/api/errors")) {
+		h_textring(d->errors, "errors", query, rep);
+	} else if (!strcmp(path, "/api/events")) {
+		h_textring(d->events, "events", query, rep);
 	} else {
 		rep->status = 404;
 		jb_obj_open(&rep->body);
@@ -383,6 +449,8 @@ static int adopt_pipeline(struct daemon *d, int ep)
 	pipeline__add_sink(d->p, metrics__record, d->metrics);
 	if (d->otlp)
 		pipeline__add_sink(d->p, otlp__span, d->otlp);
+	pipeline__add_error_sink(d->p, error_sink, d);
+	pipeline__add_life_sink(d->p, life_sink, d);
 	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
 	pipeline__tick(d->p);
 	pr_info("obsd: attached; API on http://%s (/metrics /health /ready /api/requests)",
@@ -463,6 +531,7 @@ static void usage(FILE *f)
 		"  --traces-sampler NAME  always_on, always_off, traceidratio, parentbased_always_on\n"
 		"                         (default), parentbased_traceidratio (OTEL_TRACES_SAMPLER)\n"
 		"  --traces-sampler-arg R ratio for the ratio samplers (OTEL_TRACES_SAMPLER_ARG)\n"
+		"  --errors-file PATH     also write error events as JSON lines to PATH ('-': stdout)\n"
 		"  --capture-bytes N      bytes captured per read/write (default %d, max %d)\n"
 		"  --store-size N         request records kept for /api/requests (default %d)\n"
 		"  -v, --verbose          more logging (twice: libbpf debug)\n"
@@ -474,6 +543,7 @@ enum {
 	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
 	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
 	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
+	OPT_ERRORS_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -495,6 +565,7 @@ static const struct option long_opts[] = {
 	{ "service-name", required_argument, NULL, OPT_SVC_NAME },
 	{ "traces-sampler", required_argument, NULL, OPT_SAMPLER },
 	{ "traces-sampler-arg", required_argument, NULL, OPT_SAMPLER_ARG },
+	{ "errors-file", required_argument, NULL, OPT_ERRORS_FILE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{},
@@ -559,6 +630,9 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 		return 0;
 	case OPT_SAMPLER:
 		snprintf(d->sampler_name, sizeof(d->sampler_name), "%s", arg);
+		return 0;
+	case OPT_ERRORS_FILE:
+		d->errors_path = arg;
 		return 0;
 	case OPT_SAMPLER_ARG:
 		snprintf(d->sampler_arg, sizeof(d->sampler_arg), "%s", arg);
@@ -634,9 +708,20 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	d.start_ns = mono_ns();
 	d.store = store__new(d.store_size);
+	d.errors = textring__new(512);
+	d.events = textring__new(4096);
+	jb_init(&d.scratch);
+	if (d.errors_path) {
+		d.errors_out = strcmp(d.errors_path, "-") ? fopen(d.errors_path, "a") : stdout;
+		if (!d.errors_out) {
+			pr_warn("obsd: cannot open --errors-file %s: %s", d.errors_path,
+				strerror(errno));
+			goto out;
+		}
+	}
 	d.metrics = metrics__new(&d.mopts);
 	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!d.store || !d.metrics || d.load_efd < 0) {
+	if (!d.store || !d.metrics || !d.errors || !d.events || d.load_efd < 0) {
 		pr_warn("obsd: out of memory at start: %s", strerror(errno));
 		goto out;
 	}
@@ -658,6 +743,11 @@ out:
 	api__free(d.api);
 	metrics__free(d.metrics);
 	store__free(d.store);
+	textring__free(d.errors);
+	textring__free(d.events);
+	jb_free(&d.scratch);
+	if (d.errors_out && d.errors_out != stdout)
+		fclose(d.errors_out);
 	routes__free(d.rt);
 	services__free(d.svc);
 	if (d.load_efd > 0)

@@ -11,6 +11,8 @@
 #include "log.h"
 #include "pipeline.h"
 #include "route.h"
+#include "errors.h"
+#include "events.h"
 
 #define SWEEP_IDLE_NS	(30ull * 1000000000ull)
 #define MAX_PROCS	4096	/* observed processes remembered */
@@ -34,11 +36,20 @@ struct pipeline {
 	double fill, fill_peak;
 	struct proc procs[MAX_PROCS];	/* small unordered set */
 	size_t n_procs;
+	struct errors *errs;
 	struct {
 		sink_fn fn;
 		void *ctx;
 	} sinks[PIPELINE_MAX_SINKS];
-	int n_sinks;
+	struct {
+		error_sink_fn fn;
+		void *ctx;
+	} err_sinks[PIPELINE_MAX_SINKS];
+	struct {
+		life_sink_fn fn;
+		void *ctx;
+	} life_sinks[PIPELINE_MAX_SINKS];
+	int n_sinks, n_err_sinks, n_life_sinks;
 	int64_t wall_offset_ns;		/* CLOCK_REALTIME - CLOCK_MONOTONIC */
 	uint64_t last_consume_ns;
 	uint64_t kc[OBS_C_MAX];
@@ -60,22 +71,17 @@ static int64_t wall_offset(void)
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec - (int64_t)mono_ns();
 }
 
-/* Ids, trace context, route and wall-clock time; then every sink. */
-static void finish_record(void *ctx, struct record *r)
+/* A request head was read: its ids, trace context, sampling, service, route. */
+static void start_record(struct pipeline *p, struct record *r)
 {
-	struct pipeline *p = ctx;
-
 	bool parent_sampled = false;
 
 	r->wall_start_ns = r->start_ns + p->wall_offset_ns;
-	if (r->request_id[0]) {
-		/* the server's own X-Request-ID: kept */
-	} else if (r->x_request_id[0] && trust_match(p->trust, r->client_addr) &&
-		   request_id_valid(r->x_request_id)) {
+	if (r->x_request_id[0] && trust_match(p->trust, r->client_addr) &&
+	    request_id_valid(r->x_request_id))
 		memcpy(r->request_id, r->x_request_id, sizeof(r->request_id));
-	} else {
-		ids_uuid4_hex(r->request_id);
-	}
+	else
+		ids_uuid4_hex(r->request_id);	/* the server's own id replaces it later */
 	if (r->traceparent[0] && ids_parse_traceparent(r->traceparent, r->trace_id,
 						       r->parent_span_id, &parent_sampled)) {
 		r->has_parent = true;
@@ -93,8 +99,60 @@ static void finish_record(void *ctx, struct record *r)
 		strcpy(r->route, "");
 	else
 		routes__resolve(p->rt, r->service, r->path, r->route);
+}
+
+/* A record left the error stage: every record sink. */
+static void release_record(void *ctx, const struct record *r)
+{
+	struct pipeline *p = ctx;
+
 	for (int i = 0; i < p->n_sinks; i++)
 		p->sinks[i].fn(p->sinks[i].ctx, r);
+}
+
+static void error_event(void *ctx, const struct record *r, const struct exc_info *exc)
+{
+	struct pipeline *p = ctx;
+
+	for (int i = 0; i < p->n_err_sinks; i++)
+		p->err_sinks[i].fn(p->err_sinks[i].ctx, r, exc);
+}
+
+static void life(struct pipeline *p, enum life_type type, const struct conn_event *ce)
+{
+	struct life_event e = {
+		.type = type, .wall_ns = ce->ts_ns + p->wall_offset_ns, .ce = ce,
+		.service = ce->r ? ce->r->service
+				 : services__of(p->svc, ce->pid, ce->comm, ce->lport),
+	};
+
+	for (int i = 0; i < p->n_life_sinks; i++)
+		p->life_sinks[i].fn(p->life_sinks[i].ctx, &e);
+}
+
+static void on_conn_event(void *ctx, const struct conn_event *ce)
+{
+	struct pipeline *p = ctx;
+
+	switch (ce->type) {
+	case CONN_EV_OPENED:
+		life(p, LIFE_CONNECTION_OPENED, ce);
+		break;
+	case CONN_EV_REQ_STARTED:
+		start_record(p, ce->r);
+		life(p, LIFE_REQUEST_STARTED, ce);
+		break;
+	case CONN_EV_REQ_DONE:
+		life(p, ce->r->outcome == REC_OK ? LIFE_RESPONSE_COMPLETED : LIFE_REQUEST_FAILED, ce);
+		errors__record(p->errs, ce->r);
+		break;
+	case CONN_EV_DISCONNECTED:
+		life(p, LIFE_CLIENT_DISCONNECTED, ce);
+		break;
+	case CONN_EV_CLOSED:
+		life(p, LIFE_CONNECTION_CLOSED, ce);
+		break;
+	}
 }
 
 static void proc_add(struct pipeline *p, const struct obs_ev_open *o)
@@ -127,11 +185,19 @@ static int on_ring(void *ctx, void *data, size_t size)
 	struct pipeline *p = ctx;
 	const struct obs_ev_hdr *h = data;
 
+	if (size >= sizeof(struct obs_ev_data) && h->type == OBS_EV_LOG) {
+		const struct obs_ev_data *d = data;
+
+		if (size >= sizeof(*d) + d->cap && d->cap <= d->len)
+			errors__log(p->errs, h->pid, h->tid, h->fd, h->ts_ns, d->data, d->cap, d->len);
+		return 0;
+	}
 	conn_table__event(p->ct, data, size);
 	if (size >= sizeof(struct obs_ev_open) && h->type == OBS_EV_OPEN)
 		proc_add(p, data);
 	if (size >= sizeof(*h) && h->type == OBS_EV_EXIT) {
 		services__forget(p->svc, h->pid);
+		errors__forget(p->errs, h->pid);
 		proc_del(p, h->pid);
 	}
 	return 0;
@@ -154,8 +220,9 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o)
 	}
 	ids_seed();
 	p->wall_offset_ns = wall_offset();
-	p->ct = conn_table__new(finish_record, p);
-	if (!p->ct) {
+	p->errs = errors__new(error_event, release_record, p);
+	p->ct = conn_table__new(on_conn_event, p);
+	if (!p->ct || !p->errs) {
 		err = -errno;
 		goto out_free;
 	}
@@ -177,6 +244,7 @@ out_loader:
 	loader__free(p->l);
 out_table:
 	conn_table__free(p->ct);
+	errors__free(p->errs);
 out_free:
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
@@ -195,6 +263,29 @@ int pipeline__add_sink(struct pipeline *p, sink_fn fn, void *ctx)
 	return 0;
 }
 
+int pipeline__add_error_sink(struct pipeline *p, error_sink_fn fn, void *ctx)
+{
+	if (p->n_err_sinks >= PIPELINE_MAX_SINKS)
+		return -E2BIG;
+	p->err_sinks[p->n_err_sinks].fn = fn;
+	p->err_sinks[p->n_err_sinks++].ctx = ctx;
+	return 0;
+}
+
+int pipeline__add_life_sink(struct pipeline *p, life_sink_fn fn, void *ctx)
+{
+	if (p->n_life_sinks >= PIPELINE_MAX_SINKS)
+		return -E2BIG;
+	p->life_sinks[p->n_life_sinks].fn = fn;
+	p->life_sinks[p->n_life_sinks++].ctx = ctx;
+	return 0;
+}
+
+const struct err_stats *pipeline__err_stats(const struct pipeline *p)
+{
+	return errors__stats(p->errs);
+}
+
 int pipeline__fd(const struct pipeline *p)
 {
 	return ring_buffer__epoll_fd(p->rb);
@@ -208,6 +299,7 @@ int pipeline__consume(struct pipeline *p)
 	if (p->fill > p->fill_peak)
 		p->fill_peak = p->fill;
 	n = ring_buffer__consume(p->rb);
+	errors__tick(p->errs, mono_ns());
 
 	p->last_consume_ns = mono_ns();
 	return n;
@@ -294,6 +386,7 @@ void pipeline__free(struct pipeline *p)
 	ring_buffer__free(p->rb);
 	loader__free(p->l);
 	conn_table__free(p->ct);
+	errors__free(p->errs);	/* releases held error requests to the sinks */
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
 	free(p);

@@ -20,6 +20,10 @@
 #define PIPELINE_MAX_SINKS	8
 
 typedef void (*sink_fn)(void *ctx, const struct record *r);
+/* An error event: r may be NULL (a traceback no request claimed), exc may be NULL. */
+typedef void (*error_sink_fn)(void *ctx, const struct record *r, const struct exc_info *exc);
+struct life_event;
+typedef void (*life_sink_fn)(void *ctx, const struct life_event *e);
 
 struct pipeline;
 
@@ -67,8 +71,15 @@ void pipeline__foreach_conn(const struct pipeline *p,
 double pipeline__ringbuf_fill(const struct pipeline *p);
 double pipeline__ringbuf_fill_peak(const struct pipeline *p);
 
-/* Add a sink; 0 or -E2BIG. */
+/* Add a sink; 0 or -E2BIG. Record sinks see every finished request (error
+ * requests up to ERR_HOLD_NS late, with their traceback); error sinks every
+ * error event; life sinks every lifecycle event as it happens. */
 int pipeline__add_sink(struct pipeline *p, sink_fn fn, void *ctx);
+int pipeline__add_error_sink(struct pipeline *p, error_sink_fn fn, void *ctx);
+int pipeline__add_life_sink(struct pipeline *p, life_sink_fn fn, void *ctx);
+
+struct err_stats;
+const struct err_stats *pipeline__err_stats(const struct pipeline *p);
 
 /* An fd to poll for readability (ring buffer has data worth a wakeup). */
 int pipeline__fd(const struct pipeline *p);

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include "http1.h"
 
+struct exc_info;
+
 #define REC_ADDR_MAX	56	/* "[v6 address]:port" */
 #define REC_PATH_MAX	H1_TARGET_MAX
 #define REC_ROUTE_MAX	256
@@ -67,6 +69,7 @@ struct record {
 	char x_request_id[H1_REQID_MAX];	/* as received (honoured only from trusted peers) */
 	char traceparent[H1_TRACEPARENT_MAX];
 	char tracestate[H1_TRACESTATE_MAX];
+	const struct exc_info *exc;	/* joined traceback (errors.h), only while sinks run */
 };
 
 /* Fill r's request fields from a parsed request head (path without query). */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include "store.h"
 
 struct store *store__new(size_t cap)
@@ -47,4 +48,59 @@ void store__free(struct store *s)
 		return;
 	free(s->ring);
 	free(s);
+}
+
+struct textring *textring__new(size_t cap)
+{
+	struct textring *t = calloc(1, sizeof(*t));
+
+	if (!t || !cap)
+		goto out_free;
+	t->ring = calloc(cap, sizeof(*t->ring));
+	if (!t->ring)
+		goto out_free;
+	t->cap = cap;
+	return t;
+out_free:
+	free(t);
+	errno = cap ? ENOMEM : EINVAL;
+	return NULL;
+}
+
+void textring__push(struct textring *t, const char *s, size_t len)
+{
+	char *copy = len <= TEXTRING_ENTRY_MAX ? malloc(len + 1) : NULL;
+	size_t slot = t->total % t->cap;
+
+	if (!copy) {
+		t->dropped++;
+		return;
+	}
+	memcpy(copy, s, len);
+	copy[len] = 0;
+	free(t->ring[slot]);
+	t->ring[slot] = copy;
+	t->total++;
+}
+
+size_t textring__count(const struct textring *t)
+{
+	return t->total < t->cap ? t->total : t->cap;
+}
+
+const char *textring__get(const struct textring *t, size_t i)
+{
+	if (i >= textring__count(t))
+		return NULL;
+	return t->ring[(t->total - 1 - i) % t->cap];
+}
+
+void textring__free(struct textring *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->cap; i++)
+		free(t->ring[i]);
+	free(t->ring);
+	free(t);
 }
