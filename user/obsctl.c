@@ -16,6 +16,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "errors.h"
+#include "events.h"
+#include "ids.h"
 #include "json.h"
 #include "log.h"
 #include "pipeline.h"
@@ -65,6 +68,50 @@ static void trace_sink(void *ctx, const struct record *r)
 	fflush(stdout);
 }
 
+struct events_out {
+	bool json;
+	struct jbuf jb;
+};
+
+static void events_life(void *ctx, const struct life_event *e)
+{
+	struct events_out *o = ctx;
+
+	if (o->json) {
+		jb_reset(&o->jb);
+		life_event_json(e, &o->jb);
+		if (!o->jb.oom)
+			printf("%s\n", o->jb.buf);
+	} else {
+		const struct record *r = e->ce->r;
+
+		printf("%-19s conn=%llu pid=%u %s %s %s%s%s\n", life_type_name(e->type),
+		       (unsigned long long)e->ce->conn_id, e->ce->pid, e->ce->client,
+		       r ? r->method : "", r ? r->path : "", e->ce->reason ? " " : "",
+		       e->ce->reason ? e->ce->reason : "");
+	}
+	fflush(stdout);
+}
+
+static void events_error(void *ctx, const struct record *r, const struct exc_info *exc)
+{
+	struct events_out *o = ctx;
+	char id[33];
+
+	if (!o->json)
+		return;
+	ids_uuid4_hex(id);
+	jb_reset(&o->jb);
+	jb_obj_open(&o->jb);
+	jb_str(&o->jb, "type", "Error");
+	jb_key(&o->jb, "error");
+	error_event_json(r, exc, id, &o->jb);
+	jb_obj_close(&o->jb);
+	if (!o->jb.oom)
+		printf("%s\n", o->jb.buf);
+	fflush(stdout);
+}
+
 static int filter_opt(struct obs_filter *f, int o, const char *arg)
 {
 	char *end;
@@ -83,7 +130,19 @@ static int filter_opt(struct obs_filter *f, int o, const char *arg)
 	return -EINVAL;
 }
 
+static int stream(int argc, char **argv, bool events);
+
 static int do_trace(int argc, char **argv)
+{
+	return stream(argc, argv, false);
+}
+
+static int do_events(int argc, char **argv)
+{
+	return stream(argc, argv, true);
+}
+
+static int stream(int argc, char **argv, bool events)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -97,6 +156,7 @@ static int do_trace(int argc, char **argv)
 	static struct pipeline_opts po;
 	struct obs_filter *f = &po.filter;
 	struct trace_out out = {};
+	struct events_out ev_out = {};
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct pipeline *p;
 	struct epoll_event ev = { .events = EPOLLIN };
@@ -104,12 +164,12 @@ static int do_trace(int argc, char **argv)
 
 	while ((o = getopt_long(argc, argv, "jv", opts, NULL)) != -1) {
 		if (o == 'j') {
-			out.json = true;
+			out.json = ev_out.json = true;
 		} else if (o == 'v') {
 			log_level++;
 		} else if (o == '?' || filter_opt(f, o, optarg)) {
-			fprintf(stderr, "usage: obsctl trace [--json] [--pid PID] [--comm NAME] "
-					"[--port PORT] [--capture-bytes N]\n");
+			fprintf(stderr, "usage: obsctl %s [--json] [--pid PID] [--comm NAME] "
+					"[--port PORT] [--capture-bytes N]\n", events ? "events" : "trace");
 			return 2;
 		}
 	}
@@ -119,11 +179,18 @@ static int do_trace(int argc, char **argv)
 	if (!p)
 		return 1;
 	jb_init(&out.jb);
-	pipeline__add_sink(p, trace_sink, &out);
+	jb_init(&ev_out.jb);
+	if (events) {
+		pipeline__add_life_sink(p, events_life, &ev_out);
+		pipeline__add_error_sink(p, events_error, &ev_out);
+	} else {
+		pipeline__add_sink(p, trace_sink, &out);
+	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(p), &ev);
-	fprintf(stderr, "obsctl trace: probes attached, waiting for requests (Ctrl-C to stop)\n");
-	if (!out.json)
+	fprintf(stderr, "obsctl %s: probes attached, waiting for %s (Ctrl-C to stop)\n",
+		events ? "events" : "trace", events ? "events" : "requests");
+	if (!out.json && !events)
 		printf("%-12s %7s %-15s %-7s %-40s %3s %11s %8s %8s %s\n", "TIME", "PID", "COMM",
 		       "METHOD", "PATH", "ST", "DURATION", "IN", "OUT", "REQUEST_ID");
 	while (!stop) {
@@ -135,6 +202,7 @@ static int do_trace(int argc, char **argv)
 	close(ep);
 	pipeline__free(p);
 	jb_free(&out.jb);
+	jb_free(&ev_out.jb);
 	return 0;
 }
 
@@ -305,6 +373,7 @@ static const struct {
 	const char *help;
 } cmds[] = {
 	{ "trace", do_trace, "stream completed requests (standalone: loads the probes)" },
+	{ "events", do_events, "stream lifecycle and error events (standalone: loads the probes)" },
 	{ "traces", do_traces, "list a running obsd's recent spans (/api/traces)" },
 	{ "health", do_health, "show a running obsd's /health" },
 };
