@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
+#include "errors.h"
 #include "log.h"
 #include "otlp.h"
 #include "otlp.pb-c.h"
@@ -195,6 +196,7 @@ out_free:
 void otlp__span(void *ctx, const struct record *r)
 {
 	struct otlp *o = ctx;
+	struct record *slot;
 
 	if (!r->sampled)
 		return;
@@ -202,7 +204,15 @@ void otlp__span(void *ctx, const struct record *r)
 		o->st.spans_dropped_queue++;
 		return;
 	}
-	o->q[(o->q_head + o->q_len) % o->c.max_queue] = *r;
+	slot = &o->q[(o->q_head + o->q_len) % o->c.max_queue];
+	*slot = *r;
+	if (r->exc) {	/* the sink's pointer dies with the call: keep a copy */
+		struct exc_info *x = malloc(sizeof(*x));
+
+		if (x)
+			memcpy(x, r->exc, sizeof(*x));
+		slot->exc = x;
+	}
 	o->q_len++;
 	o->st.spans_queued++;
 	o->st.queue_len = o->q_len;
@@ -244,6 +254,12 @@ static int next_batch(struct otlp *o)
 	if (err) {
 		log_once(o, OTLP_E_ENCODE, strerror(-err));
 		return err;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct record *r = &o->q[(o->q_head + i) % o->c.max_queue];
+
+		free((void *)r->exc);
+		r->exc = NULL;
 	}
 	o->q_head = (o->q_head + n) % o->c.max_queue;
 	o->q_len -= n;
@@ -403,6 +419,8 @@ void otlp__free(struct otlp *o)
 	curl_multi_cleanup(o->multi);
 	curl_slist_free_all(o->hdrs);
 	free(o->body);
+	for (size_t i = 0; i < o->q_len; i++)
+		free((void *)o->q[(o->q_head + i) % o->c.max_queue].exc);
 	free(o->q);
 	free(o);
 	curl_global_cleanup();

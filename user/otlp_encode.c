@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "otlp.pb-c.h"
+#include "errors.h"
 #include "otlp_encode.h"
 #include "span.h"
 
@@ -18,6 +19,12 @@ struct span_mem {
 	KeyValue kv[SPAN_MAX_ATTRS];
 	AnyValue av[SPAN_MAX_ATTRS];
 	KeyValue *kvp[SPAN_MAX_ATTRS];
+	/* the "exception" event of a request whose handler raised */
+	Obs__Otlp__Span__Event ev;
+	Obs__Otlp__Span__Event *evp;
+	KeyValue ekv[3];
+	AnyValue eav[3];
+	KeyValue *ekvp[3];
 };
 
 #define RES_ATTRS 7
@@ -90,6 +97,24 @@ static void fill_span(struct span_mem *m, const struct record *r)
 	if (v->status_message && v->status_message[0])
 		m->status.message = (char *)v->status_message;
 	s->status = &m->status;
+	if (r->exc) {
+		const struct exc_info *x = r->exc;
+
+		obs__otlp__span__event__init(&m->ev);
+		m->ev.name = "exception";
+		m->ev.time_unix_nano = r->wall_start_ns + (x->ts_ns > r->start_ns ?
+							   x->ts_ns - r->start_ns : 0);
+		kv_str(&m->ekv[0], &m->eav[0], "exception.type", x->type);
+		kv_str(&m->ekv[1], &m->eav[1], "exception.message", x->message);
+		kv_str(&m->ekv[2], &m->eav[2], "exception.stacktrace", x->text);
+		for (int i = 0; i < 3; i++)
+			m->ekvp[i] = &m->ekv[i];
+		m->ev.n_attributes = 3;
+		m->ev.attributes = m->ekvp;
+		m->evp = &m->ev;
+		s->n_events = 1;
+		s->events = &m->evp;
+	}
 }
 
 static void fill_resource(struct res_mem *rm, const char *host)

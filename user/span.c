@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "errors.h"
 #include "span.h"
 
 static void add_str(struct span_view *v, const char *key, const char *val)
@@ -47,9 +48,11 @@ void span_view(struct span_view *v, const struct record *r)
 	if (r->outcome != REC_OK) {
 		v->status = SPAN_STATUS_ERROR;
 		v->status_message = r->error;
-	} else if (r->status >= 500) {
+	} else if (r->status >= 500 || r->exc) {
 		v->status = SPAN_STATUS_ERROR;
 	}
+	if (r->exc)	/* the handler raised: name the exception */
+		v->status_message = r->exc->type;
 	cport = split_addr(r->client, v->client_ip, sizeof(v->client_ip));
 	sport = split_addr(r->server, v->server_ip, sizeof(v->server_ip));
 	hl = strcspn(r->host, ":");

@@ -27,6 +27,7 @@ struct store *store__new(size_t cap)
 void store__push(struct store *s, const struct record *r)
 {
 	s->ring[s->total % s->cap] = *r;
+	s->ring[s->total % s->cap].exc = NULL;	/* valid only during the sink call */
 	s->total++;
 }
 

@@ -70,7 +70,9 @@ http.createServer((req, res) => {
               traceState: s.traceState || '', name: s.name, kind: s.kind,
               start: String(s.startTimeUnixNano), end: String(s.endTimeUnixNano),
               status: { code: (s.status && s.status.code) || 0, message: (s.status && s.status.message) || '' },
-              attributes: attrs(s.attributes), headers: { authorization: req.headers['authorization'] || null },
+              attributes: attrs(s.attributes),
+              events: (s.events || []).map((e) => ({ name: e.name, attributes: attrs(e.attributes) })),
+              headers: { authorization: req.headers['authorization'] || null },
             }));
           }
         }
