@@ -23,6 +23,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "otlp.h"
+#include "sender.h"
 #include "span.h"
 #include "pipeline.h"
 #include "errors.h"
@@ -162,10 +163,11 @@ static void render_export_metrics(struct daemon *d, struct jbuf *o)
 	jb_raw(o, line, snprintf(line, sizeof(line),
 		"# HELP obs_export_errors_total OTLP export errors by kind\n"
 		"# TYPE obs_export_errors_total counter\n"));
-	for (int e = 0; e < OTLP_E_MAX; e++)
+	for (int e = 0; e < SEND_E_MAX; e++)
 		jb_raw(o, line, snprintf(line, sizeof(line),
-			"obs_export_errors_total{kind=\"%s\"} %llu\n", otlp_err_name(e),
-			(unsigned long long)st->errors[e]));
+			"obs_export_errors_total{exporter=\"otlp\",kind=\"%s\"} %llu\n",
+			send_err_name(e),
+			(unsigned long long)otlp__sender_stats(d->otlp)->errors[e]));
 }
 
 /* ---- /health ---- */

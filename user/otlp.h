@@ -8,18 +8,17 @@
  * max_batch spans wait; the queue holds at most max_queue spans and drops
  * (counted) when full. One request in flight, driven by libcurl's multi
  * interface from obsd's loop (otlp__poll), so consumption never blocks on the
- * collector. 429/502/503/504 and connection errors are retried with
- * exponential backoff (1 s doubling, OTLP_MAX_ATTEMPTS tries), other failures
- * drop the batch; both are counted, and each kind of error is logged once.
+ * collector; retries, backoff and error accounting are the sender's
+ * (sender.h).
  */
 #ifndef OBS_OTLP_H
 #define OBS_OTLP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "record.h"
 
-#define OTLP_MAX_HEADERS	16
-#define OTLP_MAX_ATTEMPTS	5
+#define OTLP_MAX_HEADERS	15
 
 struct otlp_config {
 	char traces_url[512];		/* "" = no export */
@@ -42,23 +41,13 @@ int otlp_config_endpoint(struct otlp_config *c, const char *url, bool full);
 /* Add "key=value" (OTEL_EXPORTER_OTLP_HEADERS syntax, value %-decoded). */
 int otlp_config_header(struct otlp_config *c, const char *kv);
 
-enum otlp_err {
-	OTLP_E_CONNECT,		/* could not connect / timeout / transport error */
-	OTLP_E_RETRYABLE,	/* 429, 502, 503, 504 */
-	OTLP_E_REJECTED,	/* other non-2xx: batch dropped */
-	OTLP_E_GAVE_UP,		/* retries exhausted: batch dropped */
-	OTLP_E_ENCODE,		/* out of memory while encoding */
-	OTLP_E_MAX
-};
-
 struct otlp_stats {
 	uint64_t spans_queued;		/* accepted into the queue */
 	uint64_t spans_exported;	/* acknowledged by the collector (2xx) */
 	uint64_t spans_dropped_queue;	/* queue full */
 	uint64_t spans_dropped_export;	/* batch rejected or retries exhausted */
 	uint64_t spans_rejected_partial;/* partial_success.rejected_spans */
-	uint64_t batches;		/* requests sent (incl. retries) */
-	uint64_t errors[OTLP_E_MAX];
+	uint64_t batches;		/* batches handed to the sender */
 	uint64_t queue_len;
 };
 
@@ -74,7 +63,9 @@ void otlp__span(void *ctx, const struct record *r);
 void otlp__poll(struct otlp *o);
 
 const struct otlp_stats *otlp__stats(const struct otlp *o);
-const char *otlp_err_name(enum otlp_err e);
+struct sender_stats;
+/* Transport counters, errors by kind (sender.h). */
+const struct sender_stats *otlp__sender_stats(const struct otlp *o);
 
 /* Best effort at shutdown: export what is queued within timeout_ms. */
 void otlp__flush(struct otlp *o, unsigned timeout_ms);
