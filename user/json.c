@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,22 @@ void jb_raw(struct jbuf *jb, const char *s, size_t n)
 	memcpy(jb->buf + jb->len, s, n);
 	jb->len += n;
 	jb->buf[jb->len] = 0;
+}
+
+void jb_printf(struct jbuf *jb, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !reserve(jb, n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(jb->buf + jb->len, n + 1, fmt, ap);
+	va_end(ap);
+	jb->len += n;
 }
 
 static void sep(struct jbuf *jb)

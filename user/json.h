@@ -24,6 +24,8 @@ void jb_init(struct jbuf *jb);
 void jb_free(struct jbuf *jb);
 void jb_reset(struct jbuf *jb);		/* keep the buffer, drop the text */
 void jb_raw(struct jbuf *jb, const char *s, size_t n);
+/* Append formatted text verbatim (no escaping, no comma handling). */
+void jb_printf(struct jbuf *jb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void jb_obj_open(struct jbuf *jb);
 void jb_obj_close(struct jbuf *jb);
 void jb_arr_open(struct jbuf *jb, const char *key);	/* key NULL inside arrays */

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,24 +241,9 @@ static void labels(struct jbuf *o, const char *const *names, int n, const char *
 	jb_raw(o, "}", 1);
 }
 
-static void printf_raw(struct jbuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void printf_raw(struct jbuf *o, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		jb_raw(o, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
-}
-
 static void header(struct jbuf *o, const char *name, const char *type, const char *help)
 {
-	printf_raw(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	jb_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void counter_table(struct jbuf *o, const struct table *t, const char *name,
@@ -269,7 +253,7 @@ static void counter_table(struct jbuf *o, const struct table *t, const char *nam
 		for (const struct series *s = t->b[i]; s; s = s->next) {
 			jb_raw(o, name, strlen(name));
 			labels(o, names, n, s->key, NULL);
-			printf_raw(o, " %llu\n", (unsigned long long)s->count);
+			jb_printf(o, " %llu\n", (unsigned long long)s->count);
 		}
 	}
 }
@@ -285,17 +269,17 @@ static void histogram_table(struct metrics *m, struct jbuf *o, const char *name,
 			for (int b = 0; b < m->o.n_buckets; b++) {
 				cum += s->buckets[b];
 				snprintf(le, sizeof(le), "le=\"%g\"", m->o.buckets[b]);
-				printf_raw(o, "%s_bucket", name);
+				jb_printf(o, "%s_bucket", name);
 				labels(o, names, n, s->key, le);
-				printf_raw(o, " %llu\n", (unsigned long long)cum);
+				jb_printf(o, " %llu\n", (unsigned long long)cum);
 			}
-			printf_raw(o, "%s_bucket", name);
+			jb_printf(o, "%s_bucket", name);
 			labels(o, names, n, s->key, "le=\"+Inf\"");
-			printf_raw(o, " %llu\n%s_sum", (unsigned long long)s->count, name);
+			jb_printf(o, " %llu\n%s_sum", (unsigned long long)s->count, name);
 			labels(o, names, n, s->key, NULL);
-			printf_raw(o, " %.9f\n%s_count", s->sum, name);
+			jb_printf(o, " %.9f\n%s_count", s->sum, name);
 			labels(o, names, n, s->key, NULL);
-			printf_raw(o, " %llu\n", (unsigned long long)s->count);
+			jb_printf(o, " %llu\n", (unsigned long long)s->count);
 		}
 	}
 }
@@ -377,7 +361,7 @@ static void collapsed_line(void *ctx, const char *service, uint64_t collapsed, u
 
 	jb_raw(o, "obs_routes_collapsed_total", 26);
 	labels(o, l, 1, service, NULL);
-	printf_raw(o, " %llu\n", (unsigned long long)collapsed);
+	jb_printf(o, " %llu\n", (unsigned long long)collapsed);
 }
 
 static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
@@ -394,39 +378,39 @@ static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
 	const struct conn_stats *st = pipeline__stats(p);
 
 	header(o, "obs_events_total", "counter", "Kernel records written to the ring buffer");
-	printf_raw(o, "obs_events_total %llu\n", (unsigned long long)kc[OBS_C_EVENTS]);
+	jb_printf(o, "obs_events_total %llu\n", (unsigned long long)kc[OBS_C_EVENTS]);
 	header(o, "obs_events_lost_total", "counter", "Kernel records or captures lost, by reason");
 	for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
-		printf_raw(o, "obs_events_lost_total{reason=\"%s\"} %llu\n", lost[i].reason,
+		jb_printf(o, "obs_events_lost_total{reason=\"%s\"} %llu\n", lost[i].reason,
 			   (unsigned long long)kc[lost[i].c]);
 	header(o, "obs_capture_truncated_total", "counter",
 	       "Reads/writes longer than the capture (bytes counted, not all copied)");
-	printf_raw(o, "obs_capture_truncated_total %llu\n", (unsigned long long)kc[OBS_C_TRUNCATED]);
+	jb_printf(o, "obs_capture_truncated_total %llu\n", (unsigned long long)kc[OBS_C_TRUNCATED]);
 	header(o, "obs_parse_errors_total", "counter", "HTTP/1 parse errors by direction and kind");
 	for (int d = 0; d < 2; d++)
 		for (int e = 1; e < H1E_MAX; e++)
-			printf_raw(o, "obs_parse_errors_total{direction=\"%s\",error=\"%s\"} %llu\n",
+			jb_printf(o, "obs_parse_errors_total{direction=\"%s\",error=\"%s\"} %llu\n",
 				   d ? "response" : "request", h1_error_name(e),
 				   (unsigned long long)st->parse_errors[d][e]);
 	header(o, "obs_connections_lost_events_total", "counter",
 	       "Connections on which lost kernel records were noticed");
-	printf_raw(o, "obs_connections_lost_events_total %llu\n", (unsigned long long)st->seq_gaps);
+	jb_printf(o, "obs_connections_lost_events_total %llu\n", (unsigned long long)st->seq_gaps);
 	header(o, "obs_connections_tracked", "gauge", "HTTP/1 connections followed right now");
-	printf_raw(o, "obs_connections_tracked %zu\n", pipeline__active_conns(p));
+	jb_printf(o, "obs_connections_tracked %zu\n", pipeline__active_conns(p));
 	header(o, "obs_connections_opened_total", "counter", "Accepted TCP connections tracked");
-	printf_raw(o, "obs_connections_opened_total %llu\n",
+	jb_printf(o, "obs_connections_opened_total %llu\n",
 		   (unsigned long long)kc[OBS_C_CONNS_OPENED]);
 	header(o, "obs_connections_not_http_total", "counter",
 	       "Tracked connections whose first bytes were not HTTP/1");
-	printf_raw(o, "obs_connections_not_http_total %llu\n",
+	jb_printf(o, "obs_connections_not_http_total %llu\n",
 		   (unsigned long long)kc[OBS_C_CONNS_NOT_HTTP]);
 	header(o, "obs_requests_total", "counter", "Request records completed, by outcome");
-	printf_raw(o, "obs_requests_total{outcome=\"ok\"} %llu\nobs_requests_total{outcome=\"failed\"} %llu\n",
+	jb_printf(o, "obs_requests_total{outcome=\"ok\"} %llu\nobs_requests_total{outcome=\"failed\"} %llu\n",
 		   (unsigned long long)st->records_ok, (unsigned long long)st->records_failed);
 	header(o, "obs_ringbuf_fill_ratio", "gauge", "Ring buffer fill before the last drain");
-	printf_raw(o, "obs_ringbuf_fill_ratio %.6f\n", pipeline__ringbuf_fill(p));
+	jb_printf(o, "obs_ringbuf_fill_ratio %.6f\n", pipeline__ringbuf_fill(p));
 	header(o, "obs_ringbuf_fill_peak_ratio", "gauge", "Highest ring buffer fill seen");
-	printf_raw(o, "obs_ringbuf_fill_peak_ratio %.6f\n", pipeline__ringbuf_fill_peak(p));
+	jb_printf(o, "obs_ringbuf_fill_peak_ratio %.6f\n", pipeline__ringbuf_fill_peak(p));
 	header(o, "obs_routes_collapsed_total", "counter",
 	       "Paths reported as the overflow route because the service hit its route cap");
 	routes__foreach_service(rt, collapsed_line, o);

@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "otlp.h"
 #include "sender.h"
+#include "sentry.h"
 #include "span.h"
 #include "pipeline.h"
 #include "errors.h"
@@ -49,6 +50,8 @@ struct daemon {
 	struct metrics *metrics;
 	struct otlp *otlp;		/* NULL: no endpoint, spans only in the store */
 	struct otlp_config ocfg;
+	struct sentry *sentry;		/* NULL: no SENTRY_DSN */
+	struct sentry_config scfg;
 	struct services *svc;
 	struct routes *rt;
 	struct api *api;
@@ -133,41 +136,74 @@ static void h_textring(const struct textring *t, const char *key, const char *qu
 	jb_obj_close(&rep->body);
 }
 
-/* obs_* series of the span pipeline (appended to /metrics). */
+static void export_otlp_metrics(struct daemon *d, const struct otlp_stats *st, struct jbuf *o);
+
+/* obs_* series of the span and error pipelines (appended to /metrics). */
 static void render_export_metrics(struct daemon *d, struct jbuf *o)
 {
 	const struct otlp_stats *st = d->otlp ? otlp__stats(d->otlp) : NULL;
-	char line[256];
 
-	jb_raw(o, line, snprintf(line, sizeof(line),
-		"# HELP obs_traceparent_invalid_total Incoming traceparent headers ignored as invalid\n"
+	jb_printf(o, "# HELP obs_traceparent_invalid_total Incoming traceparent headers ignored as invalid\n"
 		"# TYPE obs_traceparent_invalid_total counter\nobs_traceparent_invalid_total %llu\n",
-		(unsigned long long)(d->p ? pipeline__traceparent_invalid(d->p) : 0)));
-	if (!st)
+		(unsigned long long)(d->p ? pipeline__traceparent_invalid(d->p) : 0));
+	if (d->p) {
+		const struct err_stats *es = pipeline__err_stats(d->p);
+
+		jb_printf(o, "# HELP obs_error_events_total Error events emitted\n"
+			"# TYPE obs_error_events_total counter\nobs_error_events_total %llu\n",
+			(unsigned long long)es->events);
+		jb_printf(o, "# HELP obs_tracebacks_total Python tracebacks recognised, by join result\n"
+			"# TYPE obs_tracebacks_total counter\n"
+			"obs_tracebacks_total{join=\"closest\"} %llu\n"
+			"obs_tracebacks_total{join=\"ambiguous\"} %llu\n"
+			"obs_tracebacks_total{join=\"none\"} %llu\n",
+			(unsigned long long)(es->joined - es->ambiguous),
+			(unsigned long long)es->ambiguous, (unsigned long long)es->unjoined);
+	}
+	if (d->sentry) {
+		const struct sentry_stats *ss = sentry__stats(d->sentry);
+
+		jb_printf(o, "# HELP obs_sentry_events_total Sentry events by result\n"
+			"# TYPE obs_sentry_events_total counter\n"
+			"obs_sentry_events_total{result=\"sent\"} %llu\n"
+			"obs_sentry_events_total{result=\"dropped_queue_full\"} %llu\n"
+			"obs_sentry_events_total{result=\"dropped_send_failed\"} %llu\n"
+			"obs_sentry_events_total{result=\"sampled_out\"} %llu\n",
+			(unsigned long long)ss->sent, (unsigned long long)ss->dropped_queue,
+			(unsigned long long)ss->dropped_send, (unsigned long long)ss->sampled_out);
+	}
+	if (!st && !d->sentry)
 		return;
-	jb_raw(o, line, snprintf(line, sizeof(line),
-		"# HELP obs_spans_exported_total Spans acknowledged by the OTLP endpoint\n"
+	if (st)
+		export_otlp_metrics(d, st, o);
+	jb_printf(o, "# HELP obs_export_errors_total Export errors by exporter and kind\n"
+		"# TYPE obs_export_errors_total counter\n");
+	for (int e = 0; e < SEND_E_MAX; e++) {
+		if (d->otlp)
+			jb_printf(o, "obs_export_errors_total{exporter=\"otlp\",kind=\"%s\"} %llu\n",
+				send_err_name(e),
+				(unsigned long long)otlp__sender_stats(d->otlp)->errors[e]);
+		if (d->sentry)
+			jb_printf(o, "obs_export_errors_total{exporter=\"sentry\",kind=\"%s\"} %llu\n",
+				send_err_name(e),
+				(unsigned long long)sentry__sender_stats(d->sentry)->errors[e]);
+	}
+}
+
+static void export_otlp_metrics(struct daemon *d, const struct otlp_stats *st, struct jbuf *o)
+{
+	jb_printf(o, "# HELP obs_spans_exported_total Spans acknowledged by the OTLP endpoint\n"
 		"# TYPE obs_spans_exported_total counter\nobs_spans_exported_total %llu\n",
-		(unsigned long long)st->spans_exported));
-	jb_raw(o, line, snprintf(line, sizeof(line),
-		"# HELP obs_spans_dropped_total Spans not exported, by reason\n"
+		(unsigned long long)st->spans_exported);
+	jb_printf(o, "# HELP obs_spans_dropped_total Spans not exported, by reason\n"
 		"# TYPE obs_spans_dropped_total counter\n"
 		"obs_spans_dropped_total{reason=\"queue_full\"} %llu\n"
 		"obs_spans_dropped_total{reason=\"export_failed\"} %llu\n",
 		(unsigned long long)st->spans_dropped_queue,
-		(unsigned long long)st->spans_dropped_export));
-	jb_raw(o, line, snprintf(line, sizeof(line),
-		"# HELP obs_spans_queued Spans waiting for export\n"
+		(unsigned long long)st->spans_dropped_export);
+	jb_printf(o, "# HELP obs_spans_queued Spans waiting for export\n"
 		"# TYPE obs_spans_queued gauge\nobs_spans_queued %llu\n",
-		(unsigned long long)st->queue_len));
-	jb_raw(o, line, snprintf(line, sizeof(line),
-		"# HELP obs_export_errors_total OTLP export errors by kind\n"
-		"# TYPE obs_export_errors_total counter\n"));
-	for (int e = 0; e < SEND_E_MAX; e++)
-		jb_raw(o, line, snprintf(line, sizeof(line),
-			"obs_export_errors_total{exporter=\"otlp\",kind=\"%s\"} %llu\n",
-			send_err_name(e),
-			(unsigned long long)otlp__sender_stats(d->otlp)->errors[e]));
+		(unsigned long long)st->queue_len);
 }
 
 /* ---- /health ---- */
@@ -452,6 +488,8 @@ static int adopt_pipeline(struct daemon *d, int ep)
 	if (d->otlp)
 		pipeline__add_sink(d->p, otlp__span, d->otlp);
 	pipeline__add_error_sink(d->p, error_sink, d);
+	if (d->sentry)
+		pipeline__add_error_sink(d->p, sentry__event, d->sentry);
 	pipeline__add_life_sink(d->p, life_sink, d);
 	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
 	pipeline__tick(d->p);
@@ -484,6 +522,8 @@ static int run(struct daemon *d)
 			pipeline__consume(d->p);
 		if (d->otlp)
 			otlp__poll(d->otlp);
+		if (d->sentry)
+			sentry__poll(d->sentry);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 2) {
 				api__process(d->api);
@@ -533,6 +573,9 @@ static void usage(FILE *f)
 		"  --traces-sampler NAME  always_on, always_off, traceidratio, parentbased_always_on\n"
 		"                         (default), parentbased_traceidratio (OTEL_TRACES_SAMPLER)\n"
 		"  --traces-sampler-arg R ratio for the ratio samplers (OTEL_TRACES_SAMPLER_ARG)\n"
+		"  --sentry-dsn DSN       send error events to Sentry (SENTRY_DSN)\n"
+		"  --sentry-environment E, --sentry-release R, --sentry-sample-rate X\n"
+		"                         (SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE)\n"
 		"  --errors-file PATH     also write error events as JSON lines to PATH ('-': stdout)\n"
 		"  --capture-bytes N      bytes captured per read/write (default %d, max %d)\n"
 		"  --store-size N         request records kept for /api/requests (default %d)\n"
@@ -545,7 +588,7 @@ enum {
 	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
 	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
 	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
-	OPT_ERRORS_FILE,
+	OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
 };
 
 static const struct option long_opts[] = {
@@ -568,6 +611,10 @@ static const struct option long_opts[] = {
 	{ "traces-sampler", required_argument, NULL, OPT_SAMPLER },
 	{ "traces-sampler-arg", required_argument, NULL, OPT_SAMPLER_ARG },
 	{ "errors-file", required_argument, NULL, OPT_ERRORS_FILE },
+	{ "sentry-dsn", required_argument, NULL, OPT_SENTRY_DSN },
+	{ "sentry-environment", required_argument, NULL, OPT_SENTRY_ENV },
+	{ "sentry-release", required_argument, NULL, OPT_SENTRY_RELEASE },
+	{ "sentry-sample-rate", required_argument, NULL, OPT_SENTRY_RATE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{},
@@ -636,6 +683,21 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	case OPT_ERRORS_FILE:
 		d->errors_path = arg;
 		return 0;
+	case OPT_SENTRY_DSN:
+		return snprintf(d->scfg.dsn, sizeof(d->scfg.dsn), "%s", arg) <
+		       (int)sizeof(d->scfg.dsn) ? 0 : -EINVAL;
+	case OPT_SENTRY_ENV:
+		return snprintf(d->scfg.environment, sizeof(d->scfg.environment), "%s", arg) <
+		       (int)sizeof(d->scfg.environment) ? 0 : -EINVAL;
+	case OPT_SENTRY_RELEASE:
+		return snprintf(d->scfg.release, sizeof(d->scfg.release), "%s", arg) <
+		       (int)sizeof(d->scfg.release) ? 0 : -EINVAL;
+	case OPT_SENTRY_RATE: {
+		char *end;
+
+		d->scfg.sample_rate = strtod(arg, &end);
+		return *end || !(d->scfg.sample_rate >= 0 && d->scfg.sample_rate <= 1) ? -EINVAL : 0;
+	}
 	case OPT_SAMPLER_ARG:
 		snprintf(d->sampler_arg, sizeof(d->sampler_arg), "%s", arg);
 		return 0;
@@ -679,7 +741,7 @@ int main(int argc, char **argv)
 	d.rt = routes__new(ROUTE_CAP_DEFAULT);
 	if (!d.svc || !d.rt)
 		goto out;
-	if (otlp_config_env(&d.ocfg)) {	/* environment first: flags override it */
+	if (otlp_config_env(&d.ocfg) || sentry_config_env(&d.scfg)) {	/* flags override */
 		err = 2;
 		goto out;
 	}
@@ -695,6 +757,14 @@ int main(int argc, char **argv)
 			d.sampler_arg);
 		err = 2;
 		goto out;
+	}
+	if (d.scfg.dsn[0]) {
+		d.sentry = sentry__new(&d.scfg);
+		if (!d.sentry) {
+			err = 2;
+			goto out;
+		}
+		pr_info("obsd: sending error events to Sentry");
 	}
 	if (d.ocfg.traces_url[0]) {
 		d.otlp = otlp__new(&d.ocfg);
@@ -739,8 +809,10 @@ int main(int argc, char **argv)
 		pthread_join(d.loader, NULL), d.p = d.loaded;
 	pr_info("obsd: stopping");
 	otlp__flush(d.otlp, 2000);
+	sentry__flush(d.sentry, 2000);
 out:
 	otlp__free(d.otlp);
+	sentry__free(d.sentry);
 	pipeline__free(d.p);
 	api__free(d.api);
 	metrics__free(d.metrics);
