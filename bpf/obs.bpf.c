@@ -68,12 +68,21 @@ struct {
 	__type(value, struct obs_conn);
 } conns SEC(".maps");
 
-/* struct sock * -> connection key, for sock/tcp tracepoints. */
+/* struct sock * -> its connection, for sock/tcp tracepoints. Kept after the
+ * fd's close() until the socket reaches TCP_CLOSE, so that a RST answering
+ * the last response still reaches userspace. */
+struct sock_ref {
+	struct obs_conn_key k;
+	__u64 conn_id;
+	__u32 closed;	/* the fd was closed; conns has no entry any more */
+	__u32 pad;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, OBS_MAX_CONNS);
 	__type(key, __u64);
-	__type(value, struct obs_conn_key);
+	__type(value, struct sock_ref);
 } socks SEC(".maps");
 
 /* Processes that own (or owned) tracked connections: tgid -> 1. */
@@ -216,6 +225,7 @@ static __always_inline int on_accept(long ret)
 	struct obs_conn_key k = { .tgid = id >> 32, .fd = (__u32)ret };
 	struct obs_conn c = {};
 	struct sock *sk;
+	struct sock_ref ref = {};
 	__u8 one = 1;
 	__u64 skp;
 
@@ -239,6 +249,9 @@ static __always_inline int on_accept(long ret)
 		BPF_CORE_READ_INTO(&c.laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&c.raddr, sk, __sk_common.skc_v6_daddr);
 	}
+	/* The client may have sent its request and FIN before accept() returned. */
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE_WAIT)
+		c.early |= 1 << OBS_ST_PEER_FIN;
 	c.conn_id = __sync_fetch_and_add(&next_conn_id, 1);
 	c.accept_ts_ns = bpf_ktime_get_ns();
 	c.sk = (__u64)sk;
@@ -248,7 +261,9 @@ static __always_inline int on_accept(long ret)
 		count(OBS_C_LOST_CONNS_FULL);
 		return 0;
 	}
-	bpf_map_update_elem(&socks, &skp, &k, BPF_ANY);
+	ref.k = k;
+	ref.conn_id = c.conn_id;
+	bpf_map_update_elem(&socks, &skp, &ref, BPF_ANY);
 	bpf_map_update_elem(&procs, &k.tgid, &one, BPF_ANY);
 	count(OBS_C_CONNS_OPENED);
 	return 0;
@@ -367,6 +382,17 @@ static __always_inline void emit_open(struct obs_conn_key *k, struct obs_conn *c
 	rb_out(&o, sizeof(o));
 }
 
+static __always_inline void emit_simple(struct obs_conn_key *k, struct obs_conn *c, __u32 type,
+					__u32 what, __u32 arg)
+{
+	struct obs_ev_state e = {};
+
+	fill_hdr(&e.h, k, c, type);
+	e.what = what;
+	e.arg = arg;
+	rb_out(&e, type == OBS_EV_STATE ? sizeof(e) : sizeof(struct obs_ev_close));
+}
+
 static __always_inline int exit_io(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -465,6 +491,10 @@ static __always_inline int exit_io(long ret)
 		}
 		c->proto = OBS_PROTO_HTTP1;
 		emit_open(&k, c);
+		if (c->early & (1 << OBS_ST_PEER_FIN))
+			emit_simple(&k, c, OBS_EV_STATE, OBS_ST_PEER_FIN, 0);
+		if (c->early & (1 << OBS_ST_RESET))
+			emit_simple(&k, c, OBS_EV_STATE, OBS_ST_RESET, 0);
 	} else if (c->proto != OBS_PROTO_HTTP1) {
 		return 0;
 	}
@@ -549,17 +579,6 @@ int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 	return exit_io(ctx->ret);
 }
 
-static __always_inline void emit_simple(struct obs_conn_key *k, struct obs_conn *c, __u32 type,
-					__u32 what, __u32 arg)
-{
-	struct obs_ev_state e = {};
-
-	fill_hdr(&e.h, k, c, type);
-	e.what = what;
-	e.arg = arg;
-	rb_out(&e, type == OBS_EV_STATE ? sizeof(e) : sizeof(struct obs_ev_close));
-}
-
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
 {
@@ -570,10 +589,17 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 
 	if (!c)
 		return 0;
+	sk = c->sk;
 	if (c->proto == OBS_PROTO_HTTP1)
 		emit_simple(&k, c, OBS_EV_CLOSE, 0, 0);
-	sk = c->sk;
-	bpf_map_delete_elem(&socks, &sk);
+	if (c->proto == OBS_PROTO_HTTP1 &&
+	    BPF_CORE_READ((struct sock *)sk, __sk_common.skc_state) != TCP_CLOSE) {
+		struct sock_ref ref = { .k = k, .conn_id = c->conn_id, .closed = 1 };
+
+		bpf_map_update_elem(&socks, &sk, &ref, BPF_EXIST);
+	} else {
+		bpf_map_delete_elem(&socks, &sk);
+	}
 	bpf_map_delete_elem(&conns, &k);
 	return 0;
 }
@@ -594,16 +620,38 @@ int enter_shutdown(struct trace_event_raw_sys_enter *ctx)
 static __always_inline void on_sock(const void *skaddr, __u32 what)
 {
 	__u64 sk = (__u64)skaddr;
-	struct obs_conn_key *kp = bpf_map_lookup_elem(&socks, &sk);
+	struct sock_ref *ref = bpf_map_lookup_elem(&socks, &sk);
 	struct obs_conn_key k;
 	struct obs_conn *c;
 
-	if (!kp)
+	if (!ref)
 		return;
-	k = *kp;
+	k = ref->k;
+	if (ref->closed) {
+		/* After close(): only a reset matters (the client never read the
+		 * last response); seq 0 marks an event past the connection's end. */
+		if (what == OBS_ST_RESET) {
+			struct obs_ev_state e = {};
+
+			e.h.ts_ns = bpf_ktime_get_ns();
+			e.h.conn_id = ref->conn_id;
+			e.h.type = OBS_EV_STATE;
+			e.h.pid = k.tgid;
+			e.h.fd = k.fd;
+			e.what = what;
+			rb_out(&e, sizeof(e));
+		} else if (what == OBS_ST_CLOSED) {
+			bpf_map_delete_elem(&socks, &sk);
+		}
+		return;
+	}
 	c = bpf_map_lookup_elem(&conns, &k);
-	if (c && c->proto == OBS_PROTO_HTTP1 && c->sk == sk)
+	if (!c || c->sk != sk)
+		return;
+	if (c->proto == OBS_PROTO_HTTP1)
 		emit_simple(&k, c, OBS_EV_STATE, what, 0);
+	else if (c->proto == OBS_PROTO_UNKNOWN)	/* e.g. request + FIN before the first read */
+		c->early |= 1 << what;
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")

@@ -123,7 +123,7 @@ struct obs_conn {
 	__u16 lport;
 	__u16 rport;
 	__u8 proto;		/* enum obs_proto */
-	__u8 pad;
+	__u8 early;		/* OBS_ST_* bits seen before the first bytes (reported after OPEN) */
 };
 
 /* Per-CPU counters (map "counters"), summed by userspace. */

@@ -9,6 +9,9 @@
 #include "conn.h"
 
 #define CONN_BUCKETS_MIN	1024
+#define CONN_FIN_HELD_MAX	8	/* responses written after the client's FIN, held */
+#define CONN_CLOSING_MAX	1024	/* closed connections waiting for a late RST */
+#define CONN_LINGER_NS		(200ull * 1000000ull)
 
 /* conn.flags */
 enum {
@@ -33,6 +36,12 @@ struct conn {
 	size_t q_head, q_len, q_cap;
 	struct record *cur_req;		/* request whose head is parsed, body still arriving */
 	struct record *cur_resp;	/* record whose final response is being written */
+	/* Responses completed after the client's FIN: delivered only if no RST
+	 * answers them (a client that closed instead of half-closing resets). */
+	struct record *fin_held[CONN_FIN_HELD_MAX];
+	int n_fin_held;
+	const char *close_why;		/* set while closing: waiting for a late RST */
+	uint64_t close_deadline;
 	char comm[OBS_COMM_LEN];
 	uint8_t client_addr[16];	/* v4-mapped for IPv4 */
 	char client[REC_ADDR_MAX];
@@ -43,6 +52,8 @@ struct conn {
 struct conn_table {
 	struct conn **buckets;
 	size_t n_buckets, n_conns;
+	struct conn *closing[CONN_CLOSING_MAX];	/* closed, answers held for a RST */
+	size_t n_closing;
 	conn_event_fn fn;
 	void *ctx;
 	struct conn_stats st;
@@ -226,11 +237,25 @@ static void record_done(struct conn *c, struct record *r, enum rec_outcome outco
 	free(r);
 }
 
+/* Settle responses written after the client's FIN: a RST since means the
+ * client had closed and never read them. */
+static void settle_fin_held(struct conn *c)
+{
+	for (int i = 0; i < c->n_fin_held; i++) {
+		if (c->flags & CONN_RESET)
+			record_done(c, c->fin_held[i], REC_FAILED, ERR_CLIENT_CLOSED);
+		else
+			record_done(c, c->fin_held[i], REC_OK, "");
+	}
+	c->n_fin_held = 0;
+}
+
 /* Fail every request still waiting for its response. */
 static void fail_pending(struct conn *c, const char *why)
 {
 	struct record *r;
 
+	settle_fin_held(c);
 	while ((r = q_front(c))) {
 		q_pop(c);
 		record_done(c, r, REC_FAILED, why);
@@ -248,6 +273,13 @@ static const char *close_reason(const struct conn *c)
 	if (c->flags & CONN_PEER_FIN)
 		return ERR_CLIENT_CLOSED;
 	return ERR_SERVER_CLOSED;
+}
+
+/* A response written to a client that had reset: after a FIN, the client had
+ * closed and its kernel answered the response with RST. */
+static const char *close_reason_written(const struct conn *c)
+{
+	return c->flags & CONN_PEER_FIN ? ERR_CLIENT_CLOSED : ERR_CLIENT_RESET;
 }
 
 /* ---- request parser callbacks ---- */
@@ -363,10 +395,17 @@ static void resp_on_message(void *ctx, const struct h1_head *h, uint64_t bytes, 
 		r->bytes_in = c->p[OBS_DIR_IN].msg_bytes;
 		c->cur_req = NULL;
 	}
-	if (mflags & H1M_LOST)
+	if (mflags & H1M_LOST) {
 		record_done(c, r, REC_FAILED, ERR_LOST);
-	else
+	} else if (c->flags & CONN_RESET) {
+		/* On loopback the peer's RST to this very write is seen before it. */
+		record_done(c, r, REC_FAILED, close_reason_written(c));
+	} else if ((c->flags & CONN_PEER_FIN) && c->n_fin_held < CONN_FIN_HELD_MAX) {
+		c->cur_resp = NULL;
+		c->fin_held[c->n_fin_held++] = r;
+	} else {
 		record_done(c, r, REC_OK, "");
+	}
 }
 
 static void resp_on_error(void *ctx, enum h1_error err)
@@ -435,6 +474,21 @@ static struct conn *conn_new(struct conn_table *t, const struct obs_ev_hdr *h)
 /* The connection is gone: finish what can be finished, fail the rest, free. */
 static void conn_close(struct conn_table *t, struct conn *c, const char *why)
 {
+	/* Responses written after the client's FIN are delivered unless a RST
+	 * answers them, which can come after the server's close(): wait. */
+	if (t->fn && c->n_fin_held && !c->close_why && !(c->flags & CONN_RESET) &&
+	    t->n_closing < CONN_CLOSING_MAX) {
+		c->close_why = why;
+		c->close_deadline = c->seg_ts + CONN_LINGER_NS;
+		t->closing[t->n_closing++] = c;
+		return;
+	}
+	for (size_t i = 0; i < t->n_closing; i++) {
+		if (t->closing[i] == c) {
+			t->closing[i] = t->closing[--t->n_closing];
+			break;
+		}
+	}
 	h1__eof(&c->p[OBS_DIR_IN]);
 	h1__eof(&c->p[OBS_DIR_OUT]);
 	fail_pending(c, why);
@@ -507,12 +561,16 @@ static void on_state(struct conn *c, const struct obs_ev_state *s)
 		c->flags |= CONN_RESET;
 	else
 		return;
-	/* Only a client leaving with requests in flight is a disconnect; closing
-	 * an idle keep-alive connection is the normal end. */
-	if (!(c->flags & CONN_TOLD_GONE) && (c->q_len || c->cur_resp)) {
+	/* Only a client leaving with requests in flight (or answered after it
+	 * left) is a disconnect; closing an idle keep-alive connection is the
+	 * normal end. */
+	if (!(c->flags & CONN_TOLD_GONE) &&
+	    (c->q_len || c->cur_resp || ((c->flags & CONN_RESET) && c->n_fin_held))) {
 		c->flags |= CONN_TOLD_GONE;
 		emit(c, CONN_EV_DISCONNECTED, NULL, s->what == OBS_ST_RESET ? "reset" : "fin");
 	}
+	if (c->flags & CONN_RESET)
+		settle_fin_held(c);
 }
 
 static void on_exit_pid(struct conn_table *t, uint32_t pid, uint64_t ts)
@@ -570,7 +628,17 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 		return;
 	}
 	c = conn_find(t, h->conn_id);
-	if (!c) {
+	if (c && c->close_why) {	/* closed, waiting for a late RST */
+		if (h->type == OBS_EV_STATE && ((const struct obs_ev_state *)data)->what == OBS_ST_RESET) {
+			c->flags |= CONN_RESET;
+			c->seg_ts = h->ts_ns;
+			conn_close(t, c, c->close_why);
+		}
+		return;
+	}
+	if (!c || h->seq == 0) {	/* seq 0: an event after the connection's end */
+		if (c || h->seq == 0)
+			return;
 		t->st.orphan_events++;
 		if (h->type == OBS_EV_CLOSE)
 			return;
@@ -589,6 +657,8 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 	if (h->seq != c->last_seq + 1)
 		conn_lost(c);
 	c->last_seq = h->seq;
+	if (c->n_fin_held && h->type == OBS_EV_DATA)
+		settle_fin_held(c);	/* the connection went on: they were delivered */
 	switch (h->type) {
 	case OBS_EV_DATA:
 		if (!(c->flags & CONN_UPGRADED))
@@ -620,6 +690,18 @@ struct conn_table *conn_table__new(conn_event_fn fn, void *ctx)
 	t->fn = fn;
 	t->ctx = ctx;
 	return t;
+}
+
+void conn_table__expire(struct conn_table *t, uint64_t now_ns)
+{
+	for (size_t i = 0; i < t->n_closing;) {
+		struct conn *c = t->closing[i];
+
+		if (now_ns >= c->close_deadline)
+			conn_close(t, c, c->close_why);	/* removes it from closing[] */
+		else
+			i++;
+	}
 }
 
 void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
@@ -667,6 +749,7 @@ void conn_table__free(struct conn_table *t)
 	if (!t)
 		return;
 	t->fn = NULL;	/* shutting down: in-flight requests are not failures */
+	t->n_closing = 0;	/* no waiting: conn_close below frees them all */
 	for (size_t b = 0; b < t->n_buckets; b++) {
 		while (t->buckets[b])
 			conn_close(t, t->buckets[b], ERR_SERVER_CLOSED);

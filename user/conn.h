@@ -78,6 +78,10 @@ struct conn_table *conn_table__new(conn_event_fn fn, void *ctx);
 /* Decode and apply one ring-buffer record. Malformed records are counted. */
 void conn_table__event(struct conn_table *t, const void *data, size_t size);
 
+/* Finish closed connections whose wait for a late RST is over. Call after
+ * each ring drain (cheap when none wait). */
+void conn_table__expire(struct conn_table *t, uint64_t now_ns);
+
 /*
  * Close connections idle since before idle_before_ns (CLOCK_MONOTONIC) for which
  * alive(pid, fd, conn_id) says the kernel no longer tracks them (their close was

@@ -39,7 +39,7 @@
 #define H1_TARGET_MAX		512	/* request-target, truncated beyond */
 #define H1_HOST_MAX		128
 #define H1_UA_MAX		256
-#define H1_REQID_MAX		128
+#define H1_REQID_MAX		130	/* 128 characters + 1 to detect longer ids + NUL */
 #define H1_TRACEPARENT_MAX	64
 #define H1_TRACESTATE_MAX	256
 #define H1_CTYPE_MAX		128

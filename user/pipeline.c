@@ -299,6 +299,7 @@ int pipeline__consume(struct pipeline *p)
 	if (p->fill > p->fill_peak)
 		p->fill_peak = p->fill;
 	n = ring_buffer__consume(p->rb);
+	conn_table__expire(p->ct, mono_ns());
 	errors__tick(p->errs, mono_ns());
 
 	p->last_consume_ns = mono_ns();
