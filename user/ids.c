@@ -35,6 +35,18 @@ void ids_seed(void)
 	rng[3] |= 1;	/* state must not be all zero */
 }
 
+void ids_seed_fixed(uint64_t seed)
+{
+	for (int i = 0; i < 4; i++) {	/* splitmix64 */
+		uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		rng[i] = z ^ (z >> 31);
+	}
+	rng[3] |= 1;
+}
+
 void ids_random(uint8_t *out, int n)
 {
 	bool nonzero = false;

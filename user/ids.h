@@ -12,6 +12,9 @@
 /* Seed the generator (getrandom, falling back to time and pid). */
 void ids_seed(void);
 
+/* Seed deterministically (replays, tests). */
+void ids_seed_fixed(uint64_t seed);
+
 /* n random bytes, never all zero. */
 void ids_random(uint8_t *out, int n);
 

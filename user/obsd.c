@@ -346,6 +346,12 @@ static void h_requests(struct daemon *d, const char *query, struct api_reply *re
 	if (!api_query_get(query, "limit", v, sizeof(v)))
 		limit = strtoul(v, NULL, 10);
 	n = store__count(d->store);
+	/* ?since=T: only records after the T-th ever stored (T = an earlier "total") */
+	if (!api_query_get(query, "since", v, sizeof(v))) {
+		uint64_t since = strtoull(v, NULL, 10);
+
+		n = since >= d->store->total ? 0 : d->store->total - since < n ? d->store->total - since : n;
+	}
 	if (limit > n)
 		limit = n;
 	jb_obj_open(&rep->body);
@@ -454,6 +460,48 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 		jb_str(&rep->body, "error", "not found");
 		jb_obj_close(&rep->body);
 	}
+}
+
+/* --replay: the whole pipeline, sinks included, over a recording. */
+static int replay(struct daemon *d)
+{
+	const struct conn_stats *st;
+	uint64_t perr = 0;
+	struct jbuf jb;
+	long n;
+
+	d->popts.svc = d->svc;
+	d->popts.rt = d->rt;
+	d->popts.sampler = &d->sampler;
+	d->popts.trust = &d->trust;
+	d->p = pipeline__open(&d->popts);
+	if (!d->p)
+		return 1;
+	pipeline__add_sink(d->p, store_sink, d->store);
+	pipeline__add_sink(d->p, metrics__record, d->metrics);
+	pipeline__add_error_sink(d->p, error_sink, d);
+	pipeline__add_life_sink(d->p, life_sink, d);
+	n = pipeline__replay(d->p);
+	if (n < 0)
+		return 1;
+	st = pipeline__stats(d->p);
+	for (int dir = 0; dir < 2; dir++)
+		for (int e = 0; e < H1E_MAX; e++)
+			perr += st->parse_errors[dir][e];
+	jb_init(&jb);
+	jb_obj_open(&jb);
+	jb_u64(&jb, "kernel_records", n);
+	jb_u64(&jb, "requests_ok", st->records_ok);
+	jb_u64(&jb, "requests_failed", st->records_failed);
+	jb_u64(&jb, "requests_in_flight", st->requests_in_flight);
+	jb_u64(&jb, "connections", st->conns_opened);
+	jb_u64(&jb, "parse_errors", perr);
+	jb_u64(&jb, "lost_event_gaps", st->seq_gaps);
+	jb_u64(&jb, "error_events", pipeline__err_stats(d->p)->events);
+	jb_obj_close(&jb);
+	printf("%s\n", jb.oom ? "{}" : jb.buf);
+	jb_free(&jb);
+	return 0;
 }
 
 /* ---- loading and the loop ---- */
@@ -576,6 +624,9 @@ static void usage(FILE *f)
 		"  --sentry-dsn DSN       send error events to Sentry (SENTRY_DSN)\n"
 		"  --sentry-environment E, --sentry-release R, --sentry-sample-rate X\n"
 		"                         (SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE)\n"
+		"  --record FILE          also write every kernel record to FILE (for --replay)\n"
+		"  --replay FILE          no kernel: run a recording through the pipeline, print a\n"
+		"                         summary and exit (deterministic: benchmarks, debugging)\n"
 		"  --errors-file PATH     also write error events as JSON lines to PATH ('-': stdout)\n"
 		"  --capture-bytes N      bytes captured per read/write (default %d, max %d)\n"
 		"  --store-size N         request records kept for /api/requests (default %d)\n"
@@ -588,7 +639,7 @@ enum {
 	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
 	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
 	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
-	OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
+	OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
 };
 
 static const struct option long_opts[] = {
@@ -611,6 +662,8 @@ static const struct option long_opts[] = {
 	{ "traces-sampler", required_argument, NULL, OPT_SAMPLER },
 	{ "traces-sampler-arg", required_argument, NULL, OPT_SAMPLER_ARG },
 	{ "errors-file", required_argument, NULL, OPT_ERRORS_FILE },
+	{ "record", required_argument, NULL, OPT_RECORD },
+	{ "replay", required_argument, NULL, OPT_REPLAY },
 	{ "sentry-dsn", required_argument, NULL, OPT_SENTRY_DSN },
 	{ "sentry-environment", required_argument, NULL, OPT_SENTRY_ENV },
 	{ "sentry-release", required_argument, NULL, OPT_SENTRY_RELEASE },
@@ -682,6 +735,12 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 		return 0;
 	case OPT_ERRORS_FILE:
 		d->errors_path = arg;
+		return 0;
+	case OPT_RECORD:
+		d->popts.record_path = arg;
+		return 0;
+	case OPT_REPLAY:
+		d->popts.replay_path = arg;
 		return 0;
 	case OPT_SENTRY_DSN:
 		return snprintf(d->scfg.dsn, sizeof(d->scfg.dsn), "%s", arg) <
@@ -795,6 +854,10 @@ int main(int argc, char **argv)
 	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (!d.store || !d.metrics || !d.errors || !d.events || d.load_efd < 0) {
 		pr_warn("obsd: out of memory at start: %s", strerror(errno));
+		goto out;
+	}
+	if (d.popts.replay_path) {
+		err = replay(&d);
 		goto out;
 	}
 	d.api = api__new(d.listen, handler, &d);

@@ -33,6 +33,8 @@ struct pipeline_opts {
 	struct routes *rt;		/* NULL: defaults */
 	const struct sampler *sampler;	/* NULL: parentbased_always_on */
 	const struct trust *trust;	/* NULL: no peer's X-Request-ID is honoured */
+	const char *record_path;	/* also append every kernel record to this file */
+	const char *replay_path;	/* no kernel: records come from this file (replay) */
 };
 
 /*
@@ -99,6 +101,13 @@ size_t pipeline__processes(const struct pipeline *p);	/* observed processes */
 uint64_t pipeline__last_consume_ns(const struct pipeline *p);
 /* Events lost, all reasons (ring full, tables full). */
 uint64_t pipeline__events_lost(const struct pipeline *p);
+
+/*
+ * Replay mode (opts.replay_path): feed every recorded kernel record through the
+ * pipeline as fast as possible, with time taken from the records and fixed
+ * random seeds, so the work done is deterministic. Returns records fed or -errno.
+ */
+long pipeline__replay(struct pipeline *p);
 
 /* Detach and free; pending requests are failed to the sinks first. NULL-safe. */
 void pipeline__free(struct pipeline *p);
