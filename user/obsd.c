@@ -294,6 +294,14 @@ static void health_group(void *ctx, const struct proc_view *v)
 	jb_obj_close(h->jb);
 }
 
+static double self_cpu_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void h_health(struct daemon *d, struct api_reply *rep)
 {
 	struct jbuf *jb = &rep->body;
@@ -304,6 +312,8 @@ static void h_health(struct daemon *d, struct api_reply *rep)
 	jb_str(jb, "status", "ok");
 	jb_dbl(jb, "uptime_seconds", (mono_ns() - d->start_ns) / 1e9);
 	jb_bool(jb, "attached", d->p != NULL);
+	jb_dbl(jb, "cpu_seconds", self_cpu_seconds());
+	jb_u64(jb, "pid", getpid());
 	jb_u64(jb, "observed_processes", d->p ? pipeline__processes(d->p) : 0);
 	jb_u64(jb, "active_connections", d->p ? pipeline__active_conns(d->p) : 0);
 	jb_u64(jb, "events_lost", d->p ? pipeline__events_lost(d->p) : 0);
