@@ -19,6 +19,8 @@
 #define AF_INET6	10
 #define IPPROTO_TCP	6
 #define MSG_PEEK	2
+#define TCP_ESTABLISHED	1
+#define TCP_SYN_RECV	3
 #define TCP_CLOSE	7
 #define TCP_CLOSE_WAIT	8
 #define CAP_MASK	(2 * OBS_CAP_MAX - 1)
@@ -31,6 +33,7 @@ const volatile __u32 cap_bytes = OBS_CAP_DEFAULT;
 const volatile __u64 wakeup_bytes = OBS_RINGBUF_DEFAULT / 8;
 const volatile __u32 self_tgid = 0;	/* obsd/obsctl itself: never observed */
 const volatile bool filter_pids = false;
+const volatile __u64 loop_block_ns = OBS_LOOP_BLOCK_DEFAULT;
 const volatile bool filter_ports = false;
 const volatile __u32 n_comms = 0;
 const volatile char comms[OBS_MAX_COMMS][OBS_COMM_LEN] = {};
@@ -85,6 +88,15 @@ struct {
 	__type(value, struct sock_ref);
 } socks SEC(".maps");
 
+/* First data arrival on sockets not accepted yet (no struct socket): sk -> ns.
+ * accept() moves it into the connection: queue time of a first request. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} early SEC(".maps");
+
 /* Processes that own (or owned) tracked connections: tgid -> 1. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -115,6 +127,13 @@ struct {
 	__type(key, __u16);
 	__type(value, __u8);
 } ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OBS_MAX_LOOPS);
+	__type(key, __u32);
+	__type(value, struct obs_loop);
+} loops SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -226,8 +245,8 @@ static __always_inline int on_accept(long ret)
 	struct obs_conn c = {};
 	struct sock *sk;
 	struct sock_ref ref = {};
+	__u64 *arrival, skp;
 	__u8 one = 1;
-	__u64 skp;
 
 	if (ret < 0 || !is_target(k.tgid))
 		return 0;
@@ -252,6 +271,12 @@ static __always_inline int on_accept(long ret)
 	/* The client may have sent its request and FIN before accept() returned. */
 	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE_WAIT)
 		c.early |= 1 << OBS_ST_PEER_FIN;
+	skp = (__u64)sk;
+	arrival = bpf_map_lookup_elem(&early, &skp);
+	if (arrival) {
+		c.arrival_ns = *arrival;
+		bpf_map_delete_elem(&early, &skp);
+	}
 	c.conn_id = __sync_fetch_and_add(&next_conn_id, 1);
 	c.accept_ts_ns = bpf_ktime_get_ns();
 	c.sk = (__u64)sk;
@@ -500,6 +525,11 @@ static __always_inline int exit_io(long ret)
 	}
 
 	fill_hdr(&s->ev.h, &k, c, OBS_EV_DATA);
+	s->ev.arrival_ns = 0;
+	if (a.dir == OBS_DIR_IN) {	/* queue time: arrival -> this read */
+		s->ev.arrival_ns = c->arrival_ns;
+		c->arrival_ns = 0;
+	}
 	s->ev.len = ret;
 	s->ev.cap = cap;
 	s->ev.tail = tail;
@@ -659,10 +689,44 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
+	if (ctx->newstate == TCP_ESTABLISHED && ctx->oldstate == TCP_SYN_RECV) {
+		__u64 sk = (__u64)ctx->skaddr;	/* a new server socket: no stale arrival */
+
+		bpf_map_delete_elem(&early, &sk);
+		return 0;
+	}
 	if (ctx->newstate == TCP_CLOSE_WAIT)
 		on_sock(ctx->skaddr, OBS_ST_PEER_FIN);
 	else if (ctx->newstate == TCP_CLOSE)
 		on_sock(ctx->skaddr, OBS_ST_CLOSED);
+	return 0;
+}
+
+/* Request bytes reached a tracked socket: remember the first arrival before a read. */
+SEC("tracepoint/sock/sk_data_ready")
+int data_ready(struct trace_event_raw_sk_data_ready *ctx)
+{
+	__u64 sk = (__u64)ctx->skaddr;
+	struct sock_ref *ref = bpf_map_lookup_elem(&socks, &sk);
+	struct obs_conn *c;
+
+	if (!ref) {
+		__u64 now;
+
+		if (ctx->protocol != IPPROTO_TCP ||
+		    BPF_CORE_READ((struct sock *)ctx->skaddr, sk_socket) ||
+		    BPF_CORE_READ((struct sock *)ctx->skaddr, __sk_common.skc_state) !=
+			    TCP_ESTABLISHED)
+			return 0;	/* only sockets still waiting in an accept queue */
+		now = bpf_ktime_get_ns();
+		bpf_map_update_elem(&early, &sk, &now, BPF_NOEXIST);
+		return 0;
+	}
+	if (ref->closed)
+		return 0;
+	c = bpf_map_lookup_elem(&conns, &ref->k);
+	if (c && c->sk == sk && !c->arrival_ns && c->proto != OBS_PROTO_OTHER)
+		c->arrival_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -671,6 +735,97 @@ int tcp_rst(struct trace_event_raw_tcp_event_sk *ctx)
 {
 	on_sock(ctx->skaddr, OBS_ST_RESET);
 	return 0;
+}
+
+/* ---- event-loop iterations (asyncio, uvloop: epoll_wait per iteration) ---- */
+
+static __always_inline __u32 log2_us(__u64 ns)
+{
+	__u64 us = ns / 1000;
+	__u32 b = 0;
+
+	for (int i = 0; i < OBS_LOOP_BUCKETS - 1; i++) {
+		if (us < 2)
+			break;
+		us >>= 1;
+		b++;
+	}
+	return b;
+}
+
+/* Entering a wait ends the busy period that began at the previous return. */
+static __always_inline int loop_enter(void)
+{
+	__u64 id = bpf_get_current_pid_tgid(), now, busy;
+	__u32 tgid = id >> 32, tid = (__u32)id, b;
+	struct obs_loop *l;
+
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
+	l = bpf_map_lookup_elem(&loops, &tid);
+	if (!l) {
+		struct obs_loop z = { .tgid = tgid };
+
+		bpf_map_update_elem(&loops, &tid, &z, BPF_NOEXIST);
+		return 0;
+	}
+	if (!l->last_exit_ns)
+		return 0;
+	now = bpf_ktime_get_ns();
+	busy = now - l->last_exit_ns;
+	b = log2_us(busy);
+	if (b < OBS_LOOP_BUCKETS)
+		__sync_fetch_and_add(&l->buckets[b], 1);
+	l->count++;
+	l->sum_ns += busy;
+	if (busy >= loop_block_ns) {
+		struct obs_ev_loop e = {};
+
+		l->blocked++;
+		e.h.ts_ns = now;
+		e.h.type = OBS_EV_LOOP;
+		e.h.pid = tgid;
+		e.h.tid = tid;
+		e.start_ns = l->last_exit_ns;
+		e.busy_ns = busy;
+		rb_out(&e, sizeof(e));
+	}
+	l->last_exit_ns = 0;
+	return 0;
+}
+
+static __always_inline int loop_exit(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct obs_loop *l = bpf_map_lookup_elem(&loops, &tid);
+
+	if (l)
+		l->last_exit_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_epoll_wait")
+int enter_epoll_wait(void *ctx)
+{
+	return loop_enter();
+}
+
+SEC("tracepoint/syscalls/sys_exit_epoll_wait")
+int exit_epoll_wait(void *ctx)
+{
+	return loop_exit();
+}
+
+SEC("tracepoint/syscalls/sys_enter_epoll_pwait")
+int enter_epoll_pwait(void *ctx)
+{
+	return loop_enter();
+}
+
+SEC("tracepoint/syscalls/sys_exit_epoll_pwait")
+int exit_epoll_pwait(void *ctx)
+{
+	return loop_exit();
 }
 
 /* Follow forks of --pid targets (gunicorn and uvicorn --workers spawn workers). */
@@ -704,10 +859,11 @@ SEC("tracepoint/sched/sched_process_exit")
 int proc_exit(struct trace_event_raw_sched_process_template *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
+	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct task_struct *t;
 	struct obs_ev_exit e = {};
 
+	bpf_map_delete_elem(&loops, &tid);
 	if ((__u32)id != tgid)
 		return 0;
 	bpf_map_delete_elem(&targets, &tgid);

@@ -30,6 +30,7 @@ enum obs_ev_type {
 	OBS_EV_EXIT = 5,	/* a process that owned tracked connections exited */
 	OBS_EV_LOG = 6,		/* a write to fd 1 or 2 of such a process (obs_ev_data,
 				   conn_id 0, dir = the fd) */
+	OBS_EV_LOOP = 7,	/* an event-loop iteration ran longer than the threshold */
 };
 
 enum obs_dir {
@@ -77,6 +78,8 @@ struct obs_ev_open {
 struct obs_ev_data {
 	struct obs_ev_hdr h;
 	__u64 len;		/* bytes the syscall really moved (its return value) */
+	__u64 arrival_ns;	/* reads: when the first unread bytes reached the socket
+				   (sock:sk_data_ready), 0 when unknown */
 	__u32 cap;		/* bytes captured from the start: data[0 .. cap) */
 	__u16 tail;		/* bytes captured from the end: data[cap .. cap + tail) */
 	__u8 dir;		/* enum obs_dir */
@@ -100,6 +103,29 @@ struct obs_ev_exit {
 	__u32 pad;
 };
 
+/* A long event-loop iteration: the thread returned from epoll_wait at
+ * start_ns and did not wait again for busy_ns. */
+struct obs_ev_loop {
+	struct obs_ev_hdr h;
+	__u64 start_ns;
+	__u64 busy_ns;
+};
+
+#define OBS_LOOP_BUCKETS	26	/* log2 buckets of busy time: [2^i, 2^(i+1)) us */
+#define OBS_MAX_LOOPS		4096	/* threads followed */
+#define OBS_LOOP_BLOCK_DEFAULT	(50ull * 1000000ull)
+
+/* Per-thread event-loop statistics (map "loops", key tid). */
+struct obs_loop {
+	__u64 last_exit_ns;	/* 0: inside epoll_wait or not seen yet */
+	__u64 count;		/* busy periods measured */
+	__u64 sum_ns;
+	__u64 blocked;		/* periods >= the blocked threshold */
+	__u64 buckets[OBS_LOOP_BUCKETS];
+	__u32 tgid;
+	__u32 pad;
+};
+
 /* Connection table key and value (map "conns"). */
 struct obs_conn_key {
 	__u32 tgid;
@@ -115,6 +141,7 @@ enum obs_proto {
 struct obs_conn {
 	__u64 conn_id;
 	__u64 accept_ts_ns;
+	__u64 arrival_ns;	/* first bytes not read yet arrived (sk_data_ready), 0: none */
 	__u64 sk;		/* struct sock *, key of map "socks" */
 	__u8 laddr[16];
 	__u8 raddr[16];

@@ -32,6 +32,8 @@ struct conn {
 	uint16_t lport;
 	uint64_t seg_ts;		/* time of the segment being fed */
 	uint64_t msg_start[2];		/* first-byte time of the message in progress, [dir] */
+	uint64_t seg_arrival;		/* arrival of the request segment being fed (0: unknown) */
+	uint64_t msg_arrival;		/* arrival of the request in progress's first byte */
 	struct record **q;		/* requests awaiting their final response, FIFO */
 	size_t q_head, q_len, q_cap;
 	struct record *cur_req;		/* request whose head is parsed, body still arriving */
@@ -198,6 +200,7 @@ static struct record *record_new(struct conn *c, uint64_t start_ns)
 	r->pid = c->pid;
 	r->tid = c->seg_tid;
 	r->start_ns = start_ns;
+	r->queue_ns = -1;
 	r->error = "";
 	if (c->flags & CONN_NO_OPEN)
 		r->flags |= RECF_NO_OPEN;
@@ -291,6 +294,8 @@ static enum h1_body_hint req_on_head(void *ctx, const struct h1_head *h)
 
 	if (!r)
 		return H1_BODY_DEFAULT;
+	if (c->msg_arrival && c->msg_arrival <= r->start_ns)
+		r->queue_ns = (int64_t)(r->start_ns - c->msg_arrival);
 	record__from_head(r, h);
 	if (!q_push(c, r)) {
 		free(r);
@@ -306,6 +311,7 @@ static void req_on_message(void *ctx, const struct h1_head *h, uint64_t bytes, u
 	struct conn *c = ctx;
 
 	c->msg_start[OBS_DIR_IN] = c->seg_ts;
+	c->msg_arrival = c->seg_arrival;
 	if (!c->cur_req)
 		return;
 	c->cur_req->bytes_in = bytes;
@@ -320,6 +326,7 @@ static void req_on_error(void *ctx, enum h1_error err)
 	if (err < H1E_MAX)
 		c->t->st.parse_errors[OBS_DIR_IN][err]++;
 	c->msg_start[OBS_DIR_IN] = c->seg_ts;
+	c->msg_arrival = c->seg_arrival;
 }
 
 static void req_on_incomplete(void *ctx, const struct h1_head *h, uint64_t bytes)
@@ -544,8 +551,13 @@ static void on_data(struct conn *c, const struct obs_ev_data *d)
 
 	c->seg_ts = d->h.ts_ns;
 	c->seg_tid = d->h.tid;
-	if (p->msg_bytes == 0 && !p->buf_len)	/* a new message starts in this segment */
+	if (d->dir == OBS_DIR_IN)
+		c->seg_arrival = d->arrival_ns;
+	if (p->msg_bytes == 0 && !p->buf_len) {	/* a new message starts in this segment */
 		c->msg_start[d->dir] = d->h.ts_ns;
+		if (d->dir == OBS_DIR_IN)
+			c->msg_arrival = d->arrival_ns;
+	}
 	if (d->dir == OBS_DIR_IN)
 		c->t->st.bytes_in += d->len;
 	else
@@ -740,6 +752,21 @@ void conn_table__foreach(const struct conn_table *t,
 			};
 
 			fn(ctx, &v);
+		}
+	}
+}
+
+void conn_table__foreach_pending(const struct conn_table *t, uint32_t pid,
+				 void (*fn)(void *ctx, const struct record *r), void *ctx)
+{
+	for (size_t b = 0; b < t->n_buckets; b++) {
+		for (struct conn *c = t->buckets[b]; c; c = c->next) {
+			if (c->pid != pid)
+				continue;
+			for (size_t i = 0; i < c->q_len; i++)
+				fn(ctx, c->q[(c->q_head + i) % c->q_cap]);
+			if (c->cur_resp)
+				fn(ctx, c->cur_resp);
 		}
 	}
 }

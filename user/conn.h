@@ -105,6 +105,10 @@ struct conn_view {
 void conn_table__foreach(const struct conn_table *t,
 			 void (*fn)(void *ctx, const struct conn_view *v), void *ctx);
 
+/* Visit the records of pid's connections still waiting for their response. */
+void conn_table__foreach_pending(const struct conn_table *t, uint32_t pid,
+				 void (*fn)(void *ctx, const struct record *r), void *ctx);
+
 /* Free everything; requests still in flight are dropped, not reported. NULL-safe. */
 void conn_table__free(struct conn_table *t);
 

@@ -162,6 +162,8 @@ static int configure(struct obs_bpf *skel, const struct obs_filter *f)
 	if (ro->cap_bytes > OBS_CAP_MAX)
 		ro->cap_bytes = OBS_CAP_MAX;
 	ro->self_tgid = getpid();
+	if (f->loop_block_ns)
+		ro->loop_block_ns = f->loop_block_ns;
 	ro->filter_pids = f->n_pids > 0;
 	ro->filter_ports = f->n_ports > 0;
 	ro->n_comms = f->n_comms;
@@ -174,6 +176,8 @@ static int configure(struct obs_bpf *skel, const struct obs_filter *f)
 		bpf_program__set_autoload(skel->progs.fork, false);
 	if (!tracepoint_exists("tcp", "tcp_receive_reset"))
 		bpf_program__set_autoload(skel->progs.tcp_rst, false);
+	if (!tracepoint_exists("sock", "sk_data_ready"))	/* kernel >= 6.3 */
+		bpf_program__set_autoload(skel->progs.data_ready, false);
 	if (!tracepoint_exists("sock", "inet_sock_set_state"))
 		bpf_program__set_autoload(skel->progs.sock_state, false);
 	return 0;
@@ -284,6 +288,11 @@ int loader__ringbuf_fd(const struct loader *l)
 int loader__conns_fd(const struct loader *l)
 {
 	return bpf_map__fd(l->skel->maps.conns);
+}
+
+int loader__loops_fd(const struct loader *l)
+{
+	return bpf_map__fd(l->skel->maps.loops);
 }
 
 int loader__counters(const struct loader *l, uint64_t out[OBS_C_MAX])

@@ -21,6 +21,7 @@ struct obs_filter {
 	uint16_t ports[OBS_MAX_PORTS];
 	int n_ports;
 	uint32_t cap_bytes;		/* bytes captured per syscall, <= OBS_CAP_MAX */
+	uint64_t loop_block_ns;		/* event-loop iterations this long are "blocked" */
 };
 
 struct loader;
@@ -35,6 +36,7 @@ struct loader *loader__open(const struct obs_filter *f);
 /* Ring buffer map fd, and the conns map fd (for sweeping stale entries). */
 int loader__ringbuf_fd(const struct loader *l);
 int loader__conns_fd(const struct loader *l);
+int loader__loops_fd(const struct loader *l);
 
 /* Fraction (0..1) of the ring buffer holding unconsumed records right now. */
 double loader__ringbuf_fill(const struct loader *l);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "loops.h"
 #include "metrics.h"
 
 static const double default_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -241,6 +242,14 @@ static void labels(struct jbuf *o, const char *const *names, int n, const char *
 	jb_raw(o, "}", 1);
 }
 
+/* service="…",worker="pid" */
+static void labels_kv(struct jbuf *o, const char *service, uint32_t pid)
+{
+	jb_raw(o, "service=\"", 9);
+	label_value(o, service, strlen(service));
+	jb_printf(o, "\",worker=\"%u\"", pid);
+}
+
 static void header(struct jbuf *o, const char *name, const char *type, const char *help)
 {
 	jb_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -416,9 +425,58 @@ static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
 	routes__foreach_service(rt, collapsed_line, o);
 }
 
+struct loop_render {
+	struct pipeline *p;
+	struct jbuf *o;
+	bool blocked;	/* second pass: the blocked counter */
+};
+
+static void loop_series(void *ctx, uint32_t pid, const struct loop_stats *s)
+{
+	struct loop_render *lr = ctx;
+	const char *svc = pipeline__service_of(lr->p, pid, "", 0);
+	struct jbuf *o = lr->o;
+	uint64_t cum = 0;
+
+	if (lr->blocked) {
+		jb_printf(o, "asyncio_loop_blocked_total{");
+		labels_kv(o, svc, pid);
+		jb_printf(o, "} %llu\n", (unsigned long long)s->blocked);
+		return;
+	}
+	for (int i = 0; i < OBS_LOOP_BUCKETS; i++) {
+		cum += s->buckets[i];
+		jb_printf(o, "asyncio_loop_busy_seconds_bucket{");
+		labels_kv(o, svc, pid);
+		jb_printf(o, ",le=\"%g\"} %llu\n", (double)(2ull << i) / 1e6, (unsigned long long)cum);
+	}
+	jb_printf(o, "asyncio_loop_busy_seconds_bucket{");
+	labels_kv(o, svc, pid);
+	jb_printf(o, ",le=\"+Inf\"} %llu\nasyncio_loop_busy_seconds_sum{", (unsigned long long)s->count);
+	labels_kv(o, svc, pid);
+	jb_printf(o, "} %.9f\nasyncio_loop_busy_seconds_count{", s->sum_ns / 1e9);
+	labels_kv(o, svc, pid);
+	jb_printf(o, "} %llu\n", (unsigned long long)s->count);
+}
+
+static void render_loops(struct pipeline *p, struct jbuf *o)
+{
+	struct loop_render lr = { .p = p, .o = o };
+
+	header(o, "asyncio_loop_busy_seconds", "histogram",
+	       "Event-loop iteration busy time (epoll_wait return to the next wait), per worker");
+	pipeline__foreach_loop(p, loop_series, &lr);
+	header(o, "asyncio_loop_blocked_total", "counter",
+	       "Event-loop iterations longer than the blocked threshold, per worker");
+	lr.blocked = true;
+	pipeline__foreach_loop(p, loop_series, &lr);
+}
+
 void metrics__render(struct metrics *m, struct pipeline *p, struct jbuf *out)
 {
 	render_http(m, p, out);
-	if (p)
+	if (p) {
+		render_loops(p, out);
 		render_obs(p, pipeline__routes(p), out);
+	}
 }

@@ -20,6 +20,7 @@
 #include "events.h"
 #include "ids.h"
 #include "json.h"
+#include "loops.h"
 #include "log.h"
 #include "pipeline.h"
 
@@ -112,6 +113,17 @@ static void events_error(void *ctx, const struct record *r, const struct exc_inf
 	fflush(stdout);
 }
 
+static void events_block(void *ctx, const struct loop_block *b)
+{
+	struct events_out *o = ctx;
+
+	jb_reset(&o->jb);
+	loop_block_json(b, &o->jb);
+	if (!o->jb.oom)
+		printf("%s\n", o->jb.buf);
+	fflush(stdout);
+}
+
 static int filter_opt(struct obs_filter *f, int o, const char *arg)
 {
 	char *end;
@@ -183,6 +195,7 @@ static int stream(int argc, char **argv, bool events)
 	if (events) {
 		pipeline__add_life_sink(p, events_life, &ev_out);
 		pipeline__add_error_sink(p, events_error, &ev_out);
+		pipeline__add_block_sink(p, events_block, &ev_out);
 	} else {
 		pipeline__add_sink(p, trace_sink, &out);
 	}

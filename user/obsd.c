@@ -30,6 +30,7 @@
 #include "errors.h"
 #include "events.h"
 #include "ids.h"
+#include "loops.h"
 #include "store.h"
 
 #define DEFAULT_LISTEN		"127.0.0.1:9464"
@@ -44,6 +45,7 @@ struct daemon {
 	struct store *store;
 	struct textring *errors;	/* rendered error events, /api/errors */
 	struct textring *events;	/* rendered lifecycle events, /api/events */
+	struct textring *blocks;	/* rendered LoopBlocked events, /api/loops */
 	FILE *errors_out;		/* --errors-file: JSON lines, or NULL */
 	const char *errors_path;
 	struct jbuf scratch;		/* rendering buffer for sinks */
@@ -106,6 +108,16 @@ static void life_sink(void *ctx, const struct life_event *e)
 	life_event_json(e, &d->scratch);
 	if (!d->scratch.oom)
 		textring__push(d->events, d->scratch.buf, d->scratch.len);
+}
+
+static void block_sink(void *ctx, const struct loop_block *b)
+{
+	struct daemon *d = ctx;
+
+	jb_reset(&d->scratch);
+	loop_block_json(b, &d->scratch);
+	if (!d->scratch.oom)
+		textring__push(d->blocks, d->scratch.buf, d->scratch.len);
 }
 
 /* {"count":n,"<key>":[…]} from a textring, newest first. */
@@ -464,6 +476,8 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 		h_textring(d->errors, "errors", query, rep);
 	} else if (!strcmp(path, "/api/events")) {
 		h_textring(d->events, "events", query, rep);
+	} else if (!strcmp(path, "/api/loops")) {
+		h_textring(d->blocks, "blocked", query, rep);
 	} else {
 		rep->status = 404;
 		jb_obj_open(&rep->body);
@@ -491,6 +505,7 @@ static int replay(struct daemon *d)
 	pipeline__add_sink(d->p, metrics__record, d->metrics);
 	pipeline__add_error_sink(d->p, error_sink, d);
 	pipeline__add_life_sink(d->p, life_sink, d);
+	pipeline__add_block_sink(d->p, block_sink, d);
 	n = pipeline__replay(d->p);
 	if (n < 0)
 		return 1;
@@ -549,6 +564,7 @@ static int adopt_pipeline(struct daemon *d, int ep)
 	if (d->sentry)
 		pipeline__add_error_sink(d->p, sentry__event, d->sentry);
 	pipeline__add_life_sink(d->p, life_sink, d);
+	pipeline__add_block_sink(d->p, block_sink, d);
 	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
 	pipeline__tick(d->p);
 	pr_info("obsd: attached; API on http://%s (/metrics /health /ready /api/requests)",
@@ -634,6 +650,7 @@ static void usage(FILE *f)
 		"  --sentry-dsn DSN       send error events to Sentry (SENTRY_DSN)\n"
 		"  --sentry-environment E, --sentry-release R, --sentry-sample-rate X\n"
 		"                         (SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE)\n"
+		"  --loop-block-ms N      event-loop iterations this long count as blocked (default 50)\n"
 		"  --record FILE          also write every kernel record to FILE (for --replay)\n"
 		"  --replay FILE          no kernel: run a recording through the pipeline, print a\n"
 		"                         summary and exit (deterministic: benchmarks, debugging)\n"
@@ -649,7 +666,7 @@ enum {
 	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
 	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
 	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
-	OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
+	OPT_LOOP_BLOCK, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
 };
 
 static const struct option long_opts[] = {
@@ -673,6 +690,7 @@ static const struct option long_opts[] = {
 	{ "traces-sampler-arg", required_argument, NULL, OPT_SAMPLER_ARG },
 	{ "errors-file", required_argument, NULL, OPT_ERRORS_FILE },
 	{ "record", required_argument, NULL, OPT_RECORD },
+	{ "loop-block-ms", required_argument, NULL, OPT_LOOP_BLOCK },
 	{ "replay", required_argument, NULL, OPT_REPLAY },
 	{ "sentry-dsn", required_argument, NULL, OPT_SENTRY_DSN },
 	{ "sentry-environment", required_argument, NULL, OPT_SENTRY_ENV },
@@ -746,6 +764,10 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	case OPT_ERRORS_FILE:
 		d->errors_path = arg;
 		return 0;
+	case OPT_LOOP_BLOCK:
+		err = parse_uint(arg, 1, 600000, &v);
+		d->popts.filter.loop_block_ns = v * 1000000ull;
+		return err;
 	case OPT_RECORD:
 		d->popts.record_path = arg;
 		return 0;
@@ -851,6 +873,7 @@ int main(int argc, char **argv)
 	d.store = store__new(d.store_size);
 	d.errors = textring__new(512);
 	d.events = textring__new(4096);
+	d.blocks = textring__new(512);
 	jb_init(&d.scratch);
 	if (d.errors_path) {
 		d.errors_out = strcmp(d.errors_path, "-") ? fopen(d.errors_path, "a") : stdout;
@@ -862,7 +885,7 @@ int main(int argc, char **argv)
 	}
 	d.metrics = metrics__new(&d.mopts);
 	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!d.store || !d.metrics || !d.errors || !d.events || d.load_efd < 0) {
+	if (!d.store || !d.metrics || !d.errors || !d.events || !d.blocks || d.load_efd < 0) {
 		pr_warn("obsd: out of memory at start: %s", strerror(errno));
 		goto out;
 	}
@@ -892,6 +915,7 @@ out:
 	store__free(d.store);
 	textring__free(d.errors);
 	textring__free(d.events);
+	textring__free(d.blocks);
 	jb_free(&d.scratch);
 	if (d.errors_out && d.errors_out != stdout)
 		fclose(d.errors_out);

@@ -13,6 +13,7 @@
 #include "route.h"
 #include "errors.h"
 #include "events.h"
+#include "loops.h"
 
 #define SWEEP_IDLE_NS	(30ull * 1000000000ull)
 #define MAX_PROCS	4096	/* observed processes remembered */
@@ -37,6 +38,12 @@ struct pipeline {
 	struct proc procs[MAX_PROCS];	/* small unordered set */
 	size_t n_procs;
 	struct errors *errs;
+	struct loops *loops;
+	struct {
+		block_sink_fn fn;
+		void *ctx;
+	} block_sinks[PIPELINE_MAX_SINKS];
+	int n_block_sinks;
 	struct {
 		sink_fn fn;
 		void *ctx;
@@ -109,6 +116,7 @@ static void release_record(void *ctx, const struct record *r)
 {
 	struct pipeline *p = ctx;
 
+	loops__remember(p->loops, r);
 	for (int i = 0; i < p->n_sinks; i++)
 		p->sinks[i].fn(p->sinks[i].ctx, r);
 }
@@ -191,6 +199,26 @@ static uint64_t now_ns(const struct pipeline *p)
 	return p->replay ? p->replay_now : mono_ns();
 }
 
+static void blame_pending(void *ctx, const struct record *r)
+{
+	loop_block__add(ctx, r, true);
+}
+
+/* A long loop iteration: name the requests of that worker it overlapped. */
+static void on_loop(struct pipeline *p, const struct obs_ev_loop *e)
+{
+	struct loop_block b = {
+		.pid = e->h.pid, .tid = e->h.tid, .start_ns = e->start_ns, .busy_ns = e->busy_ns,
+		.wall_start_ns = e->start_ns + p->wall_offset_ns,
+	};
+
+	b.service = services__of(p->svc, b.pid, "", 0);
+	conn_table__foreach_pending(p->ct, b.pid, blame_pending, &b);
+	loops__blame_recent(p->loops, &b);
+	for (int i = 0; i < p->n_block_sinks; i++)
+		p->block_sinks[i].fn(p->block_sinks[i].ctx, &b);
+}
+
 static int on_ring(void *ctx, void *data, size_t size)
 {
 	struct pipeline *p = ctx;
@@ -210,6 +238,10 @@ static int on_ring(void *ctx, void *data, size_t size)
 
 		if (size >= sizeof(*d) + d->cap && d->cap <= d->len)
 			errors__log(p->errs, h->pid, h->tid, h->fd, h->ts_ns, d->data, d->cap, d->len);
+		return 0;
+	}
+	if (size >= sizeof(struct obs_ev_loop) && h->type == OBS_EV_LOOP) {
+		on_loop(p, data);
 		return 0;
 	}
 	conn_table__event(p->ct, data, size);
@@ -245,7 +277,8 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o)
 	p->wall_offset_ns = wall_offset();
 	p->errs = errors__new(error_event, release_record, p);
 	p->ct = conn_table__new(on_conn_event, p);
-	if (!p->ct || !p->errs) {
+	p->loops = loops__new();
+	if (!p->ct || !p->errs || !p->loops) {
 		err = -errno;
 		goto out_free;
 	}
@@ -292,6 +325,7 @@ out_table:
 		fclose(p->rec);
 	conn_table__free(p->ct);
 	errors__free(p->errs);
+	loops__free(p->loops);
 out_free:
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
@@ -375,6 +409,7 @@ void pipeline__tick(struct pipeline *p)
 		return;
 	p->wall_offset_ns = wall_offset();
 	loader__counters(p->l, p->kc);
+	loops__refresh(p->loops, loader__loops_fd(p->l));
 	for (size_t i = 0; i < p->n_procs; i++) {	/* exits whose event was lost */
 		if (kill(p->procs[i].pid, 0) && errno == ESRCH) {
 			services__forget(p->svc, p->procs[i].pid);
@@ -443,6 +478,7 @@ void pipeline__free(struct pipeline *p)
 	loader__free(p->l);
 	conn_table__free(p->ct);
 	errors__free(p->errs);	/* releases held error requests to the sinks */
+	loops__free(p->loops);
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
 	free(p);
@@ -508,4 +544,20 @@ long pipeline__replay(struct pipeline *p)
 	errors__tick(p->errs, p->replay_now);
 	free(buf);
 	return n;
+}
+
+int pipeline__add_block_sink(struct pipeline *p, block_sink_fn fn, void *ctx)
+{
+	if (p->n_block_sinks >= PIPELINE_MAX_SINKS)
+		return -E2BIG;
+	p->block_sinks[p->n_block_sinks].fn = fn;
+	p->block_sinks[p->n_block_sinks++].ctx = ctx;
+	return 0;
+}
+
+void pipeline__foreach_loop(const struct pipeline *p,
+			    void (*fn)(void *ctx, uint32_t pid, const struct loop_stats *s),
+			    void *ctx)
+{
+	loops__foreach(p->loops, fn, ctx);
 }

@@ -24,6 +24,9 @@ typedef void (*sink_fn)(void *ctx, const struct record *r);
 typedef void (*error_sink_fn)(void *ctx, const struct record *r, const struct exc_info *exc);
 struct life_event;
 typedef void (*life_sink_fn)(void *ctx, const struct life_event *e);
+struct loop_block;
+typedef void (*block_sink_fn)(void *ctx, const struct loop_block *b);
+struct loop_stats;
 
 struct pipeline;
 
@@ -79,6 +82,13 @@ double pipeline__ringbuf_fill_peak(const struct pipeline *p);
 int pipeline__add_sink(struct pipeline *p, sink_fn fn, void *ctx);
 int pipeline__add_error_sink(struct pipeline *p, error_sink_fn fn, void *ctx);
 int pipeline__add_life_sink(struct pipeline *p, life_sink_fn fn, void *ctx);
+/* Blocked event-loop iterations, with the requests they held up (loops.h). */
+int pipeline__add_block_sink(struct pipeline *p, block_sink_fn fn, void *ctx);
+
+/* Event-loop totals per worker process, as of the last tick. */
+void pipeline__foreach_loop(const struct pipeline *p,
+			    void (*fn)(void *ctx, uint32_t pid, const struct loop_stats *s),
+			    void *ctx);
 
 struct err_stats;
 const struct err_stats *pipeline__err_stats(const struct pipeline *p);

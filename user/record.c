@@ -98,6 +98,8 @@ void record__json(const struct record *r, struct jbuf *jb)
 	jb_str(jb, "error", r->error ? r->error : "");
 	jb_u64(jb, "duration_us", record__duration_us(r));
 	jb_u64(jb, "ttfb_us", record__ttfb_us(r));
+	if (r->queue_ns >= 0)	/* omitted where the kernel cannot tell (< 6.3) */
+		jb_u64(jb, "queue_us", r->queue_ns / 1000);
 	jb_u64(jb, "bytes_in", r->bytes_in);
 	jb_u64(jb, "bytes_out", r->bytes_out);
 	jb_str(jb, "client", r->client);

@@ -40,6 +40,7 @@ struct record {
 	uint64_t end_ns;		/* last response byte written, or failure time */
 	uint64_t resp_start_ns;		/* first byte of the final response (0: none) */
 	uint64_t wall_start_ns;		/* start_ns on CLOCK_REALTIME (epoch ns) */
+	int64_t queue_ns;		/* first byte arrived at the socket -> read; -1 unknown */
 	uint64_t bytes_in;		/* request bytes incl. body, as the server read them */
 	uint64_t bytes_out;		/* response bytes incl. interim 1xx and framing */
 	uint32_t pid, tid;

@@ -93,6 +93,8 @@ void span_view(struct span_view *v, const struct record *r)
 	add_int(v, "obs.bytes_in", (int64_t)r->bytes_in);
 	add_int(v, "obs.bytes_out", (int64_t)r->bytes_out);
 	add_int(v, "obs.ttfb_us", (int64_t)record__ttfb_us(r));
+	if (r->queue_ns >= 0)
+		add_int(v, "obs.queue_us", r->queue_ns / 1000);
 	add_str(v, "obs.outcome", r->outcome == REC_OK ? "ok" : "failed");
 	add_str(v, "obs.error", r->error);
 	add_int(v, "thread.id", r->tid);

@@ -9,6 +9,8 @@ Routes (anything else answers 404):
   POST /upload        reads the whole body, answers JSON with its length
   GET  /slow          sleeps 50 ms, then plain text
   GET  /boom          raises ValueError("kaboom") => the server answers 500
+  GET  /block         blocks the event loop: time.sleep(0.2) inside the handler
+  GET  /nap           awaits asyncio.sleep(0.2): slow, but the loop stays free
 """
 import asyncio
 import time
@@ -68,6 +70,19 @@ async def boom(request):
     raise ValueError("kaboom")
 
 
+BLOCK_SECONDS = 0.2
+
+
+async def block(request):
+    time.sleep(BLOCK_SECONDS)  # the mistake loop-lag monitoring exists for
+    return PlainTextResponse("blocked\n")
+
+
+async def nap(request):
+    await asyncio.sleep(BLOCK_SECONDS)
+    return PlainTextResponse("napped\n")
+
+
 app = Starlette(
     routes=[
         Route("/text", text, methods=["GET"]),
@@ -77,5 +92,7 @@ app = Starlette(
         Route("/upload", upload, methods=["POST"]),
         Route("/slow", slow, methods=["GET"]),
         Route("/boom", boom, methods=["GET"]),
+        Route("/block", block, methods=["GET"]),
+        Route("/nap", nap, methods=["GET"]),
     ]
 )
