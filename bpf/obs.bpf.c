@@ -753,10 +753,20 @@ static __always_inline __u32 log2_us(__u64 ns)
 	return b;
 }
 
+/* Nanoseconds this thread has waited on a run queue, ever (sched_info). */
+static __always_inline __u64 run_delay(void)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+
+	if (!bpf_core_field_exists(t->sched_info))
+		return 0;
+	return BPF_CORE_READ(t, sched_info.run_delay);
+}
+
 /* Entering a wait ends the busy period that began at the previous return. */
 static __always_inline int loop_enter(void)
 {
-	__u64 id = bpf_get_current_pid_tgid(), now, busy;
+	__u64 id = bpf_get_current_pid_tgid(), now, busy, wait;
 	__u32 tgid = id >> 32, tid = (__u32)id, b;
 	struct obs_loop *l;
 
@@ -773,12 +783,17 @@ static __always_inline int loop_enter(void)
 		return 0;
 	now = bpf_ktime_get_ns();
 	busy = now - l->last_exit_ns;
+	/* Time runnable but without a CPU is the machine's doing, not the
+	 * loop's: it is lag, but it does not make the iteration "blocked". */
+	wait = run_delay() - l->exit_run_delay;
+	if (wait > busy)
+		wait = busy;
 	b = log2_us(busy);
 	if (b < OBS_LOOP_BUCKETS)
 		__sync_fetch_and_add(&l->buckets[b], 1);
 	l->count++;
 	l->sum_ns += busy;
-	if (busy >= loop_block_ns) {
+	if (busy - wait >= loop_block_ns) {
 		struct obs_ev_loop e = {};
 
 		l->blocked++;
@@ -788,6 +803,7 @@ static __always_inline int loop_enter(void)
 		e.h.tid = tid;
 		e.start_ns = l->last_exit_ns;
 		e.busy_ns = busy;
+		e.cpu_wait_ns = wait;
 		rb_out(&e, sizeof(e));
 	}
 	l->last_exit_ns = 0;
@@ -799,8 +815,10 @@ static __always_inline int loop_exit(void)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct obs_loop *l = bpf_map_lookup_elem(&loops, &tid);
 
-	if (l)
+	if (l) {
 		l->last_exit_ns = bpf_ktime_get_ns();
+		l->exit_run_delay = run_delay();
+	}
 	return 0;
 }
 

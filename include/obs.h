@@ -109,6 +109,7 @@ struct obs_ev_loop {
 	struct obs_ev_hdr h;
 	__u64 start_ns;
 	__u64 busy_ns;
+	__u64 cpu_wait_ns;	/* of busy_ns, time spent runnable but waiting for a CPU */
 };
 
 #define OBS_LOOP_BUCKETS	26	/* log2 buckets of busy time: [2^i, 2^(i+1)) us */
@@ -120,7 +121,8 @@ struct obs_loop {
 	__u64 last_exit_ns;	/* 0: inside epoll_wait or not seen yet */
 	__u64 count;		/* busy periods measured */
 	__u64 sum_ns;
-	__u64 blocked;		/* periods >= the blocked threshold */
+	__u64 blocked;		/* periods held >= the blocked threshold (CPU waits excluded) */
+	__u64 exit_run_delay;	/* sched_info.run_delay at the last return */
 	__u64 buckets[OBS_LOOP_BUCKETS];
 	__u32 tgid;
 	__u32 pad;

@@ -193,6 +193,7 @@ void loop_block_json(const struct loop_block *b, struct jbuf *jb)
 	jb_u64(jb, "tid", b->tid);
 	jb_str(jb, "service", b->service);
 	jb_dbl(jb, "busy_ms", b->busy_ns / 1e6);
+	jb_dbl(jb, "cpu_wait_ms", b->cpu_wait_ns / 1e6);
 	jb_arr_open(jb, "requests");
 	for (int i = 0; i < b->n; i++) {
 		jb_obj_open(jb);

@@ -38,6 +38,7 @@ struct loop_blame {
 struct loop_block {
 	uint32_t pid, tid;
 	uint64_t start_ns, busy_ns;	/* CLOCK_MONOTONIC */
+	uint64_t cpu_wait_ns;		/* of busy_ns, waiting for a CPU */
 	uint64_t wall_start_ns;
 	const char *service;
 	int n;

@@ -209,6 +209,7 @@ static void on_loop(struct pipeline *p, const struct obs_ev_loop *e)
 {
 	struct loop_block b = {
 		.pid = e->h.pid, .tid = e->h.tid, .start_ns = e->start_ns, .busy_ns = e->busy_ns,
+		.cpu_wait_ns = e->cpu_wait_ns,
 		.wall_start_ns = e->start_ns + p->wall_offset_ns,
 	};
 
@@ -555,9 +556,11 @@ int pipeline__add_block_sink(struct pipeline *p, block_sink_fn fn, void *ctx)
 	return 0;
 }
 
-void pipeline__foreach_loop(const struct pipeline *p,
+void pipeline__foreach_loop(struct pipeline *p,
 			    void (*fn)(void *ctx, uint32_t pid, const struct loop_stats *s),
 			    void *ctx)
 {
+	if (p->l)	/* fresh: a scrape right after a block sees it */
+		loops__refresh(p->loops, loader__loops_fd(p->l));
 	loops__foreach(p->loops, fn, ctx);
 }

@@ -85,8 +85,8 @@ int pipeline__add_life_sink(struct pipeline *p, life_sink_fn fn, void *ctx);
 /* Blocked event-loop iterations, with the requests they held up (loops.h). */
 int pipeline__add_block_sink(struct pipeline *p, block_sink_fn fn, void *ctx);
 
-/* Event-loop totals per worker process, as of the last tick. */
-void pipeline__foreach_loop(const struct pipeline *p,
+/* Event-loop totals per worker process, read from the kernel now. */
+void pipeline__foreach_loop(struct pipeline *p,
 			    void (*fn)(void *ctx, uint32_t pid, const struct loop_stats *s),
 			    void *ctx);
 
