@@ -508,6 +508,22 @@ static __always_inline int exit_io(long ret)
 		rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK));
 		return 0;
 	}
+	if (c->proto == OBS_PROTO_UNKNOWN && (c->early & OBS_CONN_ADOPTED)) {
+		/* open before we started: wait for the next request's first byte */
+		if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
+			count(OBS_C_ADOPT_SKIPPED);
+			return 0;
+		}
+		if (!c->sk) {
+			struct sock_ref ref = { .k = k, .conn_id = c->conn_id };
+			__u64 skp;
+
+			c->sk = (__u64)sock_of_fd(k.fd);
+			skp = c->sk;
+			if (skp)
+				bpf_map_update_elem(&socks, &skp, &ref, BPF_ANY);
+		}
+	}
 	if (c->proto == OBS_PROTO_UNKNOWN) {
 		if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_OTHER;

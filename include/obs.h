@@ -152,8 +152,14 @@ struct obs_conn {
 	__u16 lport;
 	__u16 rport;
 	__u8 proto;		/* enum obs_proto */
-	__u8 early;		/* OBS_ST_* bits seen before the first bytes (reported after OPEN) */
+	__u8 early;		/* OBS_ST_* bits seen before the first bytes (reported after OPEN),
+				   and OBS_CONN_ADOPTED */
 };
+
+/* obs_conn.early: the connection was open before obsd started (found in
+ * /proc at start). Its first bytes may be mid-message: it is followed from
+ * the first read that starts a request line. */
+#define OBS_CONN_ADOPTED	0x80
 
 /* Per-CPU counters (map "counters"), summed by userspace. */
 enum obs_counter {
@@ -167,6 +173,7 @@ enum obs_counter {
 	OBS_C_CONNS_NOT_HTTP,	/* tracked connections whose first bytes were not HTTP/1 */
 	OBS_C_READ_FAULT,	/* user memory that could not be read */
 	OBS_C_LOG_WRITES,	/* stdout/stderr writes of observed processes captured */
+	OBS_C_ADOPT_SKIPPED,	/* data on adopted connections before a request start */
 	OBS_C_MAX
 };
 

@@ -75,6 +75,7 @@ struct state {
 	yaml_parser_t yp;
 	config_apply_fn apply;
 	void *ctx;
+	bool check_only;		/* first pass: the whole file's shape, no apply() */
 	char *err;
 	size_t err_len;
 	char key[KEY_NAME_MAX + 1];	/* the key being read or last read, "" before the first */
@@ -213,8 +214,11 @@ static int check_scalar(struct state *st, const yaml_event_t *ev)
 static int apply(struct state *st, const struct config_key *k, const char *v, int line)
 {
 	char q[CONFIG_ERR_VALUE_MAX + 8];
-	int err = st->apply(st->ctx, k->name, v, st->name, line);
+	int err;
 
+	if (st->check_only)
+		return 0;
+	err = st->apply(st->ctx, k->name, v, st->name, line);
 	if (!err)
 		return 0;
 	quote_value(v, q, sizeof(q));
@@ -401,6 +405,29 @@ static int stream(struct state *st)
 	return 0;
 }
 
+/* One pass over the text; fresh parser state each time. */
+static int run_pass(struct state *st)
+{
+	int ret;
+
+	st->key[0] = 0;
+	st->in_value = false;
+	memset(st->seen_line, 0, sizeof(st->seen_line));
+	if (!yaml_parser_initialize(&st->yp)) {
+		if (st->err_len)
+			snprintf(st->err, st->err_len, "%s: out of memory", st->name);
+		return -ENOMEM;
+	}
+	yaml_parser_set_input_string(&st->yp, (const unsigned char *)st->text, st->len);
+	ret = stream(st);
+	yaml_parser_delete(&st->yp);
+	return ret;
+}
+
+/*
+ * Two passes: the first checks syntax, keys and shapes, so that a broken
+ * file applies nothing; the second applies (only apply() can fail then).
+ */
 int config_parse(const char *name, const char *text, size_t len, config_apply_fn apply,
 		 void *ctx, char *err, size_t err_len)
 {
@@ -421,15 +448,12 @@ int config_parse(const char *name, const char *text, size_t len, config_apply_fn
 	st->ctx = ctx;
 	st->err = err;
 	st->err_len = err_len;
-	if (!yaml_parser_initialize(&st->yp)) {
-		free(st);
-		if (err_len)
-			snprintf(err, err_len, "%s: out of memory", name);
-		return -ENOMEM;
+	st->check_only = true;
+	ret = run_pass(st);
+	if (!ret) {
+		st->check_only = false;
+		ret = run_pass(st);
 	}
-	yaml_parser_set_input_string(&st->yp, (const unsigned char *)text, len);
-	ret = stream(st);
-	yaml_parser_delete(&st->yp);
 	free(st);
 	return ret;
 }

@@ -70,8 +70,10 @@ typedef int (*config_apply_fn)(void *ctx, const char *key, const char *value, co
  * apply() rejected, with err = "FILE:LINE: key 'KEY': message" (or
  * "FILE:LINE: after key 'KEY': …" for a syntax error between keys,
  * "FILE:LINE: …" before the first key); -errno when the file cannot be
- * read (err = "FILE: message"). Stops at the first problem: values applied
- * before it stay applied. err may be NULL when err_len is 0.
+ * read (err = "FILE: message"). The whole file is checked before the first
+ * apply(), so a file with a syntax error, an unknown key or a misshapen
+ * value applies nothing; when apply() rejects a value, the values before it
+ * stay applied (callers exit on error). err may be NULL when err_len is 0.
  */
 int config_load(const char *path, config_apply_fn apply, void *ctx, char *err, size_t err_len);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 #include "obs.skel.h"
 
 #define TRACEFS "/sys/kernel/tracing"
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 struct loader {
 	struct obs_bpf *skel;
@@ -38,6 +40,7 @@ static const char *const counter_names[OBS_C_MAX] = {
 	[OBS_C_CONNS_NOT_HTTP] = "conns_not_http",
 	[OBS_C_READ_FAULT] = "read_fault",
 	[OBS_C_LOG_WRITES] = "log_writes",
+	[OBS_C_ADOPT_SKIPPED] = "adopt_skipped",
 };
 
 const char *obs_counter_name(enum obs_counter c)
@@ -234,6 +237,219 @@ double loader__ringbuf_fill(const struct loader *l)
 	return (double)(*l->prod_pos - *l->cons_pos) / bpf_map__max_entries(l->skel->maps.rb);
 }
 
+/* ---- connections open before we started ---- */
+
+#define ADOPT_MAX_SOCKS	65536
+
+struct tcp_sock_info {
+	unsigned long inode;
+	uint16_t family, lport, rport;
+	uint8_t laddr[16], raddr[16];
+	bool listen;
+};
+
+static int hexbytes(const char *s, uint8_t *out, int n)
+{
+	for (int i = 0; i < n; i++) {
+		unsigned v;
+
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = v;
+	}
+	return 0;
+}
+
+/* /proc/net/tcp{,6} address "0100007F:1F90": 32-bit words in host order. */
+static int parse_addr(const char *s, int v6, uint8_t *addr, uint16_t *port)
+{
+	int words = v6 ? 4 : 1;
+	unsigned p;
+
+	for (int w = 0; w < words; w++) {
+		uint8_t b[4];
+
+		if (hexbytes(s + 8 * w, b, 4))
+			return -1;
+		for (int i = 0; i < 4; i++)	/* little-endian words on x86/arm64 */
+			addr[4 * w + i] = b[3 - i];
+	}
+	if (s[8 * words] != ':' || sscanf(s + 8 * words + 1, "%4x", &p) != 1)
+		return -1;
+	*port = p;
+	return 0;
+}
+
+static size_t read_tcp_table(const char *path, int v6, struct tcp_sock_info *out, size_t n,
+			     size_t max)
+{
+	char line[512], la[64], ra[64];
+	unsigned st;
+	unsigned long inode;
+	FILE *fp = fopen(path, "r");
+
+	if (!fp)
+		return n;
+	while (n < max && fgets(line, sizeof(line), fp)) {
+		struct tcp_sock_info *t = &out[n];
+
+		if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*d %*d %lu", la, ra, &st, &inode) != 4)
+			continue;
+		if ((st != 0x01 && st != 0x0A) || !inode)	/* ESTABLISHED, LISTEN */
+			continue;
+		memset(t, 0, sizeof(*t));
+		if (parse_addr(la, v6, t->laddr, &t->lport) || parse_addr(ra, v6, t->raddr, &t->rport))
+			continue;
+		t->family = v6 ? AF_INET6 : AF_INET;
+		t->inode = inode;
+		t->listen = st == 0x0A;
+		n++;
+	}
+	fclose(fp);
+	return n;
+}
+
+static const struct tcp_sock_info *sock_by_inode(const struct tcp_sock_info *t, size_t n,
+						 unsigned long inode)
+{
+	for (size_t i = 0; i < n; i++)
+		if (t[i].inode == inode)
+			return &t[i];
+	return NULL;
+}
+
+static bool want_process(const struct loader *l, const struct obs_filter *f, int pid)
+{
+	char path[64], comm[32] = "";
+	FILE *fp;
+
+	if (pid == getpid())
+		return false;
+	if (f->n_pids) {
+		__u32 k = pid;
+		__u8 v;
+
+		if (bpf_map_lookup_elem(bpf_map__fd(l->skel->maps.targets), &k, &v))
+			return false;
+	}
+	if (!f->n_comms)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	fp = fopen(path, "r");
+	if (!fp)
+		return false;
+	if (!fgets(comm, sizeof(comm), fp))
+		comm[0] = 0;
+	fclose(fp);
+	comm[strcspn(comm, "\n")] = 0;
+	for (int i = 0; i < f->n_comms; i++)
+		if (!strncmp(comm, f->comms[i], OBS_COMM_LEN - 1))
+			return true;
+	return false;
+}
+
+static bool port_wanted(const struct obs_filter *f, uint16_t port)
+{
+	if (!f->n_ports)
+		return true;
+	for (int i = 0; i < f->n_ports; i++)
+		if (f->ports[i] == port)
+			return true;
+	return false;
+}
+
+/* One process: its server-side sockets are ESTABLISHED ones whose local port
+ * it also listens on. Returns connections adopted. */
+static int adopt_process(struct loader *l, const struct obs_filter *f, int pid,
+			 const struct tcp_sock_info *socks, size_t n)
+{
+	struct { int fd; const struct tcp_sock_info *s; } est[1024];
+	uint16_t lports[64];
+	int n_est = 0, n_l = 0, adopted = 0;
+	char path[64], link[64];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		unsigned long inode;
+		const struct tcp_sock_info *s;
+		char fdpath[64 + 256];
+		ssize_t ll;
+
+		snprintf(fdpath, sizeof(fdpath), "%s/%s", path, de->d_name);
+		ll = readlink(fdpath, link, sizeof(link) - 1);
+		if (ll <= 0)
+			continue;
+		link[ll] = 0;
+		if (sscanf(link, "socket:[%lu]", &inode) != 1 || !(s = sock_by_inode(socks, n, inode)))
+			continue;
+		if (s->listen && n_l < (int)ARRAY_SIZE(lports))
+			lports[n_l++] = s->lport;
+		else if (!s->listen && n_est < (int)ARRAY_SIZE(est))
+			est[n_est++] = (typeof(est[0])){ atoi(de->d_name), s };
+	}
+	closedir(d);
+	for (int i = 0; i < n_est; i++) {
+		struct obs_conn_key k = { .tgid = pid, .fd = est[i].fd };
+		const struct tcp_sock_info *s = est[i].s;
+		struct obs_conn c = {};
+		bool server_side = false;
+		__u8 one = 1;
+
+		for (int j = 0; j < n_l; j++)
+			server_side |= lports[j] == s->lport;
+		if (!server_side || !port_wanted(f, s->lport))
+			continue;
+		c.conn_id = __atomic_fetch_add(&l->skel->data->next_conn_id, 1, __ATOMIC_SEQ_CST);
+		c.family = s->family;
+		c.lport = s->lport;
+		c.rport = s->rport;
+		memcpy(c.laddr, s->laddr, 16);
+		memcpy(c.raddr, s->raddr, 16);
+		c.early = OBS_CONN_ADOPTED;
+		if (bpf_map_update_elem(bpf_map__fd(l->skel->maps.conns), &k, &c, BPF_NOEXIST))
+			continue;	/* accepted meanwhile, or the table is full */
+		bpf_map_update_elem(bpf_map__fd(l->skel->maps.procs), &k.tgid, &one, BPF_ANY);
+		pr_debug("loader: adopted pid %d fd %d port %u", pid, k.fd, s->lport);
+		adopted++;
+	}
+	return adopted;
+}
+
+/* Connections open before obsd started (after a restart, say): follow them
+ * from their next request. Best effort; runs once, after attach. */
+static void adopt_existing(struct loader *l, const struct obs_filter *f)
+{
+	struct tcp_sock_info *socks = calloc(ADOPT_MAX_SOCKS, sizeof(*socks));
+	size_t n = 0;
+	int total = 0;
+	struct dirent *de;
+	DIR *d;
+
+	if (!socks)
+		return;
+	n = read_tcp_table("/proc/net/tcp", 0, socks, n, ADOPT_MAX_SOCKS);
+	n = read_tcp_table("/proc/net/tcp6", 1, socks, n, ADOPT_MAX_SOCKS);
+	d = opendir("/proc");
+	while (d && (de = readdir(d))) {
+		int pid = atoi(de->d_name);
+
+		if (pid > 0 && want_process(l, f, pid))
+			total += adopt_process(l, f, pid, socks, n);
+	}
+	if (d)
+		closedir(d);
+	free(socks);
+	pr_debug("loader: %zu TCP sockets in /proc/net, %d connection(s) adopted", n, total);
+	if (total)
+		pr_info("loader: following %d connection(s) opened before start, from their next request",
+			total);
+}
+
 struct loader *loader__open(const struct obs_filter *f)
 {
 	struct loader *l = calloc(1, sizeof(*l));
@@ -270,6 +486,7 @@ struct loader *loader__open(const struct obs_filter *f)
 		goto out_destroy;
 	}
 	map_positions(l);
+	adopt_existing(l, f);
 	return l;
 
 out_destroy:

@@ -60,7 +60,7 @@
 #define TOP_HEAD_LINES		5	/* screen lines above the table rows */
 #define TOP_BARS_MAX		16	/* histogram bars in the detail view */
 #define TOP_STATUS_SHOW		8	/* status-code lines in the detail view */
-#define TOP_LABEL_W		22	/* "  12.34ms -   13.00ms " */
+#define TOP_LABEL_W		24	/* " 12.34ms -  13.00ms |" before each bar */
 #define TOP_ESC_DELAY_MS	25	/* wait for the rest of an escape sequence */
 #define TOP_ERR_MAX		160	/* last problem talking to obsd */
 #define TOP_DAEMON_DEFAULT	"127.0.0.1:9464"
@@ -72,9 +72,11 @@
 #define JR_DEPTH_MAX		32	/* JSON nesting skipped before giving up */
 #define JR_KEY_MAX		64
 #define JR_NUM_MAX		40
-#define KEY_ESC			27
-#define KEY_DEL			127
-#define KEY_CTRL_H		8
+#define TOP_KEY_ESC		27
+#define TOP_KEY_DEL		127
+#define TOP_KEY_CTRL_H		8
+#define TOP_BARS_MIN		4	/* histogram bars kept even when the screen is short */
+#define TOP_COUNT_W		10	/* counts after the histogram bars */
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1029,4 +1031,1595 @@ static int daemon__poll_requests(struct source *src, struct table *t)
 		src->st.missed += d.total - src->since - d.parsed;
 	src->since = d.total;	/* lower after an obsd restart: start over from there */
 	return 0;
+}
+
+static bool health_member(void *ctx, struct jr *j, const char *key)
+{
+	struct src_stats *st = ctx;
+
+	if (!strcmp(key, "cpu_seconds"))
+		return jr_dbl(j, &st->obsd_cpu_s);
+	if (!strcmp(key, "observed_processes"))
+		return jr_u64(j, &st->processes);
+	if (!strcmp(key, "events_lost"))
+		return jr_u64(j, &st->events_lost);
+	return false;
+}
+
+#define PROM_LINE_MAX	1024
+
+/* The value of label name in one exposition line "metric{a=\"x\",b=\"y\"} v". */
+static bool prom_label(const char *line, const char *name, char *out, size_t n)
+{
+	char pat[JR_KEY_MAX];
+	const char *p;
+	size_t len = 0;
+
+	snprintf(pat, sizeof(pat), "%s=\"", name);
+	for (p = strchr(line, '{'); p && (p = strstr(p, pat)); p++)
+		if (p[-1] == '{' || p[-1] == ',')
+			break;
+	if (!p)
+		return false;
+	for (p += strlen(pat); *p && *p != '"'; p++) {
+		if (*p == '\\' && p[1])
+			p++;
+		jr_put(out, n, &len, *p == 'n' && p[-1] == '\\' ? '\n' : *p);
+	}
+	out[len] = 0;
+	return true;
+}
+
+/* Per-service in-flight gauges from obsd's /metrics text. */
+static void metrics__in_flight(struct src_stats *st, const char *text)
+{
+	static const char name[] = "http_requests_in_flight{";
+	char line[PROM_LINE_MAX], svc[SERVICE_NAME_MAX];
+	const char *l, *eol, *close;
+	size_t len;
+
+	for (l = text; l && *l; l = eol ? eol + 1 : NULL) {
+		eol = strchr(l, '\n');
+		len = eol ? (size_t)(eol - l) : strlen(l);
+		if (strncmp(l, name, sizeof(name) - 1) || len >= sizeof(line))
+			continue;
+		memcpy(line, l, len);
+		line[len] = 0;
+		close = strrchr(line, '}');
+		if (close && prom_label(line, "service", svc, sizeof(svc)))
+			stats__gauge(st, svc, (uint64_t)strtod(close + 1, NULL));
+	}
+}
+
+static void daemon__metrics(struct source *src)
+{
+	char *body;
+	int status = http_get(src->addr, "/metrics", &body, src->err, sizeof(src->err));
+
+	stats__clear_gauges(&src->st);
+	if (status == 200)
+		metrics__in_flight(&src->st, body);
+	else if (status > 0)
+		snprintf(src->err, sizeof(src->err), "obsd /metrics answered %d", status);
+	free(body);
+}
+
+/* One poll of obsd: in-flight gauges, health, new records. */
+static void daemon__refresh(struct source *src, struct table *t)
+{
+	src->err[0] = 0;
+	daemon__metrics(src);
+	if (daemon__get_json(src, "/health", health_member, &src->st))
+		src->st.obsd_cpu_s = -1;
+	daemon__poll_requests(src, t);
+}
+
+/* Standalone between frames: drain the ring buffer, housekeeping once a second. */
+static void standalone__pump(struct source *src)
+{
+	uint64_t now = mono_ns();
+
+	pipeline__consume(src->p);
+	if (now >= src->next_tick_ns) {
+		pipeline__tick(src->p);
+		src->next_tick_ns = now + TOP_TICK_NS;
+	}
+}
+
+/* ---- frames -------------------------------------------------------------------- */
+
+enum col {
+	COL_ROUTE, COL_REQS, COL_RPS, COL_P50, COL_P90, COL_P99, COL_MAX, COL_ERR, COL_INFL,
+	COL_BYTES, COL_N
+};
+
+static const struct col_def {
+	const char *name;		/* --sort, JSON "sort" */
+	const char *title;
+	int key;			/* sort key on the table screen */
+	int width;			/* numbers; the name columns are sized apart */
+} cols[COL_N] = {
+	[COL_ROUTE] = { "route", "ROUTE", 'n', 0 },
+	[COL_REQS] = { "requests", "REQS", 'c', 8 },
+	[COL_RPS] = { "rps", "REQ/S", 'r', 7 },
+	[COL_P50] = { "p50", "P50ms", '5', 6 },
+	[COL_P90] = { "p90", "P90ms", '9', 6 },
+	[COL_P99] = { "p99", "P99ms", 'p', 6 },
+	[COL_MAX] = { "max", "MAXms", 'm', 6 },
+	[COL_ERR] = { "err", "ERR%", 'e', 5 },
+	[COL_INFL] = { "inflight", "INFL", 'i', 4 },
+	[COL_BYTES] = { "bytes", "BYTES/S", 'b', 7 },
+};
+
+struct opts {
+	int window;			/* seconds */
+	double interval;		/* seconds between frames */
+	long iterations;		/* --batch/--json frames; 0: until stopped */
+	enum col sort;
+	bool reverse;			/* sort the other way round */
+	bool batch, json;
+	const char *daemon;		/* obsd's address; NULL: standalone */
+	char filter[TOP_FILTER_MAX];	/* substring of service, method or route; "": all */
+	struct pipeline_opts po;	/* standalone: which servers to observe */
+};
+
+struct row_view {
+	const struct row *r;
+	uint64_t requests;		/* since top started */
+	uint64_t win_requests, win_errors;
+	double rps, bps, err_pct;	/* over the window */
+	double p50, p90, p99, max;	/* ms; meaningful when win_requests */
+	uint64_t in_flight;		/* of the row's service */
+};
+
+struct frame {
+	struct row_view v[TOP_MAX_ROWS];	/* every row, sorted */
+	int n_all;
+	const struct row_view *shown[TOP_MAX_ROWS];	/* those the filter lets through */
+	int n;
+	uint64_t requests, in_flight;	/* since top started; now */
+	double rps, bps, err_pct;	/* every row, over the window */
+	double span;			/* seconds the window covers so far */
+	double cpu_ctl, cpu_obsd;	/* % of one CPU since the last frame; < 0: unknown */
+	time_t when;
+};
+
+enum screen { SCR_TABLE, SCR_DETAIL, SCR_HELP };
+
+struct ui {
+	SCREEN *term;
+	enum screen scr, back;		/* shown; where help returns to */
+	bool paused, editing;
+	char edit_prev[TOP_FILTER_MAX];	/* filter to restore when an edit is cancelled */
+	const struct row *sel;		/* selected row (rows live as long as top) */
+	int offset;			/* first table row on screen */
+	int err_saved, err_tmp;		/* stderr while the screen is up; -1: none */
+};
+
+struct top {
+	struct opts o;			/* parsed configuration; filter and sort change by key */
+	struct table t;
+	struct source src;
+	struct frame f;
+	struct ui ui;
+	struct jbuf jb;
+	uint64_t prev_ns;		/* CLOCK_MONOTONIC of the last frame, 0: none */
+	double prev_ctl_cpu, prev_obsd_cpu;
+};
+
+static double min_d(double a, double b)
+{
+	return a < b ? a : b;
+}
+
+static void row__view(const struct table *t, const struct row *r, double span,
+		      struct row_view *v)
+{
+	static const double q[] = { 0.50, 0.90, 0.99 };
+	double us[ARRAY_SIZE(q)];
+	uint64_t bytes = 0, max_us = 0;
+
+	memset(v, 0, sizeof(*v));
+	v->r = r;
+	v->requests = r->requests;
+	for (int i = 0; i < t->window; i++) {
+		const struct slot *sl = &r->slots[i];
+
+		if (!sl->used)
+			continue;
+		v->win_requests += sl->requests;
+		v->win_errors += sl->errors;
+		bytes += sl->bytes;
+		if (sl->max_us > max_us)
+			max_us = sl->max_us;
+	}
+	lh_quantiles(r->hist, r->hist_n, q, us, ARRAY_SIZE(q));
+	v->max = max_us / 1000.0;
+	v->p50 = min_d(us[0] / 1000, v->max);
+	v->p90 = min_d(us[1] / 1000, v->max);
+	v->p99 = min_d(us[2] / 1000, v->max);
+	v->rps = v->win_requests / span;
+	v->bps = bytes / span;
+	v->err_pct = v->win_requests ? 100.0 * v->win_errors / v->win_requests : 0;
+}
+
+static double view_key(const struct row_view *v, enum col c)
+{
+	bool have = v->win_requests;
+
+	switch (c) {
+	case COL_REQS:
+		return v->requests;
+	case COL_RPS:
+		return v->rps;
+	case COL_P50:
+		return have ? v->p50 : -1;
+	case COL_P90:
+		return have ? v->p90 : -1;
+	case COL_P99:
+		return have ? v->p99 : -1;
+	case COL_MAX:
+		return have ? v->max : -1;
+	case COL_ERR:
+		return have ? v->err_pct : -1;
+	case COL_INFL:
+		return v->in_flight;
+	case COL_BYTES:
+		return v->bps;
+	default:
+		return 0;
+	}
+}
+
+static int view_cmp_name(const struct row_view *a, const struct row_view *b)
+{
+	int d = strcmp(a->r->route, b->r->route);
+
+	if (!d)
+		d = strcmp(a->r->method, b->r->method);
+	return d ? d : strcmp(a->r->service, b->r->service);
+}
+
+/* Numbers largest first, names A to Z; o->reverse turns it round; ties by name. */
+static int view_cmp(const void *pa, const void *pb, void *ctx)
+{
+	const struct opts *o = ctx;
+	const struct row_view *a = pa, *b = pb;
+	double ka, kb;
+	int d = 0;
+
+	if (o->sort == COL_ROUTE) {
+		d = view_cmp_name(a, b);
+		return o->reverse ? -d : d;
+	}
+	ka = view_key(a, o->sort);
+	kb = view_key(b, o->sort);
+	if (ka != kb)
+		d = ka > kb ? -1 : 1;
+	if (o->reverse)
+		d = -d;
+	return d ? d : view_cmp_name(a, b);
+}
+
+static bool view__matches(const struct row_view *v, const char *text)
+{
+	return !text[0] || strcasestr(v->r->service, text) || strcasestr(v->r->route, text) ||
+	       strcasestr(v->r->method, text);
+}
+
+/* Sort every row and pick those the filter shows. */
+static void frame__arrange(struct top *tp)
+{
+	struct frame *f = &tp->f;
+
+	qsort_r(f->v, f->n_all, sizeof(f->v[0]), view_cmp, &tp->o);
+	f->n = 0;
+	for (int i = 0; i < f->n_all; i++)
+		if (view__matches(&f->v[i], tp->o.filter))
+			f->shown[f->n++] = &f->v[i];
+}
+
+static double cpu_self(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void frame__cpu(struct top *tp)
+{
+	struct frame *f = &tp->f;
+	uint64_t now = mono_ns();
+	double ctl = cpu_self(), obsd = tp->src.st.obsd_cpu_s;
+	double dt = tp->prev_ns ? (double)(now - tp->prev_ns) / NS_PER_S : 0;
+
+	f->cpu_ctl = dt > 0 ? 100 * (ctl - tp->prev_ctl_cpu) / dt : -1;
+	f->cpu_obsd = dt > 0 && obsd >= 0 && tp->prev_obsd_cpu >= 0 ?
+		      100 * (obsd - tp->prev_obsd_cpu) / dt : -1;
+	tp->prev_ns = now;
+	tp->prev_ctl_cpu = ctl;
+	tp->prev_obsd_cpu = obsd;
+}
+
+/* Fetch what the source has and move the window to now. */
+static void top__collect(struct top *tp)
+{
+	if (tp->src.p)
+		standalone__refresh(&tp->src);
+	else
+		daemon__refresh(&tp->src, &tp->t);
+	table__advance(&tp->t, source__clock(&tp->src));
+}
+
+/* A new frame: every row's numbers, the totals, sorted and filtered. */
+static void top__compute(struct top *tp)
+{
+	struct frame *f = &tp->f;
+	uint64_t win = 0, err = 0;
+
+	f->span = table__span(&tp->t);
+	f->rps = f->bps = 0;
+	for (int i = 0; i < tp->t.n_rows; i++) {
+		struct row_view *v = &f->v[i];
+
+		row__view(&tp->t, tp->t.rows[i], f->span, v);
+		v->in_flight = stats__in_flight(&tp->src.st, v->r->service);
+		f->rps += v->rps;
+		f->bps += v->bps;
+		win += v->win_requests;
+		err += v->win_errors;
+	}
+	f->n_all = tp->t.n_rows;
+	f->requests = tp->t.requests;
+	f->in_flight = tp->src.st.in_flight;
+	f->err_pct = win ? 100.0 * err / win : 0;
+	f->when = time(NULL);
+	frame__cpu(tp);
+	frame__arrange(tp);
+}
+
+/* ---- text ------------------------------------------------------------------------ */
+
+struct line {
+	char s[TOP_LINE_MAX];
+	size_t len;
+};
+
+static void line_reset(struct line *l)
+{
+	l->len = 0;
+	l->s[0] = 0;
+}
+
+static __attribute__((format(printf, 2, 3))) void line_add(struct line *l, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (l->len + 1 >= sizeof(l->s))
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(l->s + l->len, sizeof(l->s) - l->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		l->len = l->len + n < sizeof(l->s) ? l->len + n : sizeof(l->s) - 1;
+}
+
+static void fmt_ms(char *out, size_t n, bool have, double ms)
+{
+	if (!have)
+		snprintf(out, n, "-");
+	else
+		snprintf(out, n, ms < 10 ? "%.2f" : ms < 100 ? "%.1f" : "%.0f", ms);
+}
+
+/* A duration for people: 850us, 12.34ms, 1.23s. */
+static void fmt_dur(char *out, size_t n, double us)
+{
+	if (us < 1000)
+		snprintf(out, n, "%.0fus", us);
+	else if (us < 1e6)
+		snprintf(out, n, "%.2fms", us / 1000);
+	else
+		snprintf(out, n, "%.2fs", us / 1e6);
+}
+
+static void fmt_bytes(char *out, size_t n, double b)
+{
+	static const char units[] = "KMGTP";
+	int u = -1;
+
+	while (b >= 1024 && u + 1 < (int)sizeof(units) - 1) {
+		b /= 1024;
+		u++;
+	}
+	if (u < 0)
+		snprintf(out, n, "%.0f", b);
+	else
+		snprintf(out, n, "%.1f%c", b, units[u]);
+}
+
+static void fmt_pct(char *out, size_t n, double pct)
+{
+	if (pct < 0)
+		snprintf(out, n, "-");
+	else
+		snprintf(out, n, "%.1f%%", pct);
+}
+
+static void fmt_cell(char *out, size_t n, const struct row_view *v, enum col c)
+{
+	bool have = v->win_requests;
+
+	switch (c) {
+	case COL_REQS:
+		snprintf(out, n, "%llu", (unsigned long long)v->requests);
+		break;
+	case COL_RPS:
+		snprintf(out, n, v->rps < 10000 ? "%.1f" : "%.0f", v->rps);
+		break;
+	case COL_P50:
+		fmt_ms(out, n, have, v->p50);
+		break;
+	case COL_P90:
+		fmt_ms(out, n, have, v->p90);
+		break;
+	case COL_P99:
+		fmt_ms(out, n, have, v->p99);
+		break;
+	case COL_MAX:
+		fmt_ms(out, n, have, v->max);
+		break;
+	case COL_ERR:
+		snprintf(out, n, have ? "%.1f" : "-", v->err_pct);
+		break;
+	case COL_INFL:
+		snprintf(out, n, "%llu", (unsigned long long)v->in_flight);
+		break;
+	case COL_BYTES:
+		fmt_bytes(out, n, v->bps);
+		break;
+	default:
+		out[0] = 0;
+	}
+}
+
+/* Column widths of the table. */
+struct layout {
+	int svc_w, meth_w, route_w;
+	bool reqs;			/* REQS shown */
+};
+
+static int layout__numbers_w(const struct layout *L)
+{
+	int w = 0;
+
+	for (int c = COL_REQS; c < COL_N; c++)
+		if (c != COL_REQS || L->reqs)
+			w += 1 + cols[c].width;
+	return w;
+}
+
+static int max_i(int a, int b)
+{
+	return a > b ? a : b;
+}
+
+/* Widths that show every name whole (batch frames). */
+static void layout__full(struct layout *L, const struct frame *f)
+{
+	L->svc_w = strlen("SERVICE");
+	L->meth_w = strlen("METHOD");
+	L->route_w = strlen("ROUTE");
+	L->reqs = true;
+	for (int i = 0; i < f->n; i++) {
+		L->svc_w = max_i(L->svc_w, strlen(f->shown[i]->r->service));
+		L->meth_w = max_i(L->meth_w, strlen(f->shown[i]->r->method));
+		L->route_w = max_i(L->route_w, strlen(f->shown[i]->r->route));
+	}
+}
+
+/* Widths for a screen ncols wide: the names share what the numbers leave. */
+static void layout__fit(struct layout *L, const struct frame *f, int ncols)
+{
+	int names;
+
+	layout__full(L, f);
+	L->reqs = ncols >= TOP_WIDE_COLS;
+	names = ncols - layout__numbers_w(L) - 2;
+	if (L->meth_w > TOP_METHOD_W)
+		L->meth_w = TOP_METHOD_W;
+	if (L->svc_w > names / 3)
+		L->svc_w = max_i(names / 3, 1);
+	L->route_w = max_i(names - L->svc_w - L->meth_w, TOP_ROUTE_MIN_W);
+}
+
+/* Cut src to w columns into out (size > w): the head, or for routes the tail; '~' marks a cut. */
+static void fit(char *out, const char *src, int w, bool keep_tail)
+{
+	int len = strlen(src);
+
+	if (len <= w) {
+		memcpy(out, src, len + 1);
+		return;
+	}
+	if (w < 1) {
+		out[0] = 0;
+		return;
+	}
+	if (keep_tail) {
+		out[0] = '~';
+		memcpy(out + 1, src + len - (w - 1), w - 1);
+	} else {
+		memcpy(out, src, w - 1);
+		out[w - 1] = '~';
+	}
+	out[w] = 0;
+}
+
+static void fmt_title(struct line *l, const struct layout *L)
+{
+	line_add(l, "%-*s %-*s %-*s", L->svc_w, "SERVICE", L->meth_w, "METHOD", L->route_w,
+		 "ROUTE");
+	for (int c = COL_REQS; c < COL_N; c++)
+		if (c != COL_REQS || L->reqs)
+			line_add(l, " %*s", cols[c].width, cols[c].title);
+}
+
+static void fmt_row(struct line *l, const struct row_view *v, const struct layout *L)
+{
+	char svc[SERVICE_NAME_MAX], meth[H1_METHOD_MAX], route[ROUTE_LEN_MAX], cell[32];
+
+	fit(svc, v->r->service, L->svc_w, false);
+	fit(meth, v->r->method, L->meth_w, false);
+	fit(route, v->r->route, L->route_w, true);
+	line_add(l, "%-*s %-*s %-*s", L->svc_w, svc, L->meth_w, meth, L->route_w, route);
+	for (int c = COL_REQS; c < COL_N; c++) {
+		if (c == COL_REQS && !L->reqs)
+			continue;
+		fmt_cell(cell, sizeof(cell), v, c);
+		line_add(l, " %*s", cols[c].width, cell);
+	}
+}
+
+static void head_title(struct line *l, const struct top *tp, bool full_date)
+{
+	char when[32];
+	struct tm tm;
+
+	localtime_r(&tp->f.when, &tm);
+	strftime(when, sizeof(when), full_date ? "%Y-%m-%d %H:%M:%S" : "%H:%M:%S", &tm);
+	line_add(l, "obsctl top - %s - %s%s - window %ds", when,
+		 tp->o.daemon ? "obsd " : "standalone", tp->o.daemon ? tp->o.daemon : "",
+		 tp->o.window);
+	if (tp->f.span < tp->o.window - 1)
+		line_add(l, " (%.0fs so far)", tp->f.span);
+	line_add(l, " - every %gs - sort %s%s", tp->o.interval, cols[tp->o.sort].name,
+		 tp->o.reverse ? " reversed" : "");
+}
+
+static void head_totals(struct line *l, const struct top *tp)
+{
+	const struct frame *f = &tp->f;
+	char bytes[16];
+
+	fmt_bytes(bytes, sizeof(bytes), f->bps);
+	line_add(l, "requests %llu total, %.1f/s - errors %.1f%% - in flight %llu - %sB/s - "
+		 "rows %d", (unsigned long long)f->requests, f->rps, f->err_pct,
+		 (unsigned long long)f->in_flight, bytes, f->n_all);
+	if (tp->t.overflow)
+		line_add(l, " (+%llu requests beyond %d rows)", (unsigned long long)tp->t.overflow,
+			 TOP_MAX_ROWS);
+}
+
+static void head_system(struct line *l, const struct top *tp)
+{
+	const struct src_stats *st = &tp->src.st;
+	char ctl[16], obsd[16];
+
+	fmt_pct(ctl, sizeof(ctl), tp->f.cpu_ctl);
+	fmt_pct(obsd, sizeof(obsd), tp->f.cpu_obsd);
+	line_add(l, "processes %llu - events lost %llu - cpu obsctl %s obsd %s",
+		 (unsigned long long)st->processes, (unsigned long long)st->events_lost, ctl,
+		 obsd);
+	if (st->missed)
+		line_add(l, " - missed %llu (left obsd's store unread)",
+			 (unsigned long long)st->missed);
+	if (tp->t.late)
+		line_add(l, " - late %llu", (unsigned long long)tp->t.late);
+	if (tp->t.oom)
+		line_add(l, " - out of memory %llu", (unsigned long long)tp->t.oom);
+	if (tp->src.err[0])
+		line_add(l, " - %s", tp->src.err);
+}
+
+static void print_text_frame(const struct top *tp)
+{
+	struct layout L;
+	struct line l;
+
+	layout__full(&L, &tp->f);
+	line_reset(&l);
+	head_title(&l, tp, true);
+	puts(l.s);
+	line_reset(&l);
+	head_totals(&l, tp);
+	puts(l.s);
+	line_reset(&l);
+	head_system(&l, tp);
+	puts(l.s);
+	line_reset(&l);
+	fmt_title(&l, &L);
+	puts(l.s);
+	for (int i = 0; i < tp->f.n; i++) {
+		line_reset(&l);
+		fmt_row(&l, tp->f.shown[i], &L);
+		puts(l.s);
+	}
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* ---- JSON frames -------------------------------------------------------------------- */
+
+static void json_opt(struct jbuf *jb, const char *key, bool have, double v)
+{
+	if (have) {
+		jb_dbl(jb, key, v);
+	} else {
+		jb_key(jb, key);
+		jb_raw(jb, "null", 4);
+	}
+}
+
+static void row_json(const struct row_view *v, struct jbuf *jb)
+{
+	bool have = v->win_requests;
+
+	jb_obj_open(jb);
+	jb_str(jb, "service", v->r->service);
+	jb_str(jb, "method", v->r->method);
+	jb_str(jb, "route", v->r->route);
+	jb_u64(jb, "requests", v->requests);
+	jb_u64(jb, "window_requests", v->win_requests);
+	jb_dbl(jb, "rps", v->rps);
+	json_opt(jb, "p50_ms", have, v->p50);
+	json_opt(jb, "p90_ms", have, v->p90);
+	json_opt(jb, "p99_ms", have, v->p99);
+	json_opt(jb, "max_ms", have, v->max);
+	jb_dbl(jb, "error_pct", v->err_pct);
+	jb_u64(jb, "in_flight", v->in_flight);
+	jb_dbl(jb, "bytes_per_s", v->bps);
+	jb_obj_close(jb);
+}
+
+static void frame__json(const struct top *tp, struct jbuf *jb)
+{
+	const struct frame *f = &tp->f;
+	const struct src_stats *st = &tp->src.st;
+
+	jb_obj_open(jb);
+	jb_u64(jb, "time", f->when);
+	jb_str(jb, "mode", tp->o.daemon ? "daemon" : "standalone");
+	if (tp->o.daemon)
+		jb_str(jb, "daemon", tp->o.daemon);
+	jb_u64(jb, "window_s", tp->o.window);
+	jb_dbl(jb, "span_s", f->span);
+	jb_dbl(jb, "interval_s", tp->o.interval);
+	jb_str(jb, "sort", cols[tp->o.sort].name);
+	jb_str(jb, "filter", tp->o.filter);
+	jb_u64(jb, "requests", f->requests);
+	jb_dbl(jb, "rps", f->rps);
+	jb_dbl(jb, "error_pct", f->err_pct);
+	jb_u64(jb, "in_flight", f->in_flight);
+	jb_dbl(jb, "bytes_per_s", f->bps);
+	jb_u64(jb, "observed_processes", st->processes);
+	jb_u64(jb, "events_lost", st->events_lost);
+	json_opt(jb, "obsctl_cpu_pct", f->cpu_ctl >= 0, f->cpu_ctl);
+	json_opt(jb, "obsd_cpu_pct", f->cpu_obsd >= 0, f->cpu_obsd);
+	jb_u64(jb, "row_count", f->n_all);
+	jb_u64(jb, "overflow_requests", tp->t.overflow);
+	jb_u64(jb, "late_requests", tp->t.late);
+	jb_u64(jb, "missed_requests", st->missed);
+	if (tp->src.err[0])
+		jb_str(jb, "error", tp->src.err);
+	jb_arr_open(jb, "rows");
+	for (int i = 0; i < f->n; i++)
+		row_json(f->shown[i], jb);
+	jb_arr_close(jb);
+	jb_obj_close(jb);
+}
+
+static void print_json_frame(struct top *tp)
+{
+	jb_reset(&tp->jb);
+	frame__json(tp, &tp->jb);
+	if (!tp->jb.oom)
+		printf("%s\n", tp->jb.buf);
+	fflush(stdout);
+}
+
+/* ---- the screen ------------------------------------------------------------------- */
+
+/* Text on line y, cut to the screen (a column short on the last line) and padded. */
+static void ui__put(int y, attr_t attr, const char *text)
+{
+	int w = COLS - (y == LINES - 1);
+
+	if (y < 0 || y >= LINES || w <= 0)
+		return;
+	attrset(attr);
+	mvprintw(y, 0, "%-*.*s", w, w, text);
+	attrset(A_NORMAL);
+}
+
+/* Index of the selected row among those shown; selects the first when it is not shown. */
+static int ui__sel_index(struct top *tp)
+{
+	const struct frame *f = &tp->f;
+
+	for (int i = 0; i < f->n; i++)
+		if (f->shown[i]->r == tp->ui.sel)
+			return i;
+	tp->ui.sel = f->n ? f->shown[0]->r : NULL;
+	return 0;
+}
+
+static void ui__select(struct top *tp, int delta)
+{
+	int i = ui__sel_index(tp) + delta;
+
+	if (!tp->f.n)
+		return;
+	if (i < 0)
+		i = 0;
+	if (i >= tp->f.n)
+		i = tp->f.n - 1;
+	tp->ui.sel = tp->f.shown[i]->r;
+}
+
+static int ui__table_rows(void)
+{
+	return LINES - TOP_HEAD_LINES - 1;
+}
+
+static void ui__hints(struct line *l)
+{
+	line_add(l, "q quit  h help  / filter  space pause  Enter detail  sort:");
+	for (int c = COL_RPS; c < COL_N + COL_RPS; c++)
+		line_add(l, " %c", cols[c % COL_N].key);
+}
+
+static void ui__status_line(const struct top *tp, struct line *l)
+{
+	if (tp->ui.editing)
+		line_add(l, "filter: %s_   (Enter keeps it, Esc cancels)", tp->o.filter);
+	else if (tp->o.filter[0])
+		line_add(l, "filter: %s   (%d of %d rows; Esc clears)", tp->o.filter, tp->f.n,
+			 tp->f.n_all);
+	if (tp->ui.paused)
+		line_add(l, "%sPAUSED (space resumes)", l->len ? "   " : "");
+}
+
+static void ui__table(struct top *tp)
+{
+	int h = ui__table_rows(), sel = ui__sel_index(tp), y = TOP_HEAD_LINES;
+	struct layout L;
+	struct line l;
+
+	line_reset(&l);
+	head_title(&l, tp, false);
+	ui__put(0, A_BOLD, l.s);
+	line_reset(&l);
+	head_totals(&l, tp);
+	ui__put(1, A_NORMAL, l.s);
+	line_reset(&l);
+	head_system(&l, tp);
+	ui__put(2, A_NORMAL, l.s);
+	line_reset(&l);
+	ui__status_line(tp, &l);
+	ui__put(3, A_BOLD, l.s);
+	layout__fit(&L, &tp->f, COLS);
+	line_reset(&l);
+	fmt_title(&l, &L);
+	ui__put(4, A_REVERSE, l.s);
+	if (sel < tp->ui.offset)
+		tp->ui.offset = sel;
+	if (sel >= tp->ui.offset + h)
+		tp->ui.offset = sel - h + 1;
+	tp->ui.offset = max_i(0, tp->ui.offset < tp->f.n - h ? tp->ui.offset : tp->f.n - h);
+	for (int i = tp->ui.offset; i < tp->f.n && y < TOP_HEAD_LINES + h; i++, y++) {
+		line_reset(&l);
+		fmt_row(&l, tp->f.shown[i], &L);
+		ui__put(y, i == sel ? A_REVERSE | A_BOLD : A_NORMAL, l.s);
+	}
+	if (!tp->f.n)
+		ui__put(y, A_NORMAL, tp->f.n_all ? "  (no row matches the filter)" :
+					       "  (no request seen yet)");
+	line_reset(&l);
+	ui__hints(&l);
+	ui__put(LINES - 1, A_DIM, l.s);
+}
+
+/* The window's histogram of r as up to `bars` bars from line y; lines used. */
+static int ui__histogram(const struct row *r, int y, int bars)
+{
+	unsigned lo = LH_BUCKETS, hi = 0, span, first, last;
+	int n, len, bar_w = COLS - TOP_LABEL_W - TOP_COUNT_W - 1;
+	uint64_t cnt[TOP_BARS_MAX] = {}, top = 0;
+	char a[16], b[16], bar[TOP_LINE_MAX];
+	struct line l;
+
+	for (unsigned i = 0; i < LH_BUCKETS; i++) {
+		if (!r->hist[i])
+			continue;
+		if (lo == LH_BUCKETS)
+			lo = i;
+		hi = i;
+	}
+	if (lo == LH_BUCKETS) {
+		ui__put(y, A_NORMAL, "  (no request in the window)");
+		return 1;
+	}
+	bar_w = bar_w < 1 ? 1 : bar_w >= TOP_LINE_MAX ? TOP_LINE_MAX - 1 : bar_w;
+	span = (hi - lo + bars) / bars;
+	n = (hi - lo + span) / span;
+	for (unsigned i = lo; i <= hi; i++)
+		cnt[(i - lo) / span] += r->hist[i];
+	for (int k = 0; k < n; k++)
+		top = cnt[k] > top ? cnt[k] : top;
+	for (int k = 0; k < n; k++) {
+		first = lo + k * span;
+		last = first + span - 1 < hi ? first + span - 1 : hi;
+		len = cnt[k] ? max_i(1, cnt[k] * bar_w / top) : 0;
+		memset(bar, '#', len);
+		bar[len] = 0;
+		fmt_dur(a, sizeof(a), lh_lower(first));
+		fmt_dur(b, sizeof(b), lh_lower(last) + lh_width(last));
+		line_reset(&l);
+		line_add(&l, " %9s - %-9s |%-*s %llu", a, b, bar_w, bar, (unsigned long long)cnt[k]);
+		ui__put(y + k, A_NORMAL, l.s);
+	}
+	return n;
+}
+
+/* Status codes of r since top started, from line y, at most max lines; lines used. */
+static int ui__status_codes(const struct row *r, int y, int max)
+{
+	struct status_count s[TOP_STATUS_MAX], tmp;
+	int n = r->n_status, used = 0;
+	char code[16];
+	struct line l;
+
+	memcpy(s, r->status, n * sizeof(s[0]));
+	for (int i = 1; i < n; i++)
+		for (int k = i; k > 0 && s[k - 1].code > s[k].code; k--) {
+			tmp = s[k];
+			s[k] = s[k - 1];
+			s[k - 1] = tmp;
+		}
+	for (int i = 0; i <= n && used < max; i++) {
+		uint64_t cnt = i < n ? s[i].n : r->status_other;
+
+		if (i == n && !cnt)
+			break;
+		if (i == n)
+			snprintf(code, sizeof(code), "other");
+		else if (s[i].code)
+			snprintf(code, sizeof(code), "%d", s[i].code);
+		else
+			snprintf(code, sizeof(code), "none (no response head)");
+		line_reset(&l);
+		line_add(&l, "  %10llu  %5.1f%%  %s", (unsigned long long)cnt,
+			 r->requests ? 100.0 * cnt / r->requests : 0, code);
+		ui__put(y + used++, A_NORMAL, l.s);
+	}
+	return used;
+}
+
+/* The slowest requests of r's window, from line y (header included), at most max lines. */
+static void ui__slowest(const struct row *r, int y, int max)
+{
+	bool wide = COLS >= TOP_WIDE_COLS;
+	struct slow_req s[TOP_SLOWEST], tmp;
+	char dur[16], when[16], st[8];
+	int n = r->n_slow;
+	struct line l;
+	struct tm tm;
+	time_t sec;
+
+	memcpy(s, r->slow, n * sizeof(s[0]));
+	for (int i = 1; i < n; i++)
+		for (int k = i; k > 0 && s[k - 1].dur_us < s[k].dur_us; k--) {
+			tmp = s[k];
+			s[k] = s[k - 1];
+			s[k - 1] = tmp;
+		}
+	line_reset(&l);
+	line_add(&l, " %8s %3s %s%-32s %-32s%s", "DURATION", "ST", wide ? "TIME         " : "",
+		 "REQUEST_ID", "TRACE_ID", wide ? " PATH" : "");
+	ui__put(y, A_UNDERLINE, l.s);
+	for (int i = 0; i < n && i + 1 < max; i++) {
+		fmt_dur(dur, sizeof(dur), s[i].dur_us);
+		snprintf(st, sizeof(st), s[i].status ? "%d" : "---", s[i].status);
+		sec = s[i].wall_ns / NS_PER_S;
+		localtime_r(&sec, &tm);
+		strftime(when, sizeof(when), "%H:%M:%S", &tm);
+		line_reset(&l);
+		line_add(&l, " %8s %3s ", dur, st);
+		if (wide)
+			line_add(&l, "%s.%03u ", when, (unsigned)(s[i].wall_ns / NS_PER_MS % 1000));
+		line_add(&l, "%-32.32s %-32s", s[i].request_id, s[i].trace_id);
+		if (wide)
+			line_add(&l, " %s", s[i].path);
+		ui__put(y + 1 + i, A_NORMAL, l.s);
+	}
+}
+
+static void ui__detail_head(struct top *tp, const struct row *r)
+{
+	char p50[16], p90[16], p99[16], max[16], bytes[16];
+	struct row_view v;
+	struct line l;
+
+	row__view(&tp->t, r, table__span(&tp->t), &v);
+	v.in_flight = stats__in_flight(&tp->src.st, r->service);
+	line_reset(&l);
+	line_add(&l, "%s %s - service %s - last %ds", r->method, r->route, r->service,
+		 tp->o.window);
+	ui__put(0, A_BOLD, l.s);
+	fmt_bytes(bytes, sizeof(bytes), v.bps);
+	line_reset(&l);
+	line_add(&l, "requests %llu total, %.1f/s - errors %.1f%% - in flight %llu (service) - "
+		 "%sB/s", (unsigned long long)v.requests, v.rps, v.err_pct,
+		 (unsigned long long)v.in_flight, bytes);
+	ui__put(1, A_NORMAL, l.s);
+	fmt_ms(p50, sizeof(p50), v.win_requests, v.p50);
+	fmt_ms(p90, sizeof(p90), v.win_requests, v.p90);
+	fmt_ms(p99, sizeof(p99), v.win_requests, v.p99);
+	fmt_ms(max, sizeof(max), v.win_requests, v.max);
+	line_reset(&l);
+	line_add(&l, "latency ms: p50 %s  p90 %s  p99 %s  max %s  (%llu requests in the window)",
+		 p50, p90, p99, max, (unsigned long long)v.win_requests);
+	ui__put(2, A_NORMAL, l.s);
+}
+
+/*
+ * Detail of the selected row: the header (3 lines), then the histogram, the
+ * status codes and the slowest requests share the rest; each section has a
+ * title and a blank line before it, the hints take the last line.
+ */
+static void ui__detail(struct top *tp, const struct row *r)
+{
+	int rest = LINES - 1 - 3 - 3 * 2 - 1, codes, slow, bars, y = 4;
+	struct line l;
+
+	ui__detail_head(tp, r);
+	codes = r->n_status + (r->status_other > 0);
+	codes = codes < TOP_STATUS_SHOW ? codes : TOP_STATUS_SHOW;
+	slow = r->n_slow;
+	bars = rest - codes - slow;
+	bars = bars < TOP_BARS_MIN ? TOP_BARS_MIN : bars > TOP_BARS_MAX ? TOP_BARS_MAX : bars;
+	slow = max_i(0, rest - codes - bars < slow ? rest - codes - bars : slow);
+	line_reset(&l);
+	line_add(&l, "Latency histogram, last %ds", tp->o.window);
+	ui__put(y++, A_BOLD, l.s);
+	y += ui__histogram(r, y, bars) + 1;
+	ui__put(y++, A_BOLD, "Status codes since top started");
+	y += ui__status_codes(r, y, codes) + 1;
+	line_reset(&l);
+	line_add(&l, "Slowest requests, last %ds", tp->o.window);
+	ui__put(y++, A_BOLD, l.s);
+	if (y < LINES - 1)
+		ui__slowest(r, y, min_d(slow + 1, LINES - 1 - y));
+	ui__put(LINES - 1, A_DIM, "Esc/q back  up/down previous/next row  space pause  h help");
+}
+
+static const char *const help_text[] = {
+	"obsctl top - help (Esc or q to leave)",
+	"",
+	"  q              quit (on the detail or help screen: back)",
+	"  h ?            this help",
+	"  up/down j k    select a row; PgUp/PgDn, Home/End (g G) jump",
+	"  Enter          detail of the selected row: latency histogram, status",
+	"                 codes, slowest recent requests with request and trace ids",
+	"  /              filter rows by a substring of service, method or route",
+	"                 (Enter keeps it, Esc cancels; Esc on the table clears it)",
+	"  space          pause/resume the table (requests are still counted)",
+	"  sort keys      r REQ/S  5 P50  9 P90  p P99  m MAX  e ERR%  i INFL",
+	"                 b BYTES/S  n route name  c REQS; the same key again or R",
+	"                 reverses; < and > step through the columns",
+	"",
+	"Columns; rates and percentiles cover the window (--window, default 10 s):",
+	"  REQS     requests since top started (wide screens)",
+	"  REQ/S    requests completed per second",
+	"  P50ms .. latency percentiles and maximum, ms: first request byte read to",
+	"           last response byte written (log-linear histogram, within 2%)",
+	"  ERR%     5xx responses and failed requests (no complete response)",
+	"  INFL     requests in flight in the row's service: per service, shared by",
+	"           its routes; standalone from the open connections, with --daemon",
+	"           from obsd's /metrics http_requests_in_flight",
+	"  BYTES/S  request + response bytes per second",
+};
+
+static void ui__help(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(help_text); i++)
+		ui__put(i, i ? A_NORMAL : A_BOLD, help_text[i]);
+}
+
+static void ui__draw(struct top *tp)
+{
+	erase();
+	if (COLS < TOP_MIN_COLS || LINES < TOP_MIN_LINES)
+		ui__put(0, A_NORMAL, "obsctl top: terminal too small");
+	else if (tp->ui.scr == SCR_HELP)
+		ui__help();
+	else if (tp->ui.scr == SCR_DETAIL && tp->ui.sel)
+		ui__detail(tp, tp->ui.sel);
+	else
+		ui__table(tp);
+	wnoutrefresh(stdscr);
+	doupdate();
+}
+
+static void ui__key_edit(struct top *tp, int ch)
+{
+	size_t len = strlen(tp->o.filter);
+
+	if (ch == TOP_KEY_ESC) {
+		memcpy(tp->o.filter, tp->ui.edit_prev, sizeof(tp->o.filter));
+		tp->ui.editing = false;
+	} else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
+		tp->ui.editing = false;
+	} else if (ch == KEY_BACKSPACE || ch == TOP_KEY_DEL || ch == TOP_KEY_CTRL_H) {
+		if (len)
+			tp->o.filter[len - 1] = 0;
+	} else if (ch >= ' ' && ch < TOP_KEY_DEL && len + 1 < sizeof(tp->o.filter)) {
+		tp->o.filter[len] = ch;
+		tp->o.filter[len + 1] = 0;
+	}
+}
+
+/* A sort key: that column, or the other way round when it is already the one. */
+static void ui__sort_key(struct top *tp, int ch)
+{
+	for (int c = 0; c < COL_N; c++) {
+		if (cols[c].key != ch)
+			continue;
+		if (tp->o.sort == (enum col)c) {
+			tp->o.reverse = !tp->o.reverse;
+		} else {
+			tp->o.sort = c;
+			tp->o.reverse = false;
+		}
+	}
+}
+
+/* A key on the table screen; false to quit. */
+static bool ui__key_table(struct top *tp, int ch)
+{
+	int page = max_i(ui__table_rows() - 1, 1);
+
+	switch (ch) {
+	case 'q':
+		return false;
+	case 'h':
+	case '?':
+		tp->ui.back = SCR_TABLE;
+		tp->ui.scr = SCR_HELP;
+		break;
+	case ' ':
+		tp->ui.paused = !tp->ui.paused;
+		break;
+	case '/':
+		memcpy(tp->ui.edit_prev, tp->o.filter, sizeof(tp->ui.edit_prev));
+		tp->ui.editing = true;
+		break;
+	case TOP_KEY_ESC:
+		tp->o.filter[0] = 0;
+		break;
+	case KEY_UP:
+	case 'k':
+		ui__select(tp, -1);
+		break;
+	case KEY_DOWN:
+	case 'j':
+		ui__select(tp, 1);
+		break;
+	case KEY_PPAGE:
+		ui__select(tp, -page);
+		break;
+	case KEY_NPAGE:
+		ui__select(tp, page);
+		break;
+	case KEY_HOME:
+	case 'g':
+		ui__select(tp, -TOP_MAX_ROWS);
+		break;
+	case KEY_END:
+	case 'G':
+		ui__select(tp, TOP_MAX_ROWS);
+		break;
+	case '\n':
+	case '\r':
+	case KEY_ENTER:
+		ui__sel_index(tp);
+		if (tp->ui.sel)
+			tp->ui.scr = SCR_DETAIL;
+		break;
+	case 'R':
+		tp->o.reverse = !tp->o.reverse;
+		break;
+	case '<':
+	case '>':
+		tp->o.sort = (tp->o.sort + (ch == '>' ? 1 : COL_N - 1)) % COL_N;
+		tp->o.reverse = false;
+		break;
+	default:
+		ui__sort_key(tp, ch);
+	}
+	return true;
+}
+
+static void ui__key_detail(struct top *tp, int ch)
+{
+	switch (ch) {
+	case 'q':
+	case TOP_KEY_ESC:
+	case KEY_BACKSPACE:
+	case KEY_LEFT:
+		tp->ui.scr = SCR_TABLE;
+		break;
+	case 'h':
+	case '?':
+		tp->ui.back = SCR_DETAIL;
+		tp->ui.scr = SCR_HELP;
+		break;
+	case KEY_UP:
+	case 'k':
+		ui__select(tp, -1);
+		break;
+	case KEY_DOWN:
+	case 'j':
+		ui__select(tp, 1);
+		break;
+	case ' ':
+		tp->ui.paused = !tp->ui.paused;
+		break;
+	}
+}
+
+/* One key; false to quit. */
+static bool ui__key(struct top *tp, int ch)
+{
+	if (ch == KEY_RESIZE)
+		return true;
+	if (tp->ui.editing) {
+		ui__key_edit(tp, ch);
+		return true;
+	}
+	if (tp->ui.scr == SCR_DETAIL) {
+		ui__key_detail(tp, ch);
+		return true;
+	}
+	if (tp->ui.scr != SCR_HELP)
+		return ui__key_table(tp, ch);
+	if (ch == 'q' || ch == 'h' || ch == '?' || ch == TOP_KEY_ESC || ch == '\n' || ch == '\r')
+		tp->ui.scr = tp->ui.back;
+	return true;
+}
+
+/* Keep what is written to stderr (libbpf, pipeline warnings) off the screen
+ * until it is closed; it is shown then. */
+static void stderr_hold(struct ui *ui)
+{
+	fflush(stderr);
+	ui->err_tmp = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (ui->err_tmp < 0)
+		return;
+	ui->err_saved = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+	if (ui->err_saved < 0 || dup2(ui->err_tmp, STDERR_FILENO) < 0) {
+		if (ui->err_saved >= 0)
+			close(ui->err_saved);
+		close(ui->err_tmp);
+		ui->err_saved = ui->err_tmp = -1;
+	}
+}
+
+static void stderr_release(struct ui *ui)
+{
+	char buf[4096];
+	ssize_t n;
+
+	if (ui->err_saved < 0)
+		return;
+	fflush(stderr);
+	dup2(ui->err_saved, STDERR_FILENO);
+	close(ui->err_saved);
+	lseek(ui->err_tmp, 0, SEEK_SET);
+	while ((n = read(ui->err_tmp, buf, sizeof(buf))) > 0)
+		if (write(STDERR_FILENO, buf, n) != n)
+			break;
+	close(ui->err_tmp);
+	ui->err_saved = ui->err_tmp = -1;
+}
+
+static int ui__open(struct ui *ui)
+{
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+		fprintf(stderr, "obsctl top: not a terminal; use --batch or --json for plain output\n");
+		return -1;
+	}
+	setlocale(LC_ALL, "");
+	ui->term = newterm(NULL, stdout, stdin);
+	if (!ui->term) {
+		fprintf(stderr, "obsctl top: cannot drive the terminal (TERM=%s); try --batch\n",
+			getenv("TERM") ? getenv("TERM") : "");
+		return -1;
+	}
+	cbreak();
+	noecho();
+	keypad(stdscr, TRUE);
+	nodelay(stdscr, TRUE);
+	curs_set(0);
+	set_escdelay(TOP_ESC_DELAY_MS);
+	stderr_hold(ui);
+	return 0;
+}
+
+static void ui__close(struct ui *ui)
+{
+	if (!ui->term)
+		return;
+	endwin();
+	delscreen(ui->term);
+	ui->term = NULL;
+	stderr_release(ui);
+}
+
+/* ---- main loops ------------------------------------------------------------------ */
+
+/* Wait until `until` (CLOCK_MONOTONIC ns) or a key; standalone, drain the ring meanwhile. */
+static void top__wait(struct top *tp, uint64_t until, bool keys)
+{
+	uint64_t now = mono_ns();
+	int n = 0, ms = until > now ? (until - now + NS_PER_MS - 1) / NS_PER_MS : 0;
+	struct pollfd pfd[2];
+
+	if (keys)
+		pfd[n++] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+	if (tp->src.p) {
+		pfd[n++] = (struct pollfd){ .fd = pipeline__fd(tp->src.p), .events = POLLIN };
+		ms = ms < TOP_POLL_MS ? ms : TOP_POLL_MS;
+	}
+	poll(pfd, n, ms);
+	if (tp->src.p)
+		standalone__pump(&tp->src);
+}
+
+static uint64_t next_frame(uint64_t prev, double interval)
+{
+	uint64_t next = prev + (uint64_t)(interval * NS_PER_S), now = mono_ns();
+
+	return next > now ? next : now + (uint64_t)(interval * NS_PER_S);
+}
+
+static int top__run_batch(struct top *tp)
+{
+	uint64_t next = mono_ns();
+	long frames = 0;
+
+	while (!top_stop) {
+		if (mono_ns() >= next) {
+			top__collect(tp);
+			top__compute(tp);
+			if (tp->o.json)
+				print_json_frame(tp);
+			else
+				print_text_frame(tp);
+			if (tp->o.iterations && ++frames >= tp->o.iterations)
+				break;
+			next = next_frame(next, tp->o.interval);
+		}
+		top__wait(tp, next, false);
+	}
+	return 0;
+}
+
+static int top__run_screen(struct top *tp)
+{
+	uint64_t next = mono_ns();
+	bool quit = false, dirty;
+	int ch;
+
+	if (ui__open(&tp->ui))
+		return 1;
+	while (!top_stop && !quit) {
+		dirty = false;
+		if (mono_ns() >= next) {
+			top__collect(tp);
+			if (!tp->ui.paused)
+				top__compute(tp);
+			next = next_frame(next, tp->o.interval);
+			dirty = true;
+		}
+		if (dirty)
+			ui__draw(tp);
+		top__wait(tp, next, true);
+		while (!quit && (ch = getch()) != ERR) {
+			quit = !ui__key(tp, ch);
+			dirty = true;
+		}
+		if (dirty && !quit) {
+			frame__arrange(tp);
+			ui__draw(tp);
+		}
+	}
+	ui__close(&tp->ui);
+	return 0;
+}
+
+static void top__sink(void *ctx, const struct record *r)
+{
+	struct top *tp = ctx;
+	struct sample s;
+
+	sample__from_record(&s, r);
+	table__add(&tp->t, &s);
+}
+
+static int standalone__open(struct top *tp)
+{
+	if (!can_load_probes()) {
+		fprintf(stderr, "obsctl top: loading the probes needs root (or CAP_BPF and "
+				"CAP_PERFMON): run it with sudo, or read a running obsd with "
+				"--daemon ADDR:PORT\n");
+		return 1;
+	}
+	tp->src.p = pipeline__open(&tp->o.po);
+	if (!tp->src.p) {
+		fprintf(stderr, "obsctl top: cannot load the probes: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pipeline__add_sink(tp->src.p, top__sink, tp)) {
+		fprintf(stderr, "obsctl top: no room for another pipeline sink\n");
+		return 1;
+	}
+	tp->src.st.obsd_cpu_s = -1;
+	fprintf(stderr, "obsctl top: probes attached\n");
+	return 0;
+}
+
+/* Start counting at obsd's current total: earlier records are not top's. */
+static int daemon__open(struct top *tp)
+{
+	tp->src.addr = tp->o.daemon;
+	tp->src.st.obsd_cpu_s = -1;
+	if (daemon__poll_requests(&tp->src, NULL)) {
+		fprintf(stderr, "obsctl top: %s\n", tp->src.err);
+		return 1;
+	}
+	tp->src.err[0] = 0;
+	return 0;
+}
+
+static int top__open(struct top *tp)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	table__init(&tp->t, tp->o.window);
+	jb_init(&tp->jb);
+	tp->prev_obsd_cpu = -1;
+	tp->ui.err_saved = tp->ui.err_tmp = -1;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	return tp->o.daemon ? daemon__open(tp) : standalone__open(tp);
+}
+
+/* The pipeline goes first: requests it fails on the way out still reach the table. */
+static void top__close(struct top *tp)
+{
+	pipeline__free(tp->src.p);
+	tp->src.p = NULL;
+	table__free(&tp->t);
+	jb_free(&tp->jb);
+}
+
+/* ---- options -------------------------------------------------------------------- */
+
+static void top__usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: obsctl top [options]\n"
+		"Live latency table: one row per (service, method, route) with requests/s,\n"
+		"p50/p90/p99/max latency, error %%, in flight and bytes/s over a sliding window.\n\n"
+		"  --window S          window of rates and percentiles, seconds (default %d, %d..%d)\n"
+		"  --interval S        seconds between frames (default %g)\n"
+		"  --sort COLUMN       rps, p50, p90, p99, max, err, inflight, bytes, route,\n"
+		"                      requests (default rps; numbers largest first)\n"
+		"  --filter TEXT       only rows whose service, method or route contains TEXT\n"
+		"  -b, --batch         plain-text frames on stdout instead of the screen\n"
+		"  --json              one JSON object per frame on stdout (implies --batch)\n"
+		"  -n, --iterations N  with --batch/--json: stop after N frames (default: never)\n"
+		"  --daemon ADDR:PORT  read a running obsd (/api/requests, /health, /metrics)\n"
+		"                      instead of loading the probes\n"
+		"  --pid PID, --comm NAME, --port PORT, --capture-bytes N\n"
+		"                      without --daemon: which servers to observe, as obsd\n"
+		"  -v, --verbose, -h, --help\n\n"
+		"Without --daemon obsctl loads the probes itself: that needs root (or CAP_BPF\n"
+		"and CAP_PERFMON). Requests are counted from the moment top starts.\n"
+		"Columns: REQS requests since top started; REQ/S, P50ms..MAXms, ERR%% (5xx and\n"
+		"failed requests), BYTES/S (request + response) over the window; INFL requests\n"
+		"in flight in the row's service (per service, shared by its routes): from the\n"
+		"open connections standalone, from obsd's /metrics http_requests_in_flight\n"
+		"with --daemon. Keys on the screen: h or ? for help, q to quit.\n",
+		TOP_WINDOW_DEFAULT, TOP_WINDOW_MIN, TOP_WINDOW_MAX, TOP_INTERVAL_DEFAULT);
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end || !(v >= TOP_INTERVAL_MIN && v <= TOP_INTERVAL_MAX))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_sort(const char *s, enum col *out)
+{
+	for (int c = 0; c < COL_N; c++) {
+		if (!strcmp(s, cols[c].name)) {
+			*out = c;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* A standalone target option (the same as obsd's). */
+static int target_opt(struct obs_filter *f, int o, const char *arg)
+{
+	long v;
+
+	switch (o) {
+	case 'p':
+		return obs_filter__add_pid(f, arg);
+	case 'c':
+		return obs_filter__add_comm(f, arg);
+	case 'P':
+		return obs_filter__add_port(f, arg);
+	case 'C':
+		if (parse_long(arg, OBS_TAIL_MAX, OBS_CAP_MAX, &v))
+			return -EINVAL;
+		f->cap_bytes = v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int opt_one(struct opts *o, int c, const char *arg, bool *targets)
+{
+	long v;
+
+	switch (c) {
+	case 'w':
+		if (parse_long(arg, TOP_WINDOW_MIN, TOP_WINDOW_MAX, &v))
+			return -EINVAL;
+		o->window = v;
+		return 0;
+	case 'i':
+		return parse_seconds(arg, &o->interval);
+	case 's':
+		return parse_sort(arg, &o->sort);
+	case 'f':
+		snprintf(o->filter, sizeof(o->filter), "%s", arg);
+		return 0;
+	case 'b':
+		o->batch = true;
+		return 0;
+	case 'j':
+		o->json = o->batch = true;
+		return 0;
+	case 'n':
+		return parse_long(arg, 0, LONG_MAX, &o->iterations);
+	case 'd':
+		o->daemon = arg;
+		return 0;
+	case 'v':
+		log_level++;
+		return 0;
+	}
+	*targets = true;
+	return target_opt(&o->po.filter, c, arg);
+}
+
+/* 0: run; 1: help shown; 2: bad usage (said why). */
+static int opts__parse(struct opts *o, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "window", required_argument, NULL, 'w' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "sort", required_argument, NULL, 's' },
+		{ "filter", required_argument, NULL, 'f' },
+		{ "batch", no_argument, NULL, 'b' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "iterations", required_argument, NULL, 'n' },
+		{ "daemon", required_argument, NULL, 'd' },
+		{ "pid", required_argument, NULL, 'p' },
+		{ "comm", required_argument, NULL, 'c' },
+		{ "port", required_argument, NULL, 'P' },
+		{ "capture-bytes", required_argument, NULL, 'C' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	bool targets = false;
+	int c;
+
+	o->window = TOP_WINDOW_DEFAULT;
+	o->interval = TOP_INTERVAL_DEFAULT;
+	o->sort = COL_RPS;
+	while ((c = getopt_long(argc, argv, "bn:vh", lo, NULL)) != -1) {
+		if (c == 'h') {
+			top__usage(stdout);
+			return 1;
+		}
+		if (c == '?' || opt_one(o, c, optarg, &targets)) {
+			if (c != '?')
+				fprintf(stderr, "obsctl top: bad value '%s' for %s\n", optarg,
+					argv[optind - 1]);
+			top__usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "obsctl top: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (targets && o->daemon) {
+		fprintf(stderr, "obsctl top: --pid/--comm/--port/--capture-bytes choose what "
+				"obsctl's own probes observe; with --daemon, obsd's options do\n");
+		return 2;
+	}
+	return 0;
+}
+
+int top_main(int argc, char **argv)
+{
+	struct top *tp = calloc(1, sizeof(*tp));
+	int rc;
+
+	if (!tp) {
+		fprintf(stderr, "obsctl top: out of memory\n");
+		return 1;
+	}
+	rc = opts__parse(&tp->o, argc, argv);
+	if (rc == 1) {
+		free(tp);
+		return 0;
+	}
+	if (!rc)
+		rc = top__open(tp);
+	if (!rc)
+		rc = tp->o.batch ? top__run_batch(tp) : top__run_screen(tp);
+	top__close(tp);
+	free(tp);
+	return rc;
 }
