@@ -112,6 +112,14 @@ struct {
 	__type(value, struct io_args);
 } args SEC(".maps");
 
+/* The TLS connection each thread last read or wrote ciphertext on: tid -> key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct obs_conn_key);
+} last_tls SEC(".maps");
+
 /* --pid targets and their followed children: tgid -> 1. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -148,6 +156,11 @@ struct {
 	__type(key, __u32);
 	__type(value, struct data_scratch);
 } scratch SEC(".maps");
+
+static __always_inline bool is_http(const struct obs_conn *c)
+{
+	return c->proto == OBS_PROTO_HTTP1 || c->proto == OBS_PROTO_TLS_HTTP1;
+}
 
 static __always_inline void count(__u32 idx)
 {
@@ -320,7 +333,7 @@ static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 iovcnt, __u8 kind
 		    !bpf_map_lookup_elem(&procs, &k.tgid))
 			return 0;
 		a.log = 1;
-	} else if (c->proto == OBS_PROTO_OTHER) {
+	} else if (c->proto == OBS_PROTO_OTHER || c->proto == OBS_PROTO_TLS_OTHER) {
 		return 0;
 	}
 	if (bpf_map_update_elem(&args, &id, &a, BPF_ANY))
@@ -403,6 +416,7 @@ static __always_inline void emit_open(struct obs_conn_key *k, struct obs_conn *c
 	o.family = c->family;
 	o.lport = c->lport;
 	o.rport = c->rport;
+	o.tls = c->proto == OBS_PROTO_TLS_HTTP1;
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
 	rb_out(&o, sizeof(o));
 }
@@ -418,6 +432,119 @@ static __always_inline void emit_simple(struct obs_conn_key *k, struct obs_conn 
 	rb_out(&e, type == OBS_EV_STATE ? sizeof(e) : sizeof(struct obs_ev_close));
 }
 
+/*
+ * Copy the first cap_bytes and, of longer transfers, the last OBS_TAIL_MAX
+ * bytes of a transfer of ret bytes into s->ev.data. Sets cap/tail.
+ */
+static __always_inline void capture(struct data_scratch *s, __u8 kind, __u64 ptr,
+				    const struct iovec *iov, __u32 iovcnt, __u64 ret, bool want_tail,
+				    __u32 *capp, __u32 *tailp)
+{
+	__u32 cap = 0, tail = 0;
+
+	s->ev.flags = 0;
+	if (kind == IO_SENDFILE) {
+		s->ev.flags |= OBS_DF_SENDFILE;
+		goto out;
+	}
+	cap = ret < cap_bytes ? (__u32)ret : cap_bytes;
+	if (cap > OBS_CAP_MAX)
+		cap = OBS_CAP_MAX;
+	if (kind == IO_BUF) {
+		if (bpf_probe_read_user(s->ev.data, cap & CAP_MASK, (void *)ptr)) {
+			count(OBS_C_READ_FAULT);
+			cap = 0;
+		}
+	} else {
+		__u32 got = copy_iov_head(s->ev.data, iov, iovcnt, cap);
+
+		if (got < cap)
+			s->ev.flags |= OBS_DF_IOV_SHORT;
+		cap = got;
+	}
+	if (ret > cap && want_tail) {
+		__u64 t = ret - cap, from;
+
+		tail = t < OBS_TAIL_MAX ? t : OBS_TAIL_MAX;
+		from = ret - tail;
+		if (kind == IO_BUF) {
+			if (bpf_probe_read_user(s->ev.data + (cap & CAP_MASK), tail & TAIL_MASK,
+						(void *)(ptr + from)))
+				tail = 0;
+		} else if (!copy_iov_range(s->ev.data + (cap & CAP_MASK), iov, iovcnt, from, tail)) {
+			tail = 0;
+		}
+		count(OBS_C_TRUNCATED);
+	}
+out:
+	*capp = cap;
+	*tailp = tail;
+}
+
+/* A TLS ClientHello: handshake record, version 3.x. */
+static __always_inline bool looks_tls(const __u8 *p, __u32 n)
+{
+	return n >= 3 && p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04;
+}
+
+static __always_inline void emit_early_state(struct obs_conn_key *k, struct obs_conn *c)
+{
+	if (c->early & (1 << OBS_ST_PEER_FIN))
+		emit_simple(k, c, OBS_EV_STATE, OBS_ST_PEER_FIN, 0);
+	if (c->early & (1 << OBS_ST_RESET))
+		emit_simple(k, c, OBS_EV_STATE, OBS_ST_RESET, 0);
+}
+
+/* Emit the captured bytes of s as a data record of connection c. */
+static __always_inline void emit_data(struct obs_conn_key *k, struct obs_conn *c,
+				      struct data_scratch *s, __u64 ret, __u32 cap, __u32 tail,
+				      __u8 dir)
+{
+	fill_hdr(&s->ev.h, k, c, OBS_EV_DATA);
+	s->ev.arrival_ns = 0;
+	if (dir == OBS_DIR_IN) {	/* queue time: arrival -> this read */
+		s->ev.arrival_ns = c->arrival_ns;
+		c->arrival_ns = 0;
+	}
+	s->ev.len = ret;
+	s->ev.cap = cap;
+	s->ev.tail = tail;
+	s->ev.dir = dir;
+	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
+}
+
+static __always_inline void emit_log(struct obs_conn_key *k, struct data_scratch *s, __u64 ret,
+				     __u32 cap)
+{
+	s->ev.h.ts_ns = bpf_ktime_get_ns();
+	s->ev.h.conn_id = 0;
+	s->ev.h.seq = 0;
+	s->ev.h.type = OBS_EV_LOG;
+	s->ev.h.pid = k->tgid;
+	s->ev.h.tid = (__u32)bpf_get_current_pid_tgid();
+	s->ev.h.fd = k->fd;
+	s->ev.len = ret;
+	s->ev.cap = cap;
+	s->ev.tail = 0;
+	s->ev.dir = k->fd;
+	count(OBS_C_LOG_WRITES);
+	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK));
+}
+
+/* An adopted connection (open before we started) gets its socket on first use. */
+static __always_inline void adopt_sock(struct obs_conn_key *k, struct obs_conn *c)
+{
+	struct sock_ref ref = { .k = *k, .conn_id = c->conn_id };
+	__u64 skp;
+
+	if (c->sk)
+		return;
+	c->sk = (__u64)sock_of_fd(k->fd);
+	skp = c->sk;
+	if (skp)
+		bpf_map_update_elem(&socks, &skp, &ref, BPF_ANY);
+}
+
 static __always_inline int exit_io(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -427,7 +554,7 @@ static __always_inline int exit_io(long ret)
 	struct obs_conn *c;
 	const struct iovec *iov = NULL;
 	struct io_args a;
-	__u32 zero = 0, cap = 0, tail = 0, iovcnt;
+	__u32 zero = 0, cap, tail, iovcnt, tid = (__u32)id;
 
 	if (!ap)
 		return 0;
@@ -438,10 +565,15 @@ static __always_inline int exit_io(long ret)
 	k.tgid = id >> 32;
 	k.fd = a.fd;
 	c = a.log ? NULL : bpf_map_lookup_elem(&conns, &k);
+	if (c && c->proto >= OBS_PROTO_TLS) {
+		/* ciphertext: the SSL_read/SSL_write probes report the plaintext;
+		 * remember which connection this thread just used */
+		bpf_map_update_elem(&last_tls, &tid, &k, BPF_ANY);
+		return 0;
+	}
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s || (!c && !a.log))
 		return 0;
-	s->ev.flags = 0;
 	iovcnt = a.iovcnt;
 	if (a.kind == IO_MSG) {
 		struct user_msghdr m;
@@ -455,57 +587,9 @@ static __always_inline int exit_io(long ret)
 	} else if (a.kind == IO_IOV) {
 		iov = (const struct iovec *)a.ptr;
 	}
-
-	if (a.kind == IO_SENDFILE) {
-		s->ev.flags |= OBS_DF_SENDFILE;
-	} else {
-		cap = (__u64)ret < cap_bytes ? (__u32)ret : cap_bytes;
-		if (cap > OBS_CAP_MAX)
-			cap = OBS_CAP_MAX;
-		if (a.kind == IO_BUF) {
-			if (bpf_probe_read_user(s->ev.data, cap & CAP_MASK, (void *)a.ptr)) {
-				count(OBS_C_READ_FAULT);
-				cap = 0;
-			}
-		} else {
-			__u32 got = copy_iov_head(s->ev.data, iov, iovcnt, cap);
-
-			if (got < cap)
-				s->ev.flags |= OBS_DF_IOV_SHORT;
-			cap = got;
-		}
-		if ((__u64)ret > cap && !a.log) {
-			__u64 t = (__u64)ret - cap;
-			__u64 from;
-
-			tail = t < OBS_TAIL_MAX ? t : OBS_TAIL_MAX;
-			from = (__u64)ret - tail;
-			if (a.kind == IO_BUF) {
-				if (bpf_probe_read_user(s->ev.data + (cap & CAP_MASK), tail & TAIL_MASK,
-							(void *)(a.ptr + from)))
-					tail = 0;
-			} else if (!copy_iov_range(s->ev.data + (cap & CAP_MASK), iov, iovcnt, from,
-						   tail)) {
-				tail = 0;
-			}
-			count(OBS_C_TRUNCATED);
-		}
-	}
-
-	if (!c) {	/* a.log */
-		s->ev.h.ts_ns = bpf_ktime_get_ns();
-		s->ev.h.conn_id = 0;
-		s->ev.h.seq = 0;
-		s->ev.h.type = OBS_EV_LOG;
-		s->ev.h.pid = k.tgid;
-		s->ev.h.tid = (__u32)id;
-		s->ev.h.fd = k.fd;
-		s->ev.len = ret;
-		s->ev.cap = cap;
-		s->ev.tail = 0;
-		s->ev.dir = k.fd;
-		count(OBS_C_LOG_WRITES);
-		rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK));
+	capture(s, a.kind, a.ptr, iov, iovcnt, ret, !a.log, &cap, &tail);
+	if (!c) {
+		emit_log(&k, s, ret, cap);
 		return 0;
 	}
 	if (c->proto == OBS_PROTO_UNKNOWN && (c->early & OBS_CONN_ADOPTED)) {
@@ -514,17 +598,14 @@ static __always_inline int exit_io(long ret)
 			count(OBS_C_ADOPT_SKIPPED);
 			return 0;
 		}
-		if (!c->sk) {
-			struct sock_ref ref = { .k = k, .conn_id = c->conn_id };
-			__u64 skp;
-
-			c->sk = (__u64)sock_of_fd(k.fd);
-			skp = c->sk;
-			if (skp)
-				bpf_map_update_elem(&socks, &skp, &ref, BPF_ANY);
-		}
+		adopt_sock(&k, c);
 	}
 	if (c->proto == OBS_PROTO_UNKNOWN) {
+		if (a.dir == OBS_DIR_IN && looks_tls(s->ev.data, cap)) {
+			c->proto = OBS_PROTO_TLS;
+			bpf_map_update_elem(&last_tls, &tid, &k, BPF_ANY);
+			return 0;
+		}
 		if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_OTHER;
 			count(OBS_C_CONNS_NOT_HTTP);
@@ -532,26 +613,161 @@ static __always_inline int exit_io(long ret)
 		}
 		c->proto = OBS_PROTO_HTTP1;
 		emit_open(&k, c);
-		if (c->early & (1 << OBS_ST_PEER_FIN))
-			emit_simple(&k, c, OBS_EV_STATE, OBS_ST_PEER_FIN, 0);
-		if (c->early & (1 << OBS_ST_RESET))
-			emit_simple(&k, c, OBS_EV_STATE, OBS_ST_RESET, 0);
+		emit_early_state(&k, c);
 	} else if (c->proto != OBS_PROTO_HTTP1) {
 		return 0;
 	}
-
-	fill_hdr(&s->ev.h, &k, c, OBS_EV_DATA);
-	s->ev.arrival_ns = 0;
-	if (a.dir == OBS_DIR_IN) {	/* queue time: arrival -> this read */
-		s->ev.arrival_ns = c->arrival_ns;
-		c->arrival_ns = 0;
-	}
-	s->ev.len = ret;
-	s->ev.cap = cap;
-	s->ev.tail = tail;
-	s->ev.dir = a.dir;
-	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
+	emit_data(&k, c, s, ret, cap, tail, a.dir);
 	return 0;
+}
+
+/* ---- TLS: OpenSSL's SSL_read/SSL_write(_ex), plaintext side ---- */
+
+struct ssl_args {
+	__u64 ssl;
+	__u64 buf;
+	__u64 bytes_ptr;	/* _ex: size_t *readbytes / *written */
+	__u8 dir;
+	__u8 ex;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ssl_args);
+} ssl_calls SEC(".maps");
+
+/* SSL * -> connection, learnt from the thread's last ciphertext syscall. SSL
+ * objects and fds are reused, so the connection id must still match. */
+struct ssl_ref {
+	struct obs_conn_key k;
+	__u64 conn_id;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, OBS_MAX_CONNS);
+	__type(key, __u64);
+	__type(value, struct ssl_ref);
+} ssl_conns SEC(".maps");
+
+static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 bytes_ptr, __u8 dir, __u8 ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct ssl_args a = { .ssl = ssl, .buf = buf, .bytes_ptr = bytes_ptr, .dir = dir, .ex = ex };
+
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;	/* not a process serving tracked connections */
+	bpf_map_update_elem(&ssl_calls, &id, &a, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int ssl_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid(), len;
+	struct ssl_args *ap = bpf_map_lookup_elem(&ssl_calls, &id);
+	struct obs_conn_key *kp, k;
+	struct ssl_ref *ref, nref;
+	struct data_scratch *s;
+	struct obs_conn *c;
+	struct ssl_args a;
+	__u32 zero = 0, tid = (__u32)id, cap, tail;
+
+	if (!ap)
+		return 0;
+	a = *ap;
+	bpf_map_delete_elem(&ssl_calls, &id);
+	if (ret <= 0)
+		return 0;
+	len = ret;
+	if (a.ex && bpf_probe_read_user(&len, sizeof(len), (void *)a.bytes_ptr))
+		return 0;
+	if (!len)
+		return 0;
+	ref = bpf_map_lookup_elem(&ssl_conns, &a.ssl);
+	c = ref ? bpf_map_lookup_elem(&conns, &ref->k) : NULL;
+	if (c && c->conn_id == ref->conn_id) {
+		k = ref->k;
+	} else {	/* new (or reused) SSL object: the connection this thread just used */
+		kp = bpf_map_lookup_elem(&last_tls, &tid);
+		if (!kp)
+			return 0;
+		k = *kp;
+		c = bpf_map_lookup_elem(&conns, &k);
+		if (!c)
+			return 0;
+		nref.k = k;
+		nref.conn_id = c->conn_id;
+		bpf_map_update_elem(&ssl_conns, &a.ssl, &nref, BPF_ANY);
+	}
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!c || !s || c->proto < OBS_PROTO_TLS)
+		return 0;
+	capture(s, IO_BUF, a.buf, NULL, 0, len, true, &cap, &tail);
+	if (c->proto == OBS_PROTO_TLS) {
+		if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
+			c->proto = OBS_PROTO_TLS_OTHER;
+			count(OBS_C_CONNS_NOT_HTTP);
+			return 0;
+		}
+		c->proto = OBS_PROTO_TLS_HTTP1;
+		emit_open(&k, c);
+		emit_early_state(&k, c);
+	} else if (c->proto != OBS_PROTO_TLS_HTTP1) {
+		return 0;
+	}
+	emit_data(&k, c, s, len, cap, tail, a.dir);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
+{
+	return ssl_enter((__u64)ssl, (__u64)buf, 0, OBS_DIR_IN, 0);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_read_exit, int ret)
+{
+	return ssl_exit(ret);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	return ssl_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, OBS_DIR_IN, 1);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_read_ex_exit, int ret)
+{
+	return ssl_exit(ret);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
+{
+	return ssl_enter((__u64)ssl, (__u64)buf, 0, OBS_DIR_OUT, 0);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_write_exit, int ret)
+{
+	return ssl_exit(ret);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, size_t num, size_t *written)
+{
+	return ssl_enter((__u64)ssl, (__u64)buf, (__u64)written, OBS_DIR_OUT, 1);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_write_ex_exit, int ret)
+{
+	return ssl_exit(ret);
 }
 
 #define ENTER(name, fdarg, ptrarg, cnt, kind, dir)                                       \
@@ -636,9 +852,9 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!c)
 		return 0;
 	sk = c->sk;
-	if (c->proto == OBS_PROTO_HTTP1)
+	if (is_http(c))
 		emit_simple(&k, c, OBS_EV_CLOSE, 0, 0);
-	if (c->proto == OBS_PROTO_HTTP1 &&
+	if (is_http(c) &&
 	    BPF_CORE_READ((struct sock *)sk, __sk_common.skc_state) != TCP_CLOSE) {
 		struct sock_ref ref = { .k = k, .conn_id = c->conn_id, .closed = 1 };
 
@@ -657,7 +873,7 @@ int enter_shutdown(struct trace_event_raw_sys_enter *ctx)
 	struct obs_conn_key k = { .tgid = id >> 32, .fd = ctx->args[0] };
 	struct obs_conn *c = bpf_map_lookup_elem(&conns, &k);
 
-	if (c && c->proto == OBS_PROTO_HTTP1)
+	if (c && is_http(c))
 		emit_simple(&k, c, OBS_EV_STATE, OBS_ST_SHUTDOWN, ctx->args[1]);
 	return 0;
 }
@@ -694,10 +910,10 @@ static __always_inline void on_sock(const void *skaddr, __u32 what)
 	c = bpf_map_lookup_elem(&conns, &k);
 	if (!c || c->sk != sk)
 		return;
-	if (c->proto == OBS_PROTO_HTTP1)
+	if (is_http(c))
 		emit_simple(&k, c, OBS_EV_STATE, what, 0);
-	else if (c->proto == OBS_PROTO_UNKNOWN)	/* e.g. request + FIN before the first read */
-		c->early |= 1 << what;
+	else if (c->proto == OBS_PROTO_UNKNOWN || c->proto == OBS_PROTO_TLS)
+		c->early |= 1 << what;	/* e.g. request + FIN before the first read */
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")

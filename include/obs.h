@@ -71,7 +71,7 @@ struct obs_ev_open {
 	__u16 family;		/* AF_INET / AF_INET6 */
 	__u16 lport;		/* host byte order */
 	__u16 rport;
-	__u16 pad;
+	__u16 tls;		/* 1: the bytes are TLS plaintext (https) */
 	char comm[OBS_COMM_LEN];
 };
 
@@ -138,6 +138,9 @@ enum obs_proto {
 	OBS_PROTO_UNKNOWN = 0,	/* no bytes seen yet */
 	OBS_PROTO_HTTP1 = 1,	/* first bytes read looked like an HTTP/1 request */
 	OBS_PROTO_OTHER = 2,	/* not HTTP/1: no data events, close still tracked */
+	OBS_PROTO_TLS = 3,	/* TLS: ciphertext ignored, plaintext not seen yet */
+	OBS_PROTO_TLS_HTTP1 = 4,/* TLS carrying HTTP/1: data from SSL_read/SSL_write */
+	OBS_PROTO_TLS_OTHER = 5,/* TLS carrying something else */
 };
 
 struct obs_conn {

@@ -30,6 +30,7 @@ struct conn {
 	uint32_t pid, fd, last_seq, flags;
 	uint32_t seg_tid;		/* thread of the segment being fed */
 	uint16_t lport;
+	bool tls;
 	uint64_t seg_ts;		/* time of the segment being fed */
 	uint64_t msg_start[2];		/* first-byte time of the message in progress, [dir] */
 	uint64_t seg_arrival;		/* arrival of the request segment being fed (0: unknown) */
@@ -206,6 +207,7 @@ static struct record *record_new(struct conn *c, uint64_t start_ns)
 		r->flags |= RECF_NO_OPEN;
 	memcpy(r->comm, c->comm, sizeof(r->comm));
 	r->lport = c->lport;
+	r->tls = c->tls;
 	memcpy(r->client_addr, c->client_addr, sizeof(r->client_addr));
 	memcpy(r->client, c->client, sizeof(r->client));
 	memcpy(r->server, c->server, sizeof(r->server));
@@ -533,6 +535,7 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	c->comm[sizeof(c->comm) - 1] = 0;
 	c->seg_ts = o->h.ts_ns;
 	c->lport = o->lport;
+	c->tls = o->tls;
 	if (o->family == AF_INET) {
 		memset(c->client_addr, 0, 10);
 		c->client_addr[10] = c->client_addr[11] = 0xff;

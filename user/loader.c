@@ -21,9 +21,18 @@
 #define TRACEFS "/sys/kernel/tracing"
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+#define TLS_MAX_LIBS	32	/* distinct libssl files probed */
+
 struct loader {
 	struct obs_bpf *skel;
 	int ncpus;
+	struct {
+		dev_t dev;
+		ino_t ino;
+	} ssl_libs[TLS_MAX_LIBS];
+	int n_ssl_libs;
+	struct bpf_link *ssl_links[TLS_MAX_LIBS * 8];
+	int n_ssl_links;
 	/* The ring's consumer and producer positions, mapped read-only. */
 	const volatile unsigned long *cons_pos, *prod_pos;
 	size_t page;
@@ -235,6 +244,96 @@ double loader__ringbuf_fill(const struct loader *l)
 	if (!l->cons_pos)
 		return 0;
 	return (double)(*l->prod_pos - *l->cons_pos) / bpf_map__max_entries(l->skel->maps.rb);
+}
+
+/* ---- TLS: uprobes on OpenSSL ---- */
+
+/* Attach the SSL_read/SSL_write(_ex) probes to one libssl file (all processes
+ * mapping it, now and later). Returns 0 or -errno. */
+static int attach_ssl_lib(struct loader *l, const char *path)
+{
+	static const struct {
+		const char *fn;
+		bool ret;
+	} fns[] = {
+		{ "SSL_read", false }, { "SSL_read", true }, { "SSL_read_ex", false },
+		{ "SSL_read_ex", true }, { "SSL_write", false }, { "SSL_write", true },
+		{ "SSL_write_ex", false }, { "SSL_write_ex", true },
+	};
+	struct bpf_program *progs[] = {
+		l->skel->progs.ssl_read_enter, l->skel->progs.ssl_read_exit,
+		l->skel->progs.ssl_read_ex_enter, l->skel->progs.ssl_read_ex_exit,
+		l->skel->progs.ssl_write_enter, l->skel->progs.ssl_write_exit,
+		l->skel->progs.ssl_write_ex_enter, l->skel->progs.ssl_write_ex_exit,
+	};
+	struct stat st;
+	int attached = 0;
+
+	if (stat(path, &st))
+		return -errno;
+	for (int i = 0; i < l->n_ssl_libs; i++)
+		if (l->ssl_libs[i].dev == st.st_dev && l->ssl_libs[i].ino == st.st_ino)
+			return 0;
+	if (l->n_ssl_libs >= TLS_MAX_LIBS)
+		return -E2BIG;
+	l->ssl_libs[l->n_ssl_libs].dev = st.st_dev;
+	l->ssl_libs[l->n_ssl_libs++].ino = st.st_ino;
+	for (size_t i = 0; i < ARRAY_SIZE(fns); i++) {
+		LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = fns[i].fn, .retprobe = fns[i].ret);
+		struct bpf_link *link = bpf_program__attach_uprobe_opts(progs[i], -1, path, 0, &o);
+
+		if (!link) {
+			pr_debug("loader: %s in %s: %s", fns[i].fn, path, strerror(errno));
+			continue;
+		}
+		l->ssl_links[l->n_ssl_links++] = link;
+		attached++;
+	}
+	pr_info("loader: TLS plaintext probes on %s (%d of %zu)", path, attached, ARRAY_SIZE(fns));
+	return attached ? 0 : -ENOENT;
+}
+
+/* libssl files mapped by running processes (containers included, through
+ * /proc/PID/root), plus the system's. Processes started later that map an
+ * already probed file are covered; new files are found by the next scan. */
+void loader__scan_tls(struct loader *l)
+{
+	static const char *const system_libs[] = {
+		"/lib/x86_64-linux-gnu/libssl.so.3", "/lib/aarch64-linux-gnu/libssl.so.3",
+		"/usr/lib64/libssl.so.3", "/usr/lib/libssl.so.3",
+	};
+	struct dirent *de;
+	DIR *d;
+
+	for (size_t i = 0; i < ARRAY_SIZE(system_libs); i++)
+		if (!access(system_libs[i], R_OK))
+			attach_ssl_lib(l, system_libs[i]);
+	d = opendir("/proc");
+	while (d && (de = readdir(d))) {
+		char path[64], line[512], lib[PATH_MAX + 64];
+		int pid = atoi(de->d_name);
+		FILE *fp;
+
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+		fp = fopen(path, "r");
+		if (!fp)
+			continue;
+		while (fgets(line, sizeof(line), fp)) {
+			char *p = strchr(line, '/');
+
+			if (!p || !strstr(p, "/libssl.so"))
+				continue;
+			p[strcspn(p, "\n")] = 0;
+			snprintf(lib, sizeof(lib), "/proc/%d/root%s", pid, p);
+			attach_ssl_lib(l, lib);
+			break;
+		}
+		fclose(fp);
+	}
+	if (d)
+		closedir(d);
 }
 
 /* ---- connections open before we started ---- */
@@ -487,6 +586,7 @@ struct loader *loader__open(const struct obs_filter *f)
 	}
 	map_positions(l);
 	adopt_existing(l, f);
+	loader__scan_tls(l);
 	return l;
 
 out_destroy:
@@ -548,6 +648,8 @@ void loader__free(struct loader *l)
 {
 	if (!l)
 		return;
+	for (int i = 0; i < l->n_ssl_links; i++)
+		bpf_link__destroy(l->ssl_links[i]);
 	if (l->cons_pos) {
 		munmap((void *)l->cons_pos, l->page);
 		munmap((void *)l->prod_pos, l->page);

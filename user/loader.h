@@ -47,6 +47,10 @@ int loader__counters(const struct loader *l, uint64_t out[OBS_C_MAX]);
 /* Number of programs attached, and their ids (for bpf_stats). */
 int loader__prog_ids(const struct loader *l, uint32_t *ids, int max);
 
+/* Find libssl files mapped by processes and probe the new ones (TLS plaintext).
+ * Called at open and then periodically. */
+void loader__scan_tls(struct loader *l);
+
 /* Detach and free. NULL-safe. */
 void loader__free(struct loader *l);
 

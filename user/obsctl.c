@@ -23,6 +23,7 @@
 #include "loops.h"
 #include "log.h"
 #include "pipeline.h"
+#include "top.h"
 
 #define DEFAULT_DAEMON	"127.0.0.1:9464"
 
@@ -389,6 +390,7 @@ static const struct {
 	{ "events", do_events, "stream lifecycle and error events (standalone: loads the probes)" },
 	{ "traces", do_traces, "list a running obsd's recent spans (/api/traces)" },
 	{ "health", do_health, "show a running obsd's /health" },
+	{ "top", top_main, "live latency table per route (ncurses; --batch, --json)" },
 };
 
 static void usage(FILE *f)

@@ -17,6 +17,7 @@
 
 #define SWEEP_IDLE_NS	(30ull * 1000000000ull)
 #define MAX_PROCS	4096	/* observed processes remembered */
+#define TLS_RESCAN_TICKS 30	/* ticks (seconds) between libssl scans */
 
 struct proc {
 	uint32_t pid;		/* 0: free */
@@ -61,6 +62,7 @@ struct pipeline {
 	FILE *rec;			/* --record */
 	FILE *replay;			/* --replay: no loader, no ring */
 	uint64_t replay_now;		/* time of the last replayed record */
+	uint64_t ticks;
 	uint64_t last_consume_ns;
 	uint64_t kc[OBS_C_MAX];
 };
@@ -419,6 +421,8 @@ void pipeline__tick(struct pipeline *p)
 	}
 	if (now > SWEEP_IDLE_NS)
 		conn_table__sweep(p->ct, now - SWEEP_IDLE_NS, kernel_has_conn, p);
+	if (++p->ticks % TLS_RESCAN_TICKS == 0)	/* libssl files of new processes */
+		loader__scan_tls(p->l);
 }
 
 const uint64_t *pipeline__kcounters(const struct pipeline *p)

@@ -105,6 +105,7 @@ void record__json(const struct record *r, struct jbuf *jb)
 	jb_str(jb, "client", r->client);
 	jb_str(jb, "server", r->server);
 	jb_str(jb, "version", r->version_minor ? "1.1" : "1.0");
+	jb_str(jb, "scheme", r->tls ? "https" : "http");
 	jb_str(jb, "host", r->host);
 	jb_str(jb, "user_agent", r->user_agent);
 	jb_str(jb, "content_type", r->content_type);

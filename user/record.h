@@ -53,6 +53,7 @@ struct record {
 	const char *error;		/* static string; "" when outcome is REC_OK */
 	bool sampled;
 	bool has_parent;
+	bool tls;			/* served over TLS (https) */
 	uint8_t trace_id[16];
 	uint8_t span_id[8];
 	uint8_t parent_span_id[8];

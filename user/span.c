@@ -63,7 +63,7 @@ void span_view(struct span_view *v, const struct record *r)
 
 	add_str(v, "http.request.method", r->method);
 	add_str(v, "url.path", r->path);
-	add_str(v, "url.scheme", "http");
+	add_str(v, "url.scheme", r->tls ? "https" : "http");
 	add_str(v, "http.route", r->route);
 	if (r->status)
 		add_int(v, "http.response.status_code", r->status);
@@ -79,7 +79,7 @@ void span_view(struct span_view *v, const struct record *r)
 	/* older semantic conventions */
 	add_str(v, "http.method", r->method);
 	add_str(v, "http.target", r->path);
-	add_str(v, "http.scheme", "http");
+	add_str(v, "http.scheme", r->tls ? "https" : "http");
 	add_str(v, "http.host", r->host);
 	if (r->status)
 		add_int(v, "http.status_code", r->status);

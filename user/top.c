@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <locale.h>
 #include <netdb.h>
 #include <poll.h>
@@ -460,9 +461,16 @@ static double table__span(const struct table *t)
 
 /* ---- samples from the two sources -------------------------------------------- */
 
+/* s into out (size n), cut to fit; "-" for an empty or missing s. */
 static void copy_or_dash(char *out, size_t n, const char *s)
 {
-	snprintf(out, n, "%s", s && s[0] ? s : "-");
+	size_t len;
+
+	if (!s || !s[0])
+		s = "-";
+	len = strnlen(s, n - 1);
+	memcpy(out, s, len);
+	out[len] = 0;
 }
 
 /* A record of the local pipeline; its clock is CLOCK_MONOTONIC. */
@@ -592,14 +600,16 @@ static bool jr_str(struct jr *j, char *out, size_t n)
 /* The text of a scalar (number, true, false, null) into out. */
 static bool jr_scalar(struct jr *j, char *out, size_t n)
 {
+	const char *start;
 	size_t len = 0;
 
 	jr_peek(j);
+	start = j->p;
 	while (j->p < j->end && (isalnum((unsigned char)*j->p) || strchr("+-.", *j->p)))
 		jr_put(out, n, &len, *j->p++);
 	if (n)
 		out[len] = 0;
-	return len ? true : jr_fail(j);
+	return j->p > start ? true : jr_fail(j);
 }
 
 static bool jr_u64(struct jr *j, uint64_t *v)
@@ -886,7 +896,9 @@ static void stats__gauge(struct src_stats *st, const char *svc, uint64_t n)
 	if (i == st->n_svc) {
 		if (st->n_svc == TOP_SERVICES_MAX)
 			return;
-		snprintf(st->svc[st->n_svc++].name, sizeof(st->svc[0].name), "%s", svc);
+		snprintf(st->svc[i].name, sizeof(st->svc[i].name), "%s", svc);
+		st->svc[i].in_flight = 0;
+		st->n_svc++;
 	}
 	st->svc[i].in_flight += n;
 }
@@ -1184,11 +1196,11 @@ struct frame {
 	time_t when;
 };
 
-enum screen { SCR_TABLE, SCR_DETAIL, SCR_HELP };
+enum top_screen { SCR_TABLE, SCR_DETAIL, SCR_HELP };
 
 struct ui {
 	SCREEN *term;
-	enum screen scr, back;		/* shown; where help returns to */
+	enum top_screen scr, back;		/* shown; where help returns to */
 	bool paused, editing;
 	char edit_prev[TOP_FILTER_MAX];	/* filter to restore when an edit is cancelled */
 	const struct row *sel;		/* selected row (rows live as long as top) */
@@ -1506,6 +1518,11 @@ static int max_i(int a, int b)
 	return a > b ? a : b;
 }
 
+static int min_i(int a, int b)
+{
+	return a < b ? a : b;
+}
+
 /* Widths that show every name whole (batch frames). */
 static void layout__full(struct layout *L, const struct frame *f)
 {
@@ -1590,13 +1607,12 @@ static void head_title(struct line *l, const struct top *tp, bool full_date)
 
 	localtime_r(&tp->f.when, &tm);
 	strftime(when, sizeof(when), full_date ? "%Y-%m-%d %H:%M:%S" : "%H:%M:%S", &tm);
-	line_add(l, "obsctl top - %s - %s%s - window %ds", when,
-		 tp->o.daemon ? "obsd " : "standalone", tp->o.daemon ? tp->o.daemon : "",
-		 tp->o.window);
+	line_add(l, "obsctl top %s  sort %s%s  window %ds", when, cols[tp->o.sort].name,
+		 tp->o.reverse ? " reversed" : "", tp->o.window);
 	if (tp->f.span < tp->o.window - 1)
 		line_add(l, " (%.0fs so far)", tp->f.span);
-	line_add(l, " - every %gs - sort %s%s", tp->o.interval, cols[tp->o.sort].name,
-		 tp->o.reverse ? " reversed" : "");
+	line_add(l, "  every %gs  %s%s", tp->o.interval, tp->o.daemon ? "obsd " : "standalone",
+		 tp->o.daemon ? tp->o.daemon : "");
 }
 
 static void head_totals(struct line *l, const struct top *tp)
@@ -1889,7 +1905,7 @@ static int ui__status_codes(const struct row *r, int y, int max)
 {
 	struct status_count s[TOP_STATUS_MAX], tmp;
 	int n = r->n_status, used = 0;
-	char code[16];
+	char code[32];
 	struct line l;
 
 	memcpy(s, r->status, n * sizeof(s[0]));
@@ -2012,7 +2028,7 @@ static void ui__detail(struct top *tp, const struct row *r)
 	line_add(&l, "Slowest requests, last %ds", tp->o.window);
 	ui__put(y++, A_BOLD, l.s);
 	if (y < LINES - 1)
-		ui__slowest(r, y, min_d(slow + 1, LINES - 1 - y));
+		ui__slowest(r, y, min_i(slow + 1, LINES - 1 - y));
 	ui__put(LINES - 1, A_DIM, "Esc/q back  up/down previous/next row  space pause  h help");
 }
 
