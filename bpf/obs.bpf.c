@@ -159,7 +159,8 @@ struct {
 
 static __always_inline bool is_http(const struct obs_conn *c)
 {
-	return c->proto == OBS_PROTO_HTTP1 || c->proto == OBS_PROTO_TLS_HTTP1;
+	return c->proto == OBS_PROTO_HTTP1 || c->proto == OBS_PROTO_TLS_HTTP1 ||
+	       c->proto == OBS_PROTO_HTTP2 || c->proto == OBS_PROTO_TLS_HTTP2;
 }
 
 static __always_inline void count(__u32 idx)
@@ -416,7 +417,9 @@ static __always_inline void emit_open(struct obs_conn_key *k, struct obs_conn *c
 	o.family = c->family;
 	o.lport = c->lport;
 	o.rport = c->rport;
-	o.tls = c->proto == OBS_PROTO_TLS_HTTP1;
+	o.flags = (c->proto == OBS_PROTO_TLS_HTTP1 || c->proto == OBS_PROTO_TLS_HTTP2 ?
+			   OBS_OPEN_TLS : 0) |
+		  (c->proto == OBS_PROTO_HTTP2 || c->proto == OBS_PROTO_TLS_HTTP2 ? OBS_OPEN_H2 : 0);
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
 	rb_out(&o, sizeof(o));
 }
@@ -479,6 +482,23 @@ static __always_inline void capture(struct data_scratch *s, __u8 kind, __u64 ptr
 out:
 	*capp = cap;
 	*tailp = tail;
+}
+
+/* The HTTP/2 client preface "PRI * HTTP/2.0\r\n" (its first 16 bytes, or all
+ * of a shorter first read). */
+static __always_inline bool looks_h2(const __u8 *p, __u32 n)
+{
+	const char pri[] = "PRI * HTTP/2.0\r\n";
+
+	if (n < 4)
+		return false;
+	for (int i = 0; i < 16; i++) {
+		if (i >= n)
+			return true;
+		if (p[i] != pri[i])
+			return false;
+	}
+	return true;
 }
 
 /* A TLS ClientHello: handshake record, version 3.x. */
@@ -565,7 +585,7 @@ static __always_inline int exit_io(long ret)
 	k.tgid = id >> 32;
 	k.fd = a.fd;
 	c = a.log ? NULL : bpf_map_lookup_elem(&conns, &k);
-	if (c && c->proto >= OBS_PROTO_TLS) {
+	if (c && c->proto >= OBS_PROTO_TLS && c->proto != OBS_PROTO_HTTP2) {
 		/* ciphertext: the SSL_read/SSL_write probes report the plaintext;
 		 * remember which connection this thread just used */
 		bpf_map_update_elem(&last_tls, &tid, &k, BPF_ANY);
@@ -606,15 +626,18 @@ static __always_inline int exit_io(long ret)
 			bpf_map_update_elem(&last_tls, &tid, &k, BPF_ANY);
 			return 0;
 		}
-		if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
+		if (a.dir == OBS_DIR_IN && looks_h2(s->ev.data, cap)) {
+			c->proto = OBS_PROTO_HTTP2;
+		} else if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_OTHER;
 			count(OBS_C_CONNS_NOT_HTTP);
 			return 0;
+		} else {
+			c->proto = OBS_PROTO_HTTP1;
 		}
-		c->proto = OBS_PROTO_HTTP1;
 		emit_open(&k, c);
 		emit_early_state(&k, c);
-	} else if (c->proto != OBS_PROTO_HTTP1) {
+	} else if (c->proto != OBS_PROTO_HTTP1 && c->proto != OBS_PROTO_HTTP2) {
 		return 0;
 	}
 	emit_data(&k, c, s, ret, cap, tail, a.dir);
@@ -703,19 +726,22 @@ static __always_inline int ssl_exit(long ret)
 		bpf_map_update_elem(&ssl_conns, &a.ssl, &nref, BPF_ANY);
 	}
 	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!c || !s || c->proto < OBS_PROTO_TLS)
+	if (!c || !s || c->proto < OBS_PROTO_TLS || c->proto == OBS_PROTO_HTTP2)
 		return 0;
 	capture(s, IO_BUF, a.buf, NULL, 0, len, true, &cap, &tail);
 	if (c->proto == OBS_PROTO_TLS) {
-		if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
+		if (a.dir == OBS_DIR_IN && looks_h2(s->ev.data, cap)) {
+			c->proto = OBS_PROTO_TLS_HTTP2;
+		} else if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_TLS_OTHER;
 			count(OBS_C_CONNS_NOT_HTTP);
 			return 0;
+		} else {
+			c->proto = OBS_PROTO_TLS_HTTP1;
 		}
-		c->proto = OBS_PROTO_TLS_HTTP1;
 		emit_open(&k, c);
 		emit_early_state(&k, c);
-	} else if (c->proto != OBS_PROTO_TLS_HTTP1) {
+	} else if (c->proto != OBS_PROTO_TLS_HTTP1 && c->proto != OBS_PROTO_TLS_HTTP2) {
 		return 0;
 	}
 	emit_data(&k, c, s, len, cap, tail, a.dir);

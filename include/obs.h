@@ -71,8 +71,14 @@ struct obs_ev_open {
 	__u16 family;		/* AF_INET / AF_INET6 */
 	__u16 lport;		/* host byte order */
 	__u16 rport;
-	__u16 tls;		/* 1: the bytes are TLS plaintext (https) */
+	__u16 flags;		/* OBS_OPEN_* */
 	char comm[OBS_COMM_LEN];
+};
+
+/* obs_ev_open.flags */
+enum {
+	OBS_OPEN_TLS = 1 << 0,	/* the bytes are TLS plaintext (https) */
+	OBS_OPEN_H2 = 1 << 1,	/* HTTP/2 from the first byte (prior knowledge or ALPN h2) */
 };
 
 struct obs_ev_data {
@@ -141,6 +147,8 @@ enum obs_proto {
 	OBS_PROTO_TLS = 3,	/* TLS: ciphertext ignored, plaintext not seen yet */
 	OBS_PROTO_TLS_HTTP1 = 4,/* TLS carrying HTTP/1: data from SSL_read/SSL_write */
 	OBS_PROTO_TLS_OTHER = 5,/* TLS carrying something else */
+	OBS_PROTO_HTTP2 = 6,	/* first bytes read were the HTTP/2 client preface (h2c) */
+	OBS_PROTO_TLS_HTTP2 = 7,/* TLS carrying HTTP/2 (ALPN h2) */
 };
 
 struct obs_conn {

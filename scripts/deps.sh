@@ -4,11 +4,12 @@
 set -euo pipefail
 
 build_pkgs=(make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
-	    libclang-rt-14-dev libncurses-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler)
-test_pkgs=(curl wrk apache2-utils tmux valgrind
+	    libclang-rt-14-dev libncurses-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev
+	    libnghttp2-dev)
+test_pkgs=(curl wrk apache2-utils tmux valgrind nghttp2-client openssl
 	   python3 python3-uvicorn python3-hypercorn python3-daphne gunicorn
 	   python3-starlette python3-fastapi python3-httptools python3-uvloop python3-h11
-	   python3-wsproto python3-multipart python3-pytest prometheus)
+	   python3-wsproto python3-multipart python3-pytest prometheus nginx python3-yaml)
 
 # The test OTLP receiver decodes with the official protos' generated decoder
 # (npm @opentelemetry/otlp-transformer, pinned in tests/otlp/package.json).
@@ -41,4 +42,10 @@ echo "deps.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get -qq update >/dev/null
 apt-get -qq install -y --no-install-recommends "${missing[@]}" >/dev/null
+# nginx is only for `make bench`, which runs its own instance: never leave the
+# distribution's service running or enabled.
+if [[ " ${missing[*]} " == *" nginx "* ]]; then
+	systemctl disable nginx.service >/dev/null 2>&1 || update-rc.d nginx disable >/dev/null 2>&1 || true
+	systemctl stop nginx.service >/dev/null 2>&1 || invoke-rc.d nginx stop >/dev/null 2>&1 || true
+fi
 npm_deps

@@ -31,6 +31,11 @@ struct conn {
 	uint32_t seg_tid;		/* thread of the segment being fed */
 	uint16_t lport;
 	bool tls;
+	bool h2_from_start;		/* prior knowledge / ALPN h2: no HTTP/1 at all */
+	/* Request bytes were skipped or lost: unseen requests may sit in the
+	 * pipeline, so responses cannot be paired by order until it drains. */
+	bool req_desync;
+	bool loss_one;			/* exactly one event was lost, direction unknown yet */
 	uint64_t seg_ts;		/* time of the segment being fed */
 	uint64_t msg_start[2];		/* first-byte time of the message in progress, [dir] */
 	uint64_t seg_arrival;		/* arrival of the request segment being fed (0: unknown) */
@@ -304,6 +309,7 @@ static enum h1_body_hint req_on_head(void *ctx, const struct h1_head *h)
 		return H1_BODY_DEFAULT;
 	}
 	c->cur_req = r;
+	r->behind_gap = c->req_desync;
 	emit(c, CONN_EV_REQ_STARTED, r, NULL);
 	return H1_BODY_DEFAULT;
 }
@@ -327,6 +333,7 @@ static void req_on_error(void *ctx, enum h1_error err)
 
 	if (err < H1E_MAX)
 		c->t->st.parse_errors[OBS_DIR_IN][err]++;
+	c->req_desync = true;
 	c->msg_start[OBS_DIR_IN] = c->seg_ts;
 	c->msg_arrival = c->seg_arrival;
 }
@@ -350,10 +357,21 @@ static enum h1_body_hint resp_on_head(void *ctx, const struct h1_head *h)
 	uint64_t first = c->msg_start[OBS_DIR_OUT];
 
 	if (h->status >= 100 && h->status < 200 && h->status != 101) {
-		if (r && !r->resp_start_ns)
+		if (r && !r->resp_start_ns && !r->behind_gap)
 			r->resp_start_ns = first;
 		return H1_BODY_DEFAULT;	/* interim: the final response follows */
 	}
+	if (r && r->behind_gap) {
+		/* This may answer a request we never saw: pairing it (or any later
+		 * one) by order could be wrong. Give up on those, honestly. */
+		while ((r = q_front(c)) && r->behind_gap) {
+			q_pop(c);
+			record_done(c, r, REC_FAILED, ERR_LOST);
+		}
+		r = q_front(c);
+	}
+	if (!r)
+		c->req_desync = false;	/* the pipeline drained: order is certain again */
 	if (r) {
 		q_pop(c);
 	} else {
@@ -511,12 +529,14 @@ static void conn_close(struct conn_table *t, struct conn *c, const char *why)
 }
 
 /* Events between the last one seen and this one were dropped. */
-static void conn_lost(struct conn *c)
+static void conn_lost(struct conn *c, uint32_t n_lost)
 {
 	c->t->st.seq_gaps++;
 	h1__lost(&c->p[OBS_DIR_OUT]);
 	h1__lost(&c->p[OBS_DIR_IN]);
 	fail_pending(c, ERR_LOST);
+	c->req_desync = true;
+	c->loss_one = n_lost == 1;
 	c->msg_start[0] = c->msg_start[1] = c->seg_ts;
 }
 
@@ -535,7 +555,8 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	c->comm[sizeof(c->comm) - 1] = 0;
 	c->seg_ts = o->h.ts_ns;
 	c->lport = o->lport;
-	c->tls = o->tls;
+	c->tls = o->flags & OBS_OPEN_TLS;
+	c->h2_from_start = o->flags & OBS_OPEN_H2;
 	if (o->family == AF_INET) {
 		memset(c->client_addr, 0, 10);
 		c->client_addr[10] = c->client_addr[11] = 0xff;
@@ -551,6 +572,7 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 static void on_data(struct conn *c, const struct obs_ev_data *d)
 {
 	struct h1_parser *p = &c->p[d->dir];
+	uint64_t skipped;
 
 	c->seg_ts = d->h.ts_ns;
 	c->seg_tid = d->h.tid;
@@ -565,7 +587,19 @@ static void on_data(struct conn *c, const struct obs_ev_data *d)
 		c->t->st.bytes_in += d->len;
 	else
 		c->t->st.bytes_out += d->len;
+	skipped = p->skipped_bytes;
 	h1__feed(p, d->data, d->cap, d->len - d->cap - d->tail, d->data + d->cap, d->tail);
+	if (d->dir == OBS_DIR_IN && p->skipped_bytes != skipped)
+		c->req_desync = true;	/* requests may hide in what was skipped */
+	if (c->loss_one && d->dir == OBS_DIR_OUT) {
+		/* The one lost event was this direction's if its data resumes
+		 * mid-message: then no request was lost. */
+		if (p->skipped_bytes != skipped)
+			c->req_desync = false;
+		c->loss_one = false;
+	} else if (d->dir == OBS_DIR_IN) {
+		c->loss_one = false;
+	}
 }
 
 static void on_state(struct conn *c, const struct obs_ev_state *s)
@@ -665,12 +699,18 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 		c->last_seq = h->seq - 1;
 		c->seg_ts = h->ts_ns;
 		t->st.seq_gaps++;
+		if (h->seq > 2) {	/* more than the OPEN (seq 1) was lost */
+			/* its start is unknown: wait for a message start */
+			h1__lost(&c->p[OBS_DIR_IN]);
+			h1__lost(&c->p[OBS_DIR_OUT]);
+			c->req_desync = true;
+		}
 		emit(c, CONN_EV_OPENED, NULL, NULL);
 	}
 	c->last_ns = h->ts_ns;
 	c->seg_ts = h->ts_ns;
 	if (h->seq != c->last_seq + 1)
-		conn_lost(c);
+		conn_lost(c, h->seq - c->last_seq - 1);
 	c->last_seq = h->seq;
 	if (c->n_fin_held && h->type == OBS_EV_DATA)
 		settle_fin_held(c);	/* the connection went on: they were delivered */

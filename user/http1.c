@@ -103,7 +103,7 @@ static const struct field fields[] = {
 	OTHER_FIELD("content-length", F_CL),
 	OTHER_FIELD("transfer-encoding", F_TE),
 	OTHER_FIELD("connection", F_CONN),
-	OTHER_FIELD("upgrade", F_UPGRADE),
+	STR_FIELD("upgrade", F_UPGRADE, upgrade),
 	OTHER_FIELD("expect", F_EXPECT),
 };
 
@@ -193,6 +193,7 @@ static void head_reset(struct h1_head *h)
 	h->traceparent[0] = '\0';
 	h->tracestate[0] = '\0';
 	h->content_type[0] = '\0';
+	h->upgrade[0] = '\0';
 }
 
 static void buf_free(struct h1_parser *p)
@@ -278,22 +279,29 @@ static void msg_fail(struct h1_parser *p, enum h1_error err)
 	p->state = ST_RESYNC;
 }
 
-/* Could a segment starting with d[0..n) be the start of a message? */
+/*
+ * Could a segment starting with d[0..n) be the start of a message? After bytes
+ * were lost, a segment may start anywhere inside a message ("ET /x" of a split
+ * "GET /x"), so only the RFC 9110 methods (or a prefix of one, when the
+ * segment is that short) count as a request's start here.
+ */
 static bool looks_like_start(enum h1_dir dir, const uint8_t *d, size_t n)
 {
-	size_t i;
+	static const char *const methods[] = { "GET ",	   "HEAD ",  "POST ",  "PUT ",
+					       "DELETE ",  "PATCH ", "OPTIONS ", "CONNECT ",
+					       "TRACE " };
 
 	if (!n)
 		return false;
 	if (dir == H1_RESPONSE)
 		return !memcmp(d, "HTTP/1.", n < 7 ? n : 7);
-	for (i = 0; i < n && i <= H1_PEEK_METHOD; i++) {
-		if (d[i] == ' ')
-			return i > 0;
-		if (d[i] < 'A' || d[i] > 'Z')
-			return false;
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		size_t ml = strlen(methods[i]);
+
+		if (!memcmp(d, methods[i], n < ml ? n : ml))
+			return true;
 	}
-	return i == n && n <= H1_PEEK_METHOD;
+	return false;
 }
 
 /*
@@ -480,8 +488,6 @@ static int field_store(struct h1_head *h, struct head_scan *s, const struct fiel
 	case F_EXPECT:
 		if (ci_eq(v, n, "100-continue"))
 			h->flags |= H1F_EXPECT_CONTINUE;
-		break;
-	case F_UPGRADE:
 		break;
 	default:
 		if (!(s->seen & (1u << f->id)))

@@ -44,6 +44,7 @@
 #define H1_TRACESTATE_MAX	256
 #define H1_CTYPE_MAX		128
 #define H1_REASON_MAX		64
+#define H1_UPGRADE_MAX		32
 
 enum h1_dir {
 	H1_REQUEST = 0,		/* parse requests (bytes the server read) */
@@ -83,6 +84,7 @@ struct h1_head {
 	char traceparent[H1_TRACEPARENT_MAX];
 	char tracestate[H1_TRACESTATE_MAX];
 	char content_type[H1_CTYPE_MAX];
+	char upgrade[H1_UPGRADE_MAX];	/* Upgrade header ("h2c", "websocket") */
 };
 
 /* What the on_head callback tells the parser about the message's body. */

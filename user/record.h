@@ -54,6 +54,8 @@ struct record {
 	bool sampled;
 	bool has_parent;
 	bool tls;			/* served over TLS (https) */
+	bool behind_gap;		/* internal (conn.c): read after requests that may
+					   have been missed; its pairing is unsure */
 	uint8_t trace_id[16];
 	uint8_t span_id[8];
 	uint8_t parent_span_id[8];

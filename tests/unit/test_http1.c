@@ -1474,10 +1474,14 @@ static void test_lost(void)
 	feed_str(&p, "\r\nGET / HTTP/1.1\r\n\r\n");
 	CHECK_U(r.n, 2);
 	CHECK_U(p.skipped_bytes, 19 + 32 + 17 + 19 + 18 + 20);
+	/* after a loss only RFC 9110 methods restart parsing: a segment starting
+	 * "ABCDEFGHIJKLMNOP " could be the middle of anything */
 	feed_str(&p, "ABCDEFGHIJKLMNOP");
 	feed_str(&p, " / HTTP/1.1\r\n\r\n");
-	EXPECT_EV(&r, 3, 'M', 31, 0);
-	CHECK_S(r.ev[3].h.method, "ABCDEFGHIJKLMNO");
+	CHECK_U(r.n, 2);
+	feed_str(&p, "DELETE /y HTTP/1.1\r\n\r\n");
+	EXPECT_EV(&r, 3, 'M', 22, 0);
+	CHECK_S(r.ev[3].h.method, "DELETE");
 	h1__free(&p);
 	rec_free(&r);
 }
