@@ -440,7 +440,7 @@ static __always_inline void emit_simple(struct obs_conn_key *k, struct obs_conn 
  * bytes of a transfer of ret bytes into s->ev.data. Sets cap/tail.
  */
 static __always_inline void capture(struct data_scratch *s, __u8 kind, __u64 ptr,
-				    const struct iovec *iov, __u32 iovcnt, __u64 ret, bool want_tail,
+				    const struct iovec *iov, __u32 iovcnt, __u64 ret, __u32 limit,
 				    __u32 *capp, __u32 *tailp)
 {
 	__u32 cap = 0, tail = 0;
@@ -450,7 +450,7 @@ static __always_inline void capture(struct data_scratch *s, __u8 kind, __u64 ptr
 		s->ev.flags |= OBS_DF_SENDFILE;
 		goto out;
 	}
-	cap = ret < cap_bytes ? (__u32)ret : cap_bytes;
+	cap = ret < limit ? (__u32)ret : limit;
 	if (cap > OBS_CAP_MAX)
 		cap = OBS_CAP_MAX;
 	if (kind == IO_BUF) {
@@ -465,7 +465,7 @@ static __always_inline void capture(struct data_scratch *s, __u8 kind, __u64 ptr
 			s->ev.flags |= OBS_DF_IOV_SHORT;
 		cap = got;
 	}
-	if (ret > cap && want_tail) {
+	if (ret > cap) {
 		__u64 t = ret - cap, from;
 
 		tail = t < OBS_TAIL_MAX ? t : OBS_TAIL_MAX;
@@ -534,7 +534,7 @@ static __always_inline void emit_data(struct obs_conn_key *k, struct obs_conn *c
 }
 
 static __always_inline void emit_log(struct obs_conn_key *k, struct data_scratch *s, __u64 ret,
-				     __u32 cap)
+				     __u32 cap, __u32 tail)
 {
 	s->ev.h.ts_ns = bpf_ktime_get_ns();
 	s->ev.h.conn_id = 0;
@@ -545,10 +545,10 @@ static __always_inline void emit_log(struct obs_conn_key *k, struct data_scratch
 	s->ev.h.fd = k->fd;
 	s->ev.len = ret;
 	s->ev.cap = cap;
-	s->ev.tail = 0;
+	s->ev.tail = tail;
 	s->ev.dir = k->fd;
 	count(OBS_C_LOG_WRITES);
-	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK));
+	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
 }
 
 /* An adopted connection (open before we started) gets its socket on first use. */
@@ -607,9 +607,10 @@ static __always_inline int exit_io(long ret)
 	} else if (a.kind == IO_IOV) {
 		iov = (const struct iovec *)a.ptr;
 	}
-	capture(s, a.kind, a.ptr, iov, iovcnt, ret, !a.log, &cap, &tail);
+	/* a traceback is one write of several KB: logs get the whole capture */
+	capture(s, a.kind, a.ptr, iov, iovcnt, ret, a.log ? OBS_CAP_MAX : cap_bytes, &cap, &tail);
 	if (!c) {
-		emit_log(&k, s, ret, cap);
+		emit_log(&k, s, ret, cap, tail);
 		return 0;
 	}
 	if (c->proto == OBS_PROTO_UNKNOWN && (c->early & OBS_CONN_ADOPTED)) {
@@ -728,7 +729,7 @@ static __always_inline int ssl_exit(long ret)
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!c || !s || c->proto < OBS_PROTO_TLS || c->proto == OBS_PROTO_HTTP2)
 		return 0;
-	capture(s, IO_BUF, a.buf, NULL, 0, len, true, &cap, &tail);
+	capture(s, IO_BUF, a.buf, NULL, 0, len, cap_bytes, &cap, &tail);
 	if (c->proto == OBS_PROTO_TLS) {
 		if (a.dir == OBS_DIR_IN && looks_h2(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_TLS_HTTP2;

@@ -12,8 +12,10 @@
 #define MAX_KEYS	64
 #define KEY_NAME_MAX	64	/* bytes of a key quoted in a message */
 
-#define OTLP_ENDPOINT_ENV	{ "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT" }
-#define OTLP_HEADERS_ENV	{ "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS" }
+#define OTLP_ENDPOINT_ENV \
+	{ "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT" }
+#define OTLP_HEADERS_ENV \
+	{ "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS" }
 
 const struct config_key config_keys[] = {
 	{ "listen", CONFIG_VALUE },
@@ -37,6 +39,7 @@ const struct config_key config_keys[] = {
 	{ "sentry-environment", CONFIG_VALUE, { "SENTRY_ENVIRONMENT" } },
 	{ "sentry-release", CONFIG_VALUE, { "SENTRY_RELEASE" } },
 	{ "sentry-sample-rate", CONFIG_VALUE, { "SENTRY_SAMPLE_RATE" } },
+	{ "loop-block-ms", CONFIG_VALUE },
 	{ "errors-file", CONFIG_VALUE },
 	{ "capture-bytes", CONFIG_VALUE },
 	{ "store-size", CONFIG_VALUE },
@@ -392,7 +395,8 @@ static int stream(struct state *st)
 			break;
 		if (had_doc) {
 			st->key[0] = 0;
-			fail(st, line_of(&ev), "more than one document (---): put every option in one");
+			fail(st, line_of(&ev),
+			     "more than one document (---): put every option in one");
 			yaml_event_delete(&ev);
 			return -EINVAL;
 		}

@@ -225,14 +225,9 @@ static struct stream *stream_of(struct errors *e, uint32_t pid, int fd, uint64_t
 	return free_slot;
 }
 
-void errors__log(struct errors *e, uint32_t pid, uint32_t tid, int fd, uint64_t ts_ns,
-		 const uint8_t *data, size_t cap, uint64_t len)
+static void feed_lines(struct errors *e, struct stream *s, const uint8_t *data, size_t cap,
+		       uint64_t ts_ns)
 {
-	struct stream *s = stream_of(e, pid, fd, ts_ns);
-
-	e->st.log_bytes += len;
-	s->last_ns = ts_ns;
-	s->tid = tid;
 	for (size_t i = 0; i < cap; i++) {
 		char ch = data[i];
 
@@ -249,10 +244,27 @@ void errors__log(struct errors *e, uint32_t pid, uint32_t tid, int fd, uint64_t 
 			s->overflow = true;
 		}
 	}
-	if (len > cap) {	/* bytes not captured: this line's content is unknown */
-		s->len = 0;
-		s->overflow = true;
-	}
+}
+
+void errors__log(struct errors *e, uint32_t pid, uint32_t tid, int fd, uint64_t ts_ns,
+		 const uint8_t *data, size_t cap, uint64_t gap, const uint8_t *tail,
+		 size_t tail_len)
+{
+	struct stream *s = stream_of(e, pid, fd, ts_ns);
+	const uint8_t *nl;
+
+	e->st.log_bytes += cap + gap + tail_len;
+	s->last_ns = ts_ns;
+	s->tid = tid;
+	feed_lines(e, s, data, cap, ts_ns);
+	if (!gap && !tail_len)
+		return;
+	/* Lines in the gap are unknown: drop the partial line, and resume at the
+	 * first whole line of the tail (the exception line, for a traceback). */
+	s->len = 0;
+	nl = memchr(tail, '\n', tail_len);
+	if (nl)
+		feed_lines(e, s, nl + 1, tail - nl - 1 + tail_len, ts_ns);
 }
 
 /* ---- joining and release ---- */
@@ -298,6 +310,35 @@ static uint64_t dist(uint64_t a, uint64_t b)
 	return a > b ? a - b : b - a;
 }
 
+/*
+ * The error requests of best's process that ended within ERR_TIE_NS of best,
+ * or of one another (transitively): time cannot tell their tracebacks apart,
+ * so each of their events lists them all. Written into x's candidates.
+ */
+static void cluster_of(struct errors *e, const struct held *best, struct exc_info *x)
+{
+	bool in[ERR_PENDING_MAX] = { false }, grew = true;
+
+	for (size_t i = 0; i < e->n_held; i++)
+		in[i] = e->held[i] == best;
+	while (grew) {
+		grew = false;
+		for (size_t i = 0; i < e->n_held; i++) {
+			if (in[i] || e->held[i]->r.pid != best->r.pid)
+				continue;
+			for (size_t j = 0; j < e->n_held && !in[i]; j++)
+				if (in[j] && dist(e->held[i]->r.end_ns, e->held[j]->r.end_ns) <=
+						     ERR_TIE_NS)
+					in[i] = grew = true;
+		}
+	}
+	x->n_candidates = 0;
+	for (size_t i = 0; i < e->n_held && x->n_candidates < EXC_CANDIDATES_MAX; i++)
+		if (in[i])
+			memcpy(x->candidates[x->n_candidates++], e->held[i]->r.request_id,
+			       H1_REQID_MAX);
+}
+
 /* Attach x to the closest error request of its process; false if none. */
 static bool join(struct errors *e, struct exc_info *x)
 {
@@ -317,15 +358,7 @@ static bool join(struct errors *e, struct exc_info *x)
 	}
 	if (!best)
 		return false;
-	for (size_t i = 0; i < e->n_held; i++) {	/* equally close ones: say so */
-		struct held *h = e->held[i];
-
-		if (h->r.pid != x->pid || h->exc ||
-		    dist(dist(h->r.end_ns, x->ts_ns), best_d) > ERR_TIE_NS)
-			continue;
-		if (x->n_candidates < EXC_CANDIDATES_MAX)
-			memcpy(x->candidates[x->n_candidates++], h->r.request_id, H1_REQID_MAX);
-	}
+	cluster_of(e, best, x);
 	x->ambiguous = x->n_candidates > 1;
 	if (x->ambiguous)
 		e->st.ambiguous++;

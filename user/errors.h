@@ -12,9 +12,12 @@
  * the write of its exception line.
  *
  * Joining: a traceback belongs to the error request of the same process whose
- * end is closest in time, within ERR_JOIN_WINDOW_NS. Candidates closer to each
- * other than ERR_TIE_NS are a tie: the event says "ambiguous" and lists them
- * instead of guessing silently. Error requests are held ERR_HOLD_NS after
+ * end is closest in time (and has no traceback yet), within
+ * ERR_JOIN_WINDOW_NS. Servers write a traceback a few milliseconds before or
+ * after their 500, so error requests that ended within ERR_TIE_NS of each
+ * other (transitively) cannot be told apart by time: every traceback joined
+ * to one of them says "ambiguous" and lists them all as candidates instead of
+ * guessing silently. Error requests are held ERR_HOLD_NS after
  * they end (so a traceback written just after the response can still join);
  * other requests are never delayed.
  */
@@ -27,7 +30,7 @@
 #include "record.h"
 
 #define ERR_JOIN_WINDOW_NS	(100ull * 1000000ull)
-#define ERR_TIE_NS		(100ull * 1000ull)
+#define ERR_TIE_NS		(10ull * 1000000ull)
 #define ERR_HOLD_NS		(300ull * 1000000ull)
 #define ERR_TB_IDLE_NS		(50ull * 1000000ull)	/* a traceback ends when its stream pauses */
 #define ERR_LINE_MAX		4096
@@ -36,7 +39,7 @@
 #define ERR_TB_PENDING_MAX	256
 #define EXC_FRAMES_MAX		64
 #define EXC_TEXT_MAX		8192
-#define EXC_CANDIDATES_MAX	4
+#define EXC_CANDIDATES_MAX	16
 
 struct exc_frame {
 	char file[256];
@@ -80,9 +83,12 @@ struct errors;
 
 struct errors *errors__new(err_event_fn on_event, err_release_fn release, void *ctx);
 
-/* Bytes a process wrote to fd 1 or 2. */
+/* Bytes a process wrote to fd 1 or 2: the first cap, then gap bytes not
+ * captured, then the last tail_len (a long write's final lines, where the
+ * exception line of a traceback is). */
 void errors__log(struct errors *e, uint32_t pid, uint32_t tid, int fd, uint64_t ts_ns,
-		 const uint8_t *data, size_t cap, uint64_t len);
+		 const uint8_t *data, size_t cap, uint64_t gap, const uint8_t *tail,
+		 size_t tail_len);
 
 /* A finished record: released at once, or held when it is an error. */
 void errors__record(struct errors *e, const struct record *r);

@@ -239,8 +239,9 @@ static int on_ring(void *ctx, void *data, size_t size)
 	if (size >= sizeof(struct obs_ev_data) && h->type == OBS_EV_LOG) {
 		const struct obs_ev_data *d = data;
 
-		if (size >= sizeof(*d) + d->cap && d->cap <= d->len)
-			errors__log(p->errs, h->pid, h->tid, h->fd, h->ts_ns, d->data, d->cap, d->len);
+		if (size >= sizeof(*d) + d->cap + d->tail && d->cap + d->tail <= d->len)
+			errors__log(p->errs, h->pid, h->tid, h->fd, h->ts_ns, d->data, d->cap,
+				    d->len - d->cap - d->tail, d->data + d->cap, d->tail);
 		return 0;
 	}
 	if (size >= sizeof(struct obs_ev_loop) && h->type == OBS_EV_LOOP) {

@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <locale.h>
+#include <math.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -60,11 +61,16 @@
 #define TOP_MIN_LINES		10
 #define TOP_HEAD_LINES		5	/* screen lines above the table rows */
 #define TOP_BARS_MAX		16	/* histogram bars in the detail view */
-#define TOP_STATUS_SHOW		8	/* status-code lines in the detail view */
+#define TOP_BARS_MIN		4	/* bars kept even when the screen is short */
 #define TOP_LABEL_W		24	/* " 12.34ms -  13.00ms |" before each bar */
+#define TOP_COUNT_W		10	/* the count after each bar */
+#define TOP_STATUS_SHOW		8	/* status-code lines in the detail view */
 #define TOP_ESC_DELAY_MS	25	/* wait for the rest of an escape sequence */
+#define TOP_KEY_ESC		27
+#define TOP_KEY_CTRL_H		8
+#define TOP_KEY_DEL		127
 #define TOP_ERR_MAX		160	/* last problem talking to obsd */
-#define TOP_DAEMON_DEFAULT	"127.0.0.1:9464"
+#define TOP_DAEMON_DEFAULT	"127.0.0.1:9464"	/* obsd's default --listen */
 #define TOP_DAEMON_LIMIT	100000	/* records asked for per poll */
 #define TOP_HTTP_TIMEOUT_S	5
 #define TOP_HTTP_CHUNK		65536
@@ -73,11 +79,7 @@
 #define JR_DEPTH_MAX		32	/* JSON nesting skipped before giving up */
 #define JR_KEY_MAX		64
 #define JR_NUM_MAX		40
-#define TOP_KEY_ESC		27
-#define TOP_KEY_DEL		127
-#define TOP_KEY_CTRL_H		8
-#define TOP_BARS_MIN		4	/* histogram bars kept even when the screen is short */
-#define TOP_COUNT_W		10	/* counts after the histogram bars */
+#define PROM_LINE_MAX		1024	/* one /metrics line read */
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -127,6 +129,14 @@ static double lh_mid(unsigned i)
 	return lh_lower(i) + (lh_width(i) - 1) / 2.0;
 }
 
+/* The rank (1..count) of quantile q among count values: ceil(q * count). */
+static uint64_t lh_rank(double q, uint64_t count)
+{
+	uint64_t r = (uint64_t)ceil(q * count - 1e-9);
+
+	return r < 1 ? 1 : r > count ? count : r;
+}
+
 /* Values (us) at quantiles q[0..n-1] (ascending) of the count values in h; 0 if none. */
 static void lh_quantiles(const uint32_t *h, uint64_t count, const double *q, double *out, int n)
 {
@@ -136,7 +146,7 @@ static void lh_quantiles(const uint32_t *h, uint64_t count, const double *q, dou
 
 	for (i = 0; i < LH_BUCKETS && k < n && count; i++) {
 		seen += h[i];
-		while (k < n && seen >= (uint64_t)(q[k] * count + 0.999999) && seen)
+		while (k < n && seen >= lh_rank(q[k], count))
 			out[k++] = lh_mid(i);
 	}
 	while (k < n)
@@ -205,7 +215,9 @@ struct row {
 	struct status_count status[TOP_STATUS_MAX];	/* since top started */
 	int n_status;
 	uint64_t status_other;		/* codes beyond TOP_STATUS_MAX distinct ones */
-	struct slow_req slow[TOP_SLOWEST];	/* slowest in the window, unordered */
+	/* The slowest requests of the window, unordered. An entry that leaves the
+	 * window is refilled by later requests only, not by slower earlier ones. */
+	struct slow_req slow[TOP_SLOWEST];
 	int n_slow;
 };
 
@@ -1058,8 +1070,6 @@ static bool health_member(void *ctx, struct jr *j, const char *key)
 	return false;
 }
 
-#define PROM_LINE_MAX	1024
-
 /* The value of label name in one exposition line "metric{a=\"x\",b=\"y\"} v". */
 static bool prom_label(const char *line, const char *name, char *out, size_t n)
 {
@@ -1894,7 +1904,8 @@ static int ui__histogram(const struct row *r, int y, int bars)
 		fmt_dur(a, sizeof(a), lh_lower(first));
 		fmt_dur(b, sizeof(b), lh_lower(last) + lh_width(last));
 		line_reset(&l);
-		line_add(&l, " %9s - %-9s |%-*s %llu", a, b, bar_w, bar, (unsigned long long)cnt[k]);
+		line_add(&l, " %9s - %-9s |%-*s %llu", a, b, bar_w, bar,
+			 (unsigned long long)cnt[k]);
 		ui__put(y + k, A_NORMAL, l.s);
 	}
 	return n;
@@ -2262,12 +2273,17 @@ static void stderr_release(struct ui *ui)
 	ui->err_saved = ui->err_tmp = -1;
 }
 
+/* The screen needs a terminal on both stdin and stdout; checked before the probes load. */
+static bool ui__possible(void)
+{
+	if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
+		return true;
+	fprintf(stderr, "obsctl top: not a terminal; use --batch or --json for plain output\n");
+	return false;
+}
+
 static int ui__open(struct ui *ui)
 {
-	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
-		fprintf(stderr, "obsctl top: not a terminal; use --batch or --json for plain output\n");
-		return -1;
-	}
 	setlocale(LC_ALL, "");
 	ui->term = newterm(NULL, stdout, stdin);
 	if (!ui->term) {
@@ -2450,8 +2466,10 @@ static void top__usage(FILE *f)
 	fprintf(f,
 		"Usage: obsctl top [options]\n"
 		"Live latency table: one row per (service, method, route) with requests/s,\n"
-		"p50/p90/p99/max latency, error %%, in flight and bytes/s over a sliding window.\n\n"
-		"  --window S          window of rates and percentiles, seconds (default %d, %d..%d)\n"
+		"p50/p90/p99/max latency, error %%, in flight and bytes/s over a sliding\n"
+		"window.\n\n"
+		"  --window S          window of rates and percentiles in seconds\n"
+		"                      (default %d, %d..%d)\n"
 		"  --interval S        seconds between frames (default %g)\n"
 		"  --sort COLUMN       rps, p50, p90, p99, max, err, inflight, bytes, route,\n"
 		"                      requests (default rps; numbers largest first)\n"
@@ -2460,7 +2478,7 @@ static void top__usage(FILE *f)
 		"  --json              one JSON object per frame on stdout (implies --batch)\n"
 		"  -n, --iterations N  with --batch/--json: stop after N frames (default: never)\n"
 		"  --daemon ADDR:PORT  read a running obsd (/api/requests, /health, /metrics)\n"
-		"                      instead of loading the probes\n"
+		"                      instead of loading the probes (obsd's default: %s)\n"
 		"  --pid PID, --comm NAME, --port PORT, --capture-bytes N\n"
 		"                      without --daemon: which servers to observe, as obsd\n"
 		"  -v, --verbose, -h, --help\n\n"
@@ -2471,7 +2489,8 @@ static void top__usage(FILE *f)
 		"in flight in the row's service (per service, shared by its routes): from the\n"
 		"open connections standalone, from obsd's /metrics http_requests_in_flight\n"
 		"with --daemon. Keys on the screen: h or ? for help, q to quit.\n",
-		TOP_WINDOW_DEFAULT, TOP_WINDOW_MIN, TOP_WINDOW_MAX, TOP_INTERVAL_DEFAULT);
+		TOP_WINDOW_DEFAULT, TOP_WINDOW_MIN, TOP_WINDOW_MAX, TOP_INTERVAL_DEFAULT,
+		TOP_DAEMON_DEFAULT);
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -2631,6 +2650,8 @@ int top_main(int argc, char **argv)
 		free(tp);
 		return 0;
 	}
+	if (!rc && !tp->o.batch && !ui__possible())
+		rc = 1;
 	if (!rc)
 		rc = top__open(tp);
 	if (!rc)
