@@ -8,7 +8,7 @@ BPFTOOL  ?= bpftool
 CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	    -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I$(OUT)
-LDLIBS   := -lbpf -lelf -lz -lm -lpthread -lcurl -lprotobuf-c
+LDLIBS   := -lbpf -lelf -lz -lm -lpthread -lcurl -lprotobuf-c -lyaml -lnghttp2
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Wno-gnu-variable-sized-type-not-at-end \
 	      -Ivmlinux -Iinclude -I/usr/include/$(TRIPLET)
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -21,8 +21,8 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-LIB_SRCS := user/loops.c user/sentry.c user/sender.c user/errors.c user/events.c user/otlp.c user/otlp_encode.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
-	    user/pipeline.c user/route.c user/ids.c user/api.c user/log.c
+LIB_SRCS := user/h2.c user/loops.c user/sentry.c user/sender.c user/errors.c user/events.c user/otlp.c user/otlp_encode.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
+	    user/pipeline.c user/route.c user/ids.c user/api.c user/log.c user/cgroup.c user/config.c
 LIB_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(filter user/%,$(LIB_SRCS))) $(OUT)/otlp.pb-c.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/%,$(wildcard tests/unit/test_*.c))
 
@@ -66,18 +66,20 @@ $(OUT)/obsd: $(OUT)/obsd.o $(OUT)/libobs.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUT)/obsctl: $(OUT)/obsctl.o $(OUT)/libobs.a
+# obsctl top draws with ncurses; obsd does not link it.
+CTL_OBJS := $(OUT)/obsctl.o $(OUT)/top.o
+$(OUT)/obsctl: $(CTL_OBJS) $(OUT)/libobs.a
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lncursesw -o $@
 
 # Unit tests: each tests/unit/test_X.c links the pure modules, under ASan+UBSan.
-UNIT_SRCS := user/errors.c user/events.c user/span.c user/sampler.c user/trust.c user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
-	     user/ids.c user/log.c
+UNIT_SRCS := user/h2.c user/errors.c user/events.c user/span.c user/sampler.c user/trust.c user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
+	     user/ids.c user/log.c user/cgroup.c user/config.c
 $(OUT)/test_%: tests/unit/test_%.c $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)
 	$(call msg,CC-SAN,$@)
 	$(Q)$(CLANG) -O1 -g $(SAN) -Wall -Wextra -Werror -Wno-unused-parameter \
 		-Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser \
-		$< $(UNIT_SRCS) -o $@
+		$< $(UNIT_SRCS) -lyaml -lnghttp2 -o $@
 
 deps:
 	$(Q)bash scripts/deps.sh
@@ -90,6 +92,46 @@ unit: $(UNIT_TESTS)
 
 e2e: all
 	$(Q)PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
+
+# Cost of observing (figures only, ~5 min, as root): see docs/bench.md.
+bench: all
+	$(Q)bash scripts/bench.sh
+
+# Fuzzing (docs/robustness.md): each libFuzzer harness tests/fuzz/fuzz_X.c runs
+# FUZZ_SECONDS from its seeds in tests/fuzz/corpus/X, with tests/fuzz/X.dict if
+# there is one; new inputs are kept in $(OUT)/fuzz/X/corpus. Any crash, leak or
+# failed check fails the target once all have run. Short CI pass:
+# make fuzz FUZZ_SECONDS=10.
+FUZZ_SECONDS ?= 60
+FUZZERS  := http1 conn ids route json api diff_http1
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	       -fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter \
+	       -Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser
+FUZZ_SRCS_http1 := user/http1.c
+FUZZ_SRCS_conn  := user/conn.c user/http1.c user/record.c user/json.c user/ids.c
+FUZZ_SRCS_ids   := user/ids.c user/trust.c
+FUZZ_SRCS_route := user/route.c
+FUZZ_SRCS_json  := user/json.c
+FUZZ_SRCS_api   := user/api.c user/json.c user/log.c
+FUZZ_SRCS_diff_http1 := user/http1.c -lhttp_parser
+
+$(OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.c user/*.h) include/obs.h | $(OUT)
+	$(call msg,CC-FUZZ,$@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_SRCS_$*) -o $@
+
+fuzz: $(addprefix $(OUT)/fuzz_,$(FUZZERS))
+	$(Q)failed=; for f in $(FUZZERS); do \
+		d=$(OUT)/fuzz/$$f; mkdir -p $$d/corpus; dict=; \
+		if [ -f tests/fuzz/$$f.dict ]; then dict=-dict=tests/fuzz/$$f.dict; fi; \
+		echo "  FUZZ     $$f ($(FUZZ_SECONDS) s, log $$d/log)"; \
+		if ! $(if $(FUZZ_CONN_KNOWN),FUZZ_CONN_KNOWN=$(FUZZ_CONN_KNOWN)) $(OUT)/fuzz_$$f \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+			-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$$d/ \
+			$$dict $$d/corpus tests/fuzz/corpus/$$f >$$d/log 2>&1; then \
+			failed="$$failed $$f"; grep -E -B2 -A30 'ERROR|fuzz_[a-z0-9_]+:' $$d/log | head -60; \
+		fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (reproducers: $(OUT)/fuzz/<name>/crash-*)"; exit 1; fi
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all unit

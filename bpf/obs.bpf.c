@@ -722,6 +722,14 @@ static __always_inline int ssl_exit(long ret)
 		c = bpf_map_lookup_elem(&conns, &k);
 		if (!c)
 			return 0;
+		if (c->ssl && c->ssl != a.ssl) {
+			/* that connection has its SSL object: this one's connection is
+			 * unknown (concurrent handshakes on one thread) — drop, never
+			 * mix two connections' bytes */
+			count(OBS_C_TLS_UNMAPPED);
+			return 0;
+		}
+		c->ssl = a.ssl;
 		nref.k = k;
 		nref.conn_id = c->conn_id;
 		bpf_map_update_elem(&ssl_conns, &a.ssl, &nref, BPF_ANY);
@@ -731,7 +739,11 @@ static __always_inline int ssl_exit(long ret)
 		return 0;
 	capture(s, IO_BUF, a.buf, NULL, 0, len, cap_bytes, &cap, &tail);
 	if (c->proto == OBS_PROTO_TLS) {
-		if (a.dir == OBS_DIR_IN && looks_h2(s->ev.data, cap)) {
+		/* An HTTP/2 server sends its SETTINGS as soon as the handshake is
+		 * done: the client's first plaintext decides. */
+		if (a.dir == OBS_DIR_OUT)
+			return 0;
+		if (looks_h2(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_TLS_HTTP2;
 		} else if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_TLS_OTHER;

@@ -156,6 +156,7 @@ struct obs_conn {
 	__u64 accept_ts_ns;
 	__u64 arrival_ns;	/* first bytes not read yet arrived (sk_data_ready), 0: none */
 	__u64 sk;		/* struct sock *, key of map "socks" */
+	__u64 ssl;		/* TLS: the SSL * whose plaintext is this connection's */
 	__u8 laddr[16];
 	__u8 raddr[16];
 	__u32 seq;		/* last event number handed out */
@@ -185,6 +186,7 @@ enum obs_counter {
 	OBS_C_READ_FAULT,	/* user memory that could not be read */
 	OBS_C_LOG_WRITES,	/* stdout/stderr writes of observed processes captured */
 	OBS_C_ADOPT_SKIPPED,	/* data on adopted connections before a request start */
+	OBS_C_TLS_UNMAPPED,	/* TLS plaintext whose connection could not be told */
 	OBS_C_MAX
 };
 

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include "conn.h"
+#include "h2.h"
 
 #define CONN_BUCKETS_MIN	1024
 #define CONN_FIN_HELD_MAX	8	/* responses written after the client's FIN, held */
@@ -55,6 +56,14 @@ struct conn {
 	char client[REC_ADDR_MAX];
 	char server[REC_ADDR_MAX];
 	struct h1_parser p[2];		/* [OBS_DIR_IN] requests, [OBS_DIR_OUT] responses */
+	/* HTTP/2 (prior knowledge, ALPN h2, or h2c after a 101): */
+	struct h2_conn *h2;
+	struct h2_stream_rec {
+		uint32_t id;
+		struct record *r;
+	} *streams;			/* records of open streams, unordered */
+	size_t n_streams, streams_cap;
+	bool h2c_pending;		/* a 101 answering "Upgrade: h2c" is being written */
 };
 
 struct conn_table {
@@ -68,6 +77,8 @@ struct conn_table {
 };
 
 static const struct h1_callbacks req_cb, resp_cb;
+static const struct h2_callbacks h2_cb;
+static bool stream_put(struct conn *c, uint32_t id, struct record *r);
 
 /* ---- hash table ---- */
 
@@ -207,6 +218,7 @@ static struct record *record_new(struct conn *c, uint64_t start_ns)
 	r->tid = c->seg_tid;
 	r->start_ns = start_ns;
 	r->queue_ns = -1;
+	r->grpc_status = -1;
 	r->error = "";
 	if (c->flags & CONN_NO_OPEN)
 		r->flags |= RECF_NO_OPEN;
@@ -393,6 +405,7 @@ static enum h1_body_hint resp_on_head(void *ctx, const struct h1_head *h)
 		memcpy(r->request_id, h->x_request_id, l);
 		r->request_id[l] = 0;
 	}
+	c->h2c_pending = h->status == 101 && !strcasecmp(h->upgrade, "h2c");
 	if (h->status == 101 || (!strcmp(r->method, "CONNECT") && h->status < 300)) {
 		c->flags |= CONN_UPGRADED;
 		c->p[OBS_DIR_IN].stopped = true;
@@ -418,6 +431,15 @@ static void resp_on_message(void *ctx, const struct h1_head *h, uint64_t bytes, 
 	r->bytes_out += bytes;
 	r->flags |= mflags_to_rec(mflags);
 	r->end_ns = c->seg_ts;
+	if (c->h2c_pending && !c->h2) {
+		/* h2c: the request goes on as stream 1 of the HTTP/2 connection */
+		c->h2 = h2__new(&h2_cb, c, false);
+		c->cur_resp = NULL;
+		r->status = 0;
+		r->http2 = true;
+		if (c->h2 && stream_put(c, 1, r))
+			return;
+	}
 	if (r == c->cur_req) {	/* answered before its body was read */
 		r->bytes_in = c->p[OBS_DIR_IN].msg_bytes;
 		c->cur_req = NULL;
@@ -469,6 +491,129 @@ static const struct h1_callbacks resp_cb = {
 	.on_incomplete = resp_on_incomplete,
 };
 
+/* ---- HTTP/2 streams ---- */
+
+static struct record **stream_slot(struct conn *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->n_streams; i++)
+		if (c->streams[i].id == id)
+			return &c->streams[i].r;
+	return NULL;
+}
+
+static bool stream_put(struct conn *c, uint32_t id, struct record *r)
+{
+	if (c->n_streams == c->streams_cap) {
+		size_t cap = c->streams_cap ? c->streams_cap * 2 : 8;
+		struct h2_stream_rec *s;
+
+		if (cap > H2_MAX_STREAMS)
+			return false;
+		s = realloc(c->streams, cap * sizeof(*s));
+		if (!s)
+			return false;
+		c->streams = s;
+		c->streams_cap = cap;
+	}
+	c->streams[c->n_streams].id = id;
+	c->streams[c->n_streams++].r = r;
+	c->t->st.requests_in_flight++;
+	return true;
+}
+
+static struct record *stream_take(struct conn *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->n_streams; i++) {
+		if (c->streams[i].id == id) {
+			struct record *r = c->streams[i].r;
+
+			c->streams[i] = c->streams[--c->n_streams];
+			c->t->st.requests_in_flight--;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+static void h2_on_request(void *ctx, uint32_t sid, const struct h1_head *h)
+{
+	struct conn *c = ctx;
+	struct record *r = record_new(c, c->seg_ts);
+
+	if (!r)
+		return;
+	record__from_head(r, h);
+	r->http2 = true;
+	r->version_minor = 1;
+	if (c->seg_arrival && c->seg_arrival <= r->start_ns)
+		r->queue_ns = (int64_t)(r->start_ns - c->seg_arrival);
+	if (!stream_put(c, sid, r)) {
+		free(r);
+		return;
+	}
+	emit(c, CONN_EV_REQ_STARTED, r, NULL);
+}
+
+static void h2_on_response(void *ctx, uint32_t sid, int status)
+{
+	struct conn *c = ctx;
+	struct record **rp = stream_slot(c, sid);
+	struct record *r;
+
+	if (!rp) {	/* no request seen for it: report it, flagged */
+		r = record_new(c, c->seg_ts);
+		if (!r || !stream_put(c, sid, r)) {
+			free(r);
+			return;
+		}
+		r->flags |= RECF_UNMATCHED;
+		r->http2 = true;
+		emit(c, CONN_EV_REQ_STARTED, r, NULL);
+		rp = stream_slot(c, sid);
+	}
+	r = *rp;
+	r->status = status;
+	if (!r->resp_start_ns)
+		r->resp_start_ns = c->seg_ts;
+}
+
+static void h2_on_stream_done(void *ctx, const struct h2_stream_result *res)
+{
+	struct conn *c = ctx;
+	struct record *r = stream_take(c, res->stream_id);
+
+	if (!r)
+		return;
+	r->bytes_in += res->bytes_in;
+	r->bytes_out += res->bytes_out;
+	if (res->status)
+		r->status = res->status;
+	r->grpc_status = res->grpc_status;
+	r->end_ns = c->seg_ts;
+	if (res->flags & H2S_LOST)
+		record_done(c, r, REC_FAILED, ERR_LOST);
+	else if (res->flags & H2S_RESET)
+		record_done(c, r, REC_FAILED, ERR_STREAM_RESET);
+	else if (res->flags & (H2S_EOF | H2S_GOAWAY))
+		record_done(c, r, REC_FAILED, close_reason(c));
+	else
+		record_done(c, r, REC_OK, "");
+}
+
+static void h2_on_error(void *ctx, const char *why)
+{
+	struct conn *c = ctx;
+
+	c->t->st.h2_errors++;
+}
+
+static const struct h2_callbacks h2_cb = {
+	.on_request = h2_on_request,
+	.on_response = h2_on_response,
+	.on_stream_done = h2_on_stream_done,
+	.on_error = h2_on_error,
+};
+
 /* ---- connection lifecycle ---- */
 
 static struct conn *conn_new(struct conn_table *t, const struct obs_ev_hdr *h)
@@ -518,12 +663,22 @@ static void conn_close(struct conn_table *t, struct conn *c, const char *why)
 	}
 	h1__eof(&c->p[OBS_DIR_IN]);
 	h1__eof(&c->p[OBS_DIR_OUT]);
+	if (c->h2) {
+		h2__eof(c->h2);
+		while (c->n_streams) {	/* streams h2 did not report (none, normally) */
+			struct record *r = stream_take(c, c->streams[0].id);
+
+			record_done(c, r, REC_FAILED, why);
+		}
+	}
 	fail_pending(c, why);
 	emit(c, CONN_EV_CLOSED, NULL, why);
 	h1__free(&c->p[OBS_DIR_IN]);
 	h1__free(&c->p[OBS_DIR_OUT]);
 	table_unlink(t, c);
 	t->st.conns_closed++;
+	h2__free(c->h2);
+	free(c->streams);
 	free(c->q);
 	free(c);
 }
@@ -532,6 +687,8 @@ static void conn_close(struct conn_table *t, struct conn *c, const char *why)
 static void conn_lost(struct conn *c, uint32_t n_lost)
 {
 	c->t->st.seq_gaps++;
+	if (c->h2)
+		h2__lost(c->h2);
 	h1__lost(&c->p[OBS_DIR_OUT]);
 	h1__lost(&c->p[OBS_DIR_IN]);
 	fail_pending(c, ERR_LOST);
@@ -557,6 +714,8 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	c->lport = o->lport;
 	c->tls = o->flags & OBS_OPEN_TLS;
 	c->h2_from_start = o->flags & OBS_OPEN_H2;
+	if (c->h2_from_start && !c->h2)
+		c->h2 = h2__new(&h2_cb, c, false);
 	if (o->family == AF_INET) {
 		memset(c->client_addr, 0, 10);
 		c->client_addr[10] = c->client_addr[11] = 0xff;
@@ -587,6 +746,11 @@ static void on_data(struct conn *c, const struct obs_ev_data *d)
 		c->t->st.bytes_in += d->len;
 	else
 		c->t->st.bytes_out += d->len;
+	if (c->h2) {
+		h2__feed(c->h2, d->dir == OBS_DIR_IN ? H2_FROM_CLIENT : H2_FROM_SERVER, d->data,
+			 d->cap, d->len - d->cap - d->tail, d->data + d->cap, d->tail);
+		return;
+	}
 	skipped = p->skipped_bytes;
 	h1__feed(p, d->data, d->cap, d->len - d->cap - d->tail, d->data + d->cap, d->tail);
 	if (d->dir == OBS_DIR_IN && p->skipped_bytes != skipped)
@@ -716,7 +880,7 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 		settle_fin_held(c);	/* the connection went on: they were delivered */
 	switch (h->type) {
 	case OBS_EV_DATA:
-		if (!(c->flags & CONN_UPGRADED))
+		if (c->h2 || !(c->flags & CONN_UPGRADED))
 			on_data(c, data);
 		break;
 	case OBS_EV_STATE:
@@ -791,7 +955,7 @@ void conn_table__foreach(const struct conn_table *t,
 		for (struct conn *c = t->buckets[b]; c; c = c->next) {
 			struct conn_view v = {
 				.pid = c->pid, .lport = c->lport, .comm = c->comm,
-				.in_flight = c->q_len + (c->cur_resp ? 1 : 0),
+				.in_flight = c->q_len + (c->cur_resp ? 1 : 0) + c->n_streams,
 			};
 
 			fn(ctx, &v);
@@ -810,6 +974,8 @@ void conn_table__foreach_pending(const struct conn_table *t, uint32_t pid,
 				fn(ctx, c->q[(c->q_head + i) % c->q_cap]);
 			if (c->cur_resp)
 				fn(ctx, c->cur_resp);
+			for (size_t i = 0; i < c->n_streams; i++)
+				fn(ctx, c->streams[i].r);
 		}
 	}
 }

@@ -55,6 +55,7 @@ typedef void (*conn_event_fn)(void *ctx, const struct conn_event *e);
 #define ERR_PROCESS_EXIT	"process_exit"		/* the server process died */
 #define ERR_LOST		"lost"			/* events of the connection were lost */
 #define ERR_RESP_INCOMPLETE	"response_incomplete"	/* response started, ended early */
+#define ERR_STREAM_RESET	"stream_reset"		/* HTTP/2 RST_STREAM before the end */
 
 struct conn_stats {
 	uint64_t events[OBS_EV_EXIT + 1];	/* decoded, by type */
@@ -67,6 +68,7 @@ struct conn_stats {
 	uint64_t incomplete_requests;		/* partial request heads at close: no record */
 	uint64_t conns_opened, conns_closed;
 	uint64_t requests_in_flight;		/* request heads awaiting their response */
+	uint64_t h2_errors;			/* HTTP/2 connections that could not be parsed */
 	uint64_t bytes_in, bytes_out;
 };
 

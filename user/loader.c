@@ -50,6 +50,7 @@ static const char *const counter_names[OBS_C_MAX] = {
 	[OBS_C_READ_FAULT] = "read_fault",
 	[OBS_C_LOG_WRITES] = "log_writes",
 	[OBS_C_ADOPT_SKIPPED] = "adopt_skipped",
+	[OBS_C_TLS_UNMAPPED] = "tls_unmapped",
 };
 
 const char *obs_counter_name(enum obs_counter c)

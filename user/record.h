@@ -54,6 +54,8 @@ struct record {
 	bool sampled;
 	bool has_parent;
 	bool tls;			/* served over TLS (https) */
+	bool http2;			/* an HTTP/2 stream */
+	int grpc_status;		/* gRPC status from the trailers, -1 when none */
 	bool behind_gap;		/* internal (conn.c): read after requests that may
 					   have been missed; its pairing is unsure */
 	uint8_t trace_id[16];
