@@ -342,52 +342,87 @@ static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 iovcnt, __u8 kind
 	return 0;
 }
 
-/* Copy up to want bytes from an iovec array; returns bytes copied. */
-static __always_inline __u32 copy_iov_head(__u8 *dst, const struct iovec *iov, __u32 iovcnt,
-					   __u32 want)
+/*
+ * iovec walks run under bpf_loop(): the callback is verified once, so
+ * OBS_MAX_IOV can be as large as the kernel's UIO_MAXIOV (gRPC writes a
+ * header block as dozens of small iovecs).
+ */
+struct iov_walk {
+	const struct iovec *iov;
+	__u32 iovcnt;
+	__u32 want;	/* head: bytes wanted */
+	__u32 off;	/* head: bytes copied; range: bytes of the range copied */
+	__u64 pos;	/* range: stream offset of iov[i] */
+	__u64 from;	/* range: first stream byte wanted */
+	__u64 end;	/* range: one past the last */
+	bool fault;
+};
+
+static long iov_head_cb(__u32 i, struct iov_walk *w)
 {
-	__u32 off = 0;
+	__u32 zero = 0;
+	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	struct iovec v;
+	__u64 n;
 
-	for (__u32 i = 0; i < OBS_MAX_IOV; i++) {
-		struct iovec v;
-		__u64 n;
-
-		if (i >= iovcnt || off >= want)
-			break;
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
-			break;
-		n = v.iov_len;
-		if (n > want - off)
-			n = want - off;
-		if (bpf_probe_read_user(dst + (off & CAP_MASK), n & CAP_MASK, v.iov_base))
-			break;
-		off += n;
-	}
-	return off;
+	if (!s || i >= w->iovcnt || w->off >= w->want || w->off >= OBS_CAP_MAX)
+		return 1;
+	if (bpf_probe_read_user(&v, sizeof(v), &w->iov[i]))
+		return 1;
+	n = v.iov_len;
+	if (n > w->want - w->off)
+		n = w->want - w->off;
+	/* off < OBS_CAP_MAX, n <= CAP_MASK: inside the scratch buffer */
+	if (bpf_probe_read_user(s->ev.data + (w->off & (OBS_CAP_MAX - 1)), n & CAP_MASK,
+				v.iov_base))
+		return 1;
+	w->off += n;
+	return 0;
 }
 
-/* Copy stream bytes [from, from + n) of an iovec array into dst; returns success. */
-static __always_inline bool copy_iov_range(__u8 *dst, const struct iovec *iov, __u32 iovcnt,
+/* Copy up to want bytes from an iovec array into the scratch record's data. */
+static __always_inline __u32 copy_iov_head(const struct iovec *iov, __u32 iovcnt, __u32 want)
+{
+	struct iov_walk w = { .iov = iov, .iovcnt = iovcnt, .want = want };
+
+	bpf_loop(OBS_MAX_IOV, iov_head_cb, &w, 0);
+	return w.off;
+}
+
+static long iov_range_cb(__u32 i, struct iov_walk *w)
+{
+	__u32 zero = 0;
+	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	struct iovec v;
+	__u64 a, b;
+
+	if (!s || i >= w->iovcnt || w->pos >= w->end)
+		return 1;
+	if (bpf_probe_read_user(&v, sizeof(v), &w->iov[i])) {
+		w->fault = true;
+		return 1;
+	}
+	a = w->pos > w->from ? w->pos : w->from;
+	b = w->pos + v.iov_len < w->end ? w->pos + v.iov_len : w->end;
+	if (a < b && bpf_probe_read_user(s->ev.data + ((w->want + (a - w->from)) & CAP_MASK),
+					 (b - a) & TAIL_MASK, v.iov_base + (a - w->pos))) {
+		w->fault = true;
+		return 1;
+	}
+	w->pos += v.iov_len;
+	return 0;
+}
+
+/* Copy stream bytes [from, from + n) of an iovec array to the scratch data at
+ * offset at; returns success. */
+static __always_inline bool copy_iov_range(__u32 at, const struct iovec *iov, __u32 iovcnt,
 					   __u64 from, __u32 n)
 {
-	__u64 pos = 0, end = from + n;
+	struct iov_walk w = { .iov = iov, .iovcnt = iovcnt, .want = at, .from = from,
+			      .end = from + n };
 
-	for (__u32 i = 0; i < OBS_MAX_IOV; i++) {
-		struct iovec v;
-		__u64 a, b;
-
-		if (i >= iovcnt || pos >= end)
-			break;
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
-			return false;
-		a = pos > from ? pos : from;
-		b = pos + v.iov_len < end ? pos + v.iov_len : end;
-		if (a < b && bpf_probe_read_user(dst + ((a - from) & TAIL_MASK),
-						 (b - a) & TAIL_MASK, v.iov_base + (a - pos)))
-			return false;
-		pos += v.iov_len;
-	}
-	return pos >= end;
+	bpf_loop(OBS_MAX_IOV, iov_range_cb, &w, 0);
+	return !w.fault && w.pos >= w.end;
 }
 
 /* Does a server's first read look like an HTTP/1 request line? */
@@ -459,7 +494,7 @@ static __always_inline void capture(struct data_scratch *s, __u8 kind, __u64 ptr
 			cap = 0;
 		}
 	} else {
-		__u32 got = copy_iov_head(s->ev.data, iov, iovcnt, cap);
+		__u32 got = copy_iov_head(iov, iovcnt, cap);
 
 		if (got < cap)
 			s->ev.flags |= OBS_DF_IOV_SHORT;
@@ -474,7 +509,7 @@ static __always_inline void capture(struct data_scratch *s, __u8 kind, __u64 ptr
 			if (bpf_probe_read_user(s->ev.data + (cap & CAP_MASK), tail & TAIL_MASK,
 						(void *)(ptr + from)))
 				tail = 0;
-		} else if (!copy_iov_range(s->ev.data + (cap & CAP_MASK), iov, iovcnt, from, tail)) {
+		} else if (!copy_iov_range(cap, iov, iovcnt, from, tail)) {
 			tail = 0;
 		}
 		count(OBS_C_TRUNCATED);
@@ -627,9 +662,13 @@ static __always_inline int exit_io(long ret)
 			bpf_map_update_elem(&last_tls, &tid, &k, BPF_ANY);
 			return 0;
 		}
-		if (a.dir == OBS_DIR_IN && looks_h2(s->ev.data, cap)) {
+		/* the client's first bytes decide: an HTTP/2 server (gRPC) sends its
+		 * SETTINGS before reading anything */
+		if (a.dir == OBS_DIR_OUT)
+			return 0;
+		if (looks_h2(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_HTTP2;
-		} else if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
+		} else if (!looks_http1(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_OTHER;
 			count(OBS_C_CONNS_NOT_HTTP);
 			return 0;

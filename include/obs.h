@@ -14,7 +14,7 @@
 #define OBS_CAP_MAX		8192	/* max bytes captured from the start of a syscall */
 #define OBS_CAP_DEFAULT		2048
 #define OBS_TAIL_MAX		64	/* bytes captured from the end of a long syscall */
-#define OBS_MAX_IOV		16	/* iovecs walked per readv/writev/msghdr */
+#define OBS_MAX_IOV		1024	/* iovecs walked per readv/writev/msghdr (UIO_MAXIOV) */
 #define OBS_MAX_CONNS		65536	/* connection table entries */
 #define OBS_MAX_TARGETS		1024	/* --pid entries (incl. followed children) */
 #define OBS_MAX_PORTS		64	/* --port entries */

@@ -16,7 +16,10 @@
  * so that a gap is consumed exactly when it lies in "rest" and makes the
  * connection lost anywhere else. Header blocks are decoded in order on each
  * side, also for streams that are not tracked, so that the HPACK dynamic
- * tables stay in step with the peers'.
+ * tables stay in step with the peers'. The inflaters accept dynamic table
+ * sizes up to H2_HPACK_TABLE_MAX whatever the SETTINGS say, and more when a
+ * captured SETTINGS_HEADER_TABLE_SIZE allows it (SETTINGS entries are read
+ * as they go by; one in a gap is skipped, not fatal).
  *
  * Tracked streams live in one array sorted by stream id (binary search). A
  * stream is created by a client HEADERS block with a new odd id (a request),
@@ -36,7 +39,10 @@
 #define H2_PREFACE_LEN		24
 #define H2_FRAME_HDR_LEN	9
 #define H2_FIX_MAX		8	/* longest payload prefix kept (GOAWAY) */
-#define H2_HPACK_TABLE_MAX	65536	/* largest dynamic table size update accepted */
+#define H2_HPACK_TABLE_MAX	65536	/* dynamic table size accepted without SETTINGS */
+#define H2_HPACK_TABLE_HARD_MAX	(1u << 20)	/* ... and with: a larger one is an error */
+#define H2_SETTING_LEN		6
+#define H2_SETTING_TABLE_SIZE	1	/* SETTINGS_HEADER_TABLE_SIZE */
 #define H2_BLK_MIN		256	/* first allocation of a header-block buffer */
 #define H2_BLK_KEEP		16384	/* a larger header-block buffer is freed after use */
 #define H2_STREAMS_MIN		8	/* first allocation of the stream array */
@@ -82,6 +88,9 @@ struct h2_side {
 	uint32_t fix_len;		/* payload prefix length of f */
 	uint32_t frag_end;		/* payload offset where f's fragment ends */
 	uint8_t fix[H2_FIX_MAX];	/* payload prefix of f */
+	uint8_t set[H2_SETTING_LEN];	/* SETTINGS entry in progress */
+	bool set_ok;			/* every byte of it was captured */
+	uint32_t table_max;		/* dynamic table size limit of inf */
 	bool blk_open;			/* a header block waits for CONTINUATION */
 	uint8_t blk_type;		/* F_HEADERS or F_PUSH_PROMISE */
 	uint8_t blk_flags;		/* flags of the frame that opened the block */
@@ -241,7 +250,8 @@ static bool field_copy(char *dst, size_t cap, const uint8_t *v, size_t n)
 {
 	size_t k = min_sz(n, cap - 1);
 
-	memcpy(dst, v, k);
+	if (k)
+		memcpy(dst, v, k);
 	dst[k] = '\0';
 	return k < n;
 }
@@ -731,6 +741,38 @@ static size_t header_eat(struct h2_conn *c, enum h2_dir dir, const uint8_t *p, s
 	return k;
 }
 
+/* A SETTINGS entry from dir: HEADER_TABLE_SIZE bounds the dynamic table of
+ * the other direction's encoder. The limit is only ever raised. */
+static void settings_apply(struct h2_conn *c, enum h2_dir dir, const uint8_t *e)
+{
+	struct h2_side *peer = &c->side[dir == H2_FROM_CLIENT ? H2_FROM_SERVER : H2_FROM_CLIENT];
+	uint32_t v = get_be32(e + 2);
+
+	if ((e[0] << 8 | e[1]) != H2_SETTING_TABLE_SIZE)
+		return;
+	if (v > H2_HPACK_TABLE_HARD_MAX)
+		v = H2_HPACK_TABLE_HARD_MAX;
+	if (v > peer->table_max && !nghttp2_hd_inflate_change_table_size(peer->inf, v))
+		peer->table_max = v;
+}
+
+/* SETTINGS payload bytes p[0..n) at payload offset s->off. */
+static void settings_eat(struct h2_conn *c, struct h2_side *s, enum h2_dir dir,
+			 const uint8_t *p, size_t n)
+{
+	uint32_t pos;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		pos = (s->off + i) % H2_SETTING_LEN;
+		if (!pos)
+			s->set_ok = true;
+		s->set[pos] = p[i];
+		if (pos == H2_SETTING_LEN - 1 && s->set_ok)
+			settings_apply(c, dir, s->set);
+	}
+}
+
 static size_t payload_eat(struct h2_conn *c, enum h2_dir dir, const uint8_t *p, size_t n)
 {
 	struct h2_side *s = &c->side[dir];
@@ -751,6 +793,8 @@ static size_t payload_eat(struct h2_conn *c, enum h2_dir dir, const uint8_t *p, 
 		side_count(c, s, dir, k);
 	} else {
 		k = min_sz(n, s->f.len - s->off);
+		if (s->f.type == F_SETTINGS)
+			settings_eat(c, s, dir, p, k);
 		s->off += k;
 		side_count(c, s, dir, k);
 	}
@@ -813,6 +857,7 @@ static uint64_t gap_eat(struct h2_conn *c, enum h2_dir dir, uint64_t gap)
 		k = s->f.len - s->off;
 		if (gap < k)
 			k = gap;
+		s->set_ok = false;	/* a SETTINGS entry in the gap is not known */
 		s->off += k;
 		side_count(c, s, dir, k);
 		if (s->off == s->f.len)
@@ -836,11 +881,12 @@ static void side_gap(struct h2_conn *c, enum h2_dir dir, uint64_t gap)
 static int side_init(struct h2_side *s, enum side_state state)
 {
 	s->state = state;
+	s->table_max = H2_HPACK_TABLE_MAX;
 	if (nghttp2_hd_inflate_new(&s->inf))
 		return -1;
-	/* Accept any table size the encoder announces up to our limit: we do
-	 * not need SETTINGS_HEADER_TABLE_SIZE to follow the encoder. */
-	return nghttp2_hd_inflate_change_table_size(s->inf, H2_HPACK_TABLE_MAX) ? -1 : 0;
+	/* Accept any table size the encoder announces up to H2_HPACK_TABLE_MAX
+	 * even if the SETTINGS that allowed it were not seen. */
+	return nghttp2_hd_inflate_change_table_size(s->inf, s->table_max) ? -1 : 0;
 }
 
 struct h2_conn *h2__new(const struct h2_callbacks *cb, void *ctx, bool preface_done)

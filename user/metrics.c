@@ -30,6 +30,14 @@ struct metrics {
 	struct table duration;	/* service, method, route[, worker] */
 	struct table bytes_out;	/* service[, worker] */
 	struct table bytes_in;
+	struct table grpc;	/* service, grpc_service, grpc_method, grpc_code[, worker] */
+	struct table grpc_dur;	/* service, grpc_service, grpc_method[, worker] */
+};
+
+static const char *const grpc_codes[] = {
+	"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+	"OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
 };
 
 static uint64_t hash_str(const char *s)
@@ -131,6 +139,8 @@ void metrics__free(struct metrics *m)
 	table_free(&m->duration);
 	table_free(&m->bytes_out);
 	table_free(&m->bytes_in);
+	table_free(&m->grpc);
+	table_free(&m->grpc_dur);
 	free(m);
 }
 
@@ -168,6 +178,36 @@ static const char *method_label(const char *m)
 	return "_OTHER";
 }
 
+/* A gRPC call: /pkg.Service/Method, status from the trailers (a call without
+ * one — reset, lost — counts as Unknown, as go-grpc-prometheus does). */
+static void grpc_record(struct metrics *m, const struct record *r, double secs, const char *worker)
+{
+	const char *path = r->path[0] == '/' ? r->path + 1 : r->path;
+	const char *slash = strchr(path, '/');
+	int code = r->grpc_status >= 0 && r->grpc_status <= 16 ? r->grpc_status : 2;
+	char key[600];
+	struct series *s;
+	int b;
+
+	if (!slash)
+		return;
+	snprintf(key, sizeof(key), "%s\x1f%.*s\x1f%s\x1f%s%s", r->service, (int)(slash - path), path,
+		 slash + 1, grpc_codes[code], worker);
+	if ((s = table_get(&m->grpc, key, 0)))
+		s->count++;
+	snprintf(key, sizeof(key), "%s\x1f%.*s\x1f%s%s", r->service, (int)(slash - path), path,
+		 slash + 1, worker);
+	s = table_get(&m->grpc_dur, key, m->o.n_buckets);
+	if (!s)
+		return;
+	for (b = 0; b < m->o.n_buckets && secs > m->o.buckets[b]; b++)
+		;
+	if (b < m->o.n_buckets)
+		s->buckets[b]++;
+	s->count++;
+	s->sum += secs;
+}
+
 void metrics__record(void *ctx, const struct record *r)
 {
 	struct metrics *m = ctx;
@@ -201,6 +241,8 @@ void metrics__record(void *ctx, const struct record *r)
 	s = table_get(&m->bytes_in, key, 0);
 	if (s)
 		s->count += r->bytes_in;
+	if (!strncmp(r->content_type, "application/grpc", 16))
+		grpc_record(m, r, secs, worker);
 }
 
 /* ---- exposition ---- */
@@ -267,11 +309,11 @@ static void counter_table(struct jbuf *o, const struct table *t, const char *nam
 	}
 }
 
-static void histogram_table(struct metrics *m, struct jbuf *o, const char *name,
-			    const char *const *names, int n)
+static void histogram_table(struct metrics *m, const struct table *t, struct jbuf *o,
+			    const char *name, const char *const *names, int n)
 {
-	for (size_t i = 0; i < m->duration.n_buckets; i++) {
-		for (const struct series *s = m->duration.b[i]; s; s = s->next) {
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		for (const struct series *s = t->b[i]; s; s = s->next) {
 			uint64_t cum = 0;
 			char le[48];
 
@@ -346,7 +388,7 @@ static void render_http(struct metrics *m, struct pipeline *p, struct jbuf *o)
 	counter_table(o, &m->requests, "http_requests_total", req_l, 4 + w);
 	header(o, "http_request_duration_seconds", "histogram",
 	       "Request duration: first request byte read to last response byte written");
-	histogram_table(m, o, "http_request_duration_seconds", dur_l, 3 + w);
+	histogram_table(m, &m->duration, o, "http_request_duration_seconds", dur_l, 3 + w);
 	if (p) {
 		pipeline__foreach_proc(p, agg_proc, &a);
 		pipeline__foreach_conn(p, agg_conn, &a);
@@ -361,6 +403,19 @@ static void render_http(struct metrics *m, struct pipeline *p, struct jbuf *o)
 	counter_table(o, &m->bytes_in, "http_bytes_received_total", svc_l, 1 + w);
 	table_free(&a.active);
 	table_free(&a.in_flight);
+	if (m->grpc.n) {
+		static const char *const g_l[] = { "service", "grpc_service", "grpc_method",
+						   "grpc_code", "worker" };
+		static const char *const gd_l[] = { "service", "grpc_service", "grpc_method",
+						    "worker" };
+
+		header(o, "grpc_server_handled_total", "counter",
+		       "gRPC calls completed on the server, by status code");
+		counter_table(o, &m->grpc, "grpc_server_handled_total", g_l, 4 + w);
+		header(o, "grpc_server_handling_seconds", "histogram",
+		       "gRPC call duration on the server");
+		histogram_table(m, &m->grpc_dur, o, "grpc_server_handling_seconds", gd_l, 3 + w);
+	}
 }
 
 static void collapsed_line(void *ctx, const char *service, uint64_t collapsed, unsigned distinct)

@@ -43,8 +43,11 @@ void span_view(struct span_view *v, const struct record *r)
 	size_t hl;
 
 	memset(v, 0, sizeof(*v));
-	snprintf(v->name, sizeof(v->name), "%s %s", r->method[0] ? r->method : "HTTP",
-		 r->route[0] ? r->route : "");
+	if (!strncmp(r->content_type, "application/grpc", 16) && r->path[0] == '/')
+		snprintf(v->name, sizeof(v->name), "%s", r->path + 1);	/* pkg.Service/Method */
+	else
+		snprintf(v->name, sizeof(v->name), "%s %s", r->method[0] ? r->method : "HTTP",
+			 r->route[0] ? r->route : "");
 	if (r->outcome != REC_OK) {
 		v->status = SPAN_STATUS_ERROR;
 		v->status_message = r->error;
@@ -89,6 +92,20 @@ void span_view(struct span_view *v, const struct record *r)
 		add_int(v, "net.host.port", sport);
 	add_str(v, "net.peer.ip", v->client_ip);
 	/* obs */
+	if (r->grpc_status >= 0) {
+		const char *slash = strchr(r->path + 1, '/');
+
+		add_str(v, "rpc.system", "grpc");
+		if (slash) {
+			snprintf(v->rpc_service, sizeof(v->rpc_service), "%.*s",
+				 (int)(slash - r->path - 1), r->path + 1);
+			add_str(v, "rpc.service", v->rpc_service);
+			add_str(v, "rpc.method", slash + 1);
+		}
+		add_int(v, "rpc.grpc.status_code", r->grpc_status);
+		if (r->grpc_status && v->status == SPAN_STATUS_UNSET)
+			v->status = SPAN_STATUS_ERROR;
+	}
 	add_str(v, "request.id", r->request_id);
 	add_int(v, "obs.bytes_in", (int64_t)r->bytes_in);
 	add_int(v, "obs.bytes_out", (int64_t)r->bytes_out);

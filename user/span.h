@@ -45,6 +45,7 @@ struct span_view {
 	char client_ip[REC_ADDR_MAX];
 	char server_ip[REC_ADDR_MAX];
 	char flavor[4];
+	char rpc_service[REC_PATH_MAX];
 };
 
 /* Fill v from r; v keeps pointers into r, so r must outlive v. */

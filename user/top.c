@@ -2351,6 +2351,8 @@ static int top__run_batch(struct top *tp)
 				print_json_frame(tp);
 			else
 				print_text_frame(tp);
+			if (fflush(stdout) == EOF || ferror(stdout))
+				break;	/* the reader went away (| head) */
 			if (tp->o.iterations && ++frames >= tp->o.iterations)
 				break;
 			next = next_frame(next, tp->o.interval);
