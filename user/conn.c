@@ -444,6 +444,18 @@ static void resp_on_message(void *ctx, const struct h1_head *h, uint64_t bytes, 
 		r->bytes_in = c->p[OBS_DIR_IN].msg_bytes;
 		c->cur_req = NULL;
 	}
+	if ((mflags & (H1M_INFERRED | H1M_LOST)) && c->q_len) {
+		/* Its end was guessed in uncaptured bytes, which may also hold the
+		 * answers to the requests queued behind it: pairing by order is
+		 * unsure until the pipeline drains. */
+		struct record *q;
+
+		while ((q = q_front(c))) {
+			q_pop(c);
+			record_done(c, q, REC_FAILED, ERR_LOST);
+		}
+		c->req_desync = true;
+	}
 	if (mflags & H1M_LOST) {
 		record_done(c, r, REC_FAILED, ERR_LOST);
 	} else if (c->flags & CONN_RESET) {

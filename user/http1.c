@@ -229,6 +229,7 @@ static bool buf_reserve(struct h1_parser *p, size_t need)
 static void msg_reset(struct h1_parser *p)
 {
 	p->state = ST_IDLE;
+	p->resynced = false;
 	p->mflags = 0;
 	p->msg_bytes = 0;
 	p->body_left = 0;
@@ -279,6 +280,20 @@ static void msg_fail(struct h1_parser *p, enum h1_error err)
 	p->state = ST_RESYNC;
 }
 
+static const char *const known_methods[] = { "GET ",	   "HEAD ",  "POST ",    "PUT ",
+					     "DELETE ",  "PATCH ", "OPTIONS ", "CONNECT ",
+					     "TRACE " };
+
+static bool known_method(const char *m)
+{
+	size_t l = strlen(m);
+
+	for (size_t i = 0; i < sizeof(known_methods) / sizeof(known_methods[0]); i++)
+		if (strlen(known_methods[i]) == l + 1 && !memcmp(known_methods[i], m, l))
+			return true;
+	return false;
+}
+
 /*
  * Could a segment starting with d[0..n) be the start of a message? After bytes
  * were lost, a segment may start anywhere inside a message ("ET /x" of a split
@@ -287,18 +302,14 @@ static void msg_fail(struct h1_parser *p, enum h1_error err)
  */
 static bool looks_like_start(enum h1_dir dir, const uint8_t *d, size_t n)
 {
-	static const char *const methods[] = { "GET ",	   "HEAD ",  "POST ",  "PUT ",
-					       "DELETE ",  "PATCH ", "OPTIONS ", "CONNECT ",
-					       "TRACE " };
-
 	if (!n)
 		return false;
 	if (dir == H1_RESPONSE)
 		return !memcmp(d, "HTTP/1.", n < 7 ? n : 7);
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
-		size_t ml = strlen(methods[i]);
+	for (size_t i = 0; i < sizeof(known_methods) / sizeof(known_methods[0]); i++) {
+		size_t ml = strlen(known_methods[i]);
 
-		if (!memcmp(d, methods[i], n < ml ? n : ml))
+		if (!memcmp(d, known_methods[i], n < ml ? n : ml))
 			return true;
 	}
 	return false;
@@ -561,6 +572,10 @@ static int head_parse(struct h1_parser *p, const uint8_t *b, size_t n)
 		err = start_request(&p->head, line, len);
 	else
 		err = start_response(&p->head, line, len);
+	/* Resynced on a method prefix ("O" of OPTIONS): the whole method must be
+	 * a known one, or it was the middle of something ("OST" of POST). */
+	if (!err && p->resynced && p->dir == H1_REQUEST && !known_method(p->head.method))
+		err = -H1E_BAD_START;
 	while (!err && pos < n) {
 		len = line_next(b, n, &pos, &line);
 		if (!len)
@@ -1063,6 +1078,7 @@ void h1__feed(struct h1_parser *p, const uint8_t *head, size_t head_len, uint64_
 			return;
 		}
 		p->state = ST_IDLE;
+		p->resynced = true;
 	}
 	feed_bytes(p, head, head_len);
 	if (!gap || !feed_gap(p, gap, tail, tail_len))

@@ -158,6 +158,7 @@ struct h1_parser {
 	uint32_t line_len;		/* chunk-size / trailer line bytes so far */
 	uint8_t line_flags;		/* internal */
 	bool stopped;			/* H1_BODY_STOP seen: input is ignored */
+	bool resynced;			/* internal: the message began at a resync point */
 	char *buf;			/* partial head, owned; NULL when none */
 	uint32_t buf_len, buf_cap;
 	uint32_t scan_off;		/* internal: partial head bytes already searched for its end */

@@ -15,6 +15,7 @@ struct thread_snap {
 
 struct worker {
 	uint32_t pid;		/* 0: free */
+	char service[64];	/* named once while alive: series keep their labels */
 	struct loop_stats retired;	/* threads that exited */
 };
 
@@ -121,8 +122,18 @@ void loops__refresh(struct loops *l, int map_fd)
 	}
 }
 
+void loops__name(struct loops *l, const char *(*name)(void *ctx, uint32_t pid), void *ctx)
+{
+	for (int i = 0; i < LOOPS_MAX_WORKERS; i++)
+		if (l->workers[i].pid && !l->workers[i].service[0])
+			snprintf(l->workers[i].service, sizeof(l->workers[i].service), "%s",
+				 name(ctx, l->workers[i].pid));
+}
+
 void loops__foreach(const struct loops *l,
-		    void (*fn)(void *ctx, uint32_t pid, const struct loop_stats *s), void *ctx)
+		    void (*fn)(void *ctx, uint32_t pid, const char *service,
+			       const struct loop_stats *s),
+		    void *ctx)
 {
 	for (int i = 0; i < LOOPS_MAX_WORKERS; i++) {
 		const struct worker *w = &l->workers[i];
@@ -134,7 +145,7 @@ void loops__foreach(const struct loops *l,
 		for (int j = 0; j < OBS_MAX_LOOPS; j++)
 			if (l->threads[j].tid && l->threads[j].tgid == w->pid)
 				stats_add(&sum, &l->threads[j].s);
-		fn(ctx, w->pid, &sum);
+		fn(ctx, w->pid, w->service, &sum);
 	}
 }
 

@@ -52,9 +52,14 @@ struct loops *loops__new(void);
 /* Fold the kernel map (fd of "loops") into per-worker totals. */
 void loops__refresh(struct loops *l, int map_fd);
 
+/* Give workers seen for the first time their service name (kept after exit). */
+void loops__name(struct loops *l, const char *(*name)(void *ctx, uint32_t pid), void *ctx);
+
 /* Visit each worker's totals (threads summed, exited threads kept). */
 void loops__foreach(const struct loops *l,
-		    void (*fn)(void *ctx, uint32_t pid, const struct loop_stats *s), void *ctx);
+		    void (*fn)(void *ctx, uint32_t pid, const char *service,
+			       const struct loop_stats *s),
+		    void *ctx);
 
 /* Remember a completed request for blame. */
 void loops__remember(struct loops *l, const struct record *r);

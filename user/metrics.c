@@ -208,17 +208,48 @@ static void grpc_record(struct metrics *m, const struct record *r, double secs, 
 	s->sum += secs;
 }
 
+/* The '\x1f'-joined values of the optional labels: worker, container_id, pod_uid. */
+static void extra_key(const struct metrics *m, uint32_t pid, const struct cgroup_ident *c,
+		      char *out, size_t n)
+{
+	int l = 0;
+
+	out[0] = 0;
+	if (m->o.worker_label)
+		l = snprintf(out, n, "\x1f%u", pid);
+	if (m->o.container_label)
+		snprintf(out + l, n - l, "\x1f%s\x1f%s", c->container_id, c->pod_uid);
+}
+
+/* base label names, then the optional ones that are on; returns how many. */
+static int label_names(const struct metrics *m, const char *const *base, int n_base,
+		       const char **out)
+{
+	int n = 0;
+
+	while (n < n_base) {
+		out[n] = base[n];
+		n++;
+	}
+	if (m->o.worker_label)
+		out[n++] = "worker";
+	if (m->o.container_label) {
+		out[n++] = "container_id";
+		out[n++] = "pod_uid";
+	}
+	return n;
+}
+
 void metrics__record(void *ctx, const struct record *r)
 {
 	struct metrics *m = ctx;
-	char key[512], worker[16] = "";
+	char key[512], worker[128];
 	double secs = (double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e9;
 	const char *method = method_label(r->method);
 	struct series *s;
 	int b;
 
-	if (m->o.worker_label)
-		snprintf(worker, sizeof(worker), "\x1f%u", r->pid);
+	extra_key(m, r->pid, &r->container, worker, sizeof(worker));
 	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%d%s", r->service, method, r->route,
 		 r->status, worker);
 	s = table_get(&m->requests, key, 0);
@@ -345,15 +376,12 @@ struct conn_agg {
 static void agg_conn(void *ctx, const struct conn_view *v)
 {
 	struct conn_agg *a = ctx;
-	char key[128];
+	char key[256], extra[128];
 	struct series *s;
 
-	if (a->m->o.worker_label)
-		snprintf(key, sizeof(key), "%s\x1f%u",
-			 pipeline__service_of(a->p, v->pid, v->comm, v->lport), v->pid);
-	else
-		snprintf(key, sizeof(key), "%s",
-			 pipeline__service_of(a->p, v->pid, v->comm, v->lport));
+	extra_key(a->m, v->pid, pipeline__container_of(a->p, v->pid), extra, sizeof(extra));
+	snprintf(key, sizeof(key), "%s%s", pipeline__service_of(a->p, v->pid, v->comm, v->lport),
+		 extra);
 	if ((s = table_get(&a->active, key, 0)))
 		s->count++;
 	if ((s = table_get(&a->in_flight, key, 0)))
@@ -365,56 +393,54 @@ static void agg_proc(void *ctx, const struct proc_view *v)
 {
 	struct conn_view cv = { .pid = v->pid, .lport = v->lport, .comm = v->comm };
 	struct conn_agg *a = ctx;
-	char key[128];
+	char key[256], extra[128];
 
-	if (a->m->o.worker_label)
-		snprintf(key, sizeof(key), "%s\x1f%u",
-			 pipeline__service_of(a->p, cv.pid, cv.comm, cv.lport), cv.pid);
-	else
-		snprintf(key, sizeof(key), "%s", pipeline__service_of(a->p, cv.pid, cv.comm, cv.lport));
+	extra_key(a->m, cv.pid, pipeline__container_of(a->p, cv.pid), extra, sizeof(extra));
+	snprintf(key, sizeof(key), "%s%s", pipeline__service_of(a->p, cv.pid, cv.comm, cv.lport),
+		 extra);
 	table_get(&a->active, key, 0);
 	table_get(&a->in_flight, key, 0);
 }
 
 static void render_http(struct metrics *m, struct pipeline *p, struct jbuf *o)
 {
-	static const char *const req_l[] = { "service", "method", "route", "status_code", "worker" };
-	static const char *const dur_l[] = { "service", "method", "route", "worker" };
-	static const char *const svc_l[] = { "service", "worker" };
-	int w = m->o.worker_label ? 1 : 0;
+	static const char *const req_b[] = { "service", "method", "route", "status_code" };
+	const char *req_l[7], *dur_l[6], *svc_l[4];
+	int n_req = label_names(m, req_b, 4, req_l), n_dur = label_names(m, req_b, 3, dur_l);
+	int n_svc = label_names(m, req_b, 1, svc_l);
 	struct conn_agg a = { .m = m, .p = p };
 
 	header(o, "http_requests_total", "counter", "HTTP requests by status code");
-	counter_table(o, &m->requests, "http_requests_total", req_l, 4 + w);
+	counter_table(o, &m->requests, "http_requests_total", req_l, n_req);
 	header(o, "http_request_duration_seconds", "histogram",
 	       "Request duration: first request byte read to last response byte written");
-	histogram_table(m, &m->duration, o, "http_request_duration_seconds", dur_l, 3 + w);
+	histogram_table(m, &m->duration, o, "http_request_duration_seconds", dur_l, n_dur);
 	if (p) {
 		pipeline__foreach_proc(p, agg_proc, &a);
 		pipeline__foreach_conn(p, agg_conn, &a);
 	}
 	header(o, "http_connections_active", "gauge", "Open TCP connections");
-	counter_table(o, &a.active, "http_connections_active", svc_l, 1 + w);
+	counter_table(o, &a.active, "http_connections_active", svc_l, n_svc);
 	header(o, "http_requests_in_flight", "gauge", "Requests being processed");
-	counter_table(o, &a.in_flight, "http_requests_in_flight", svc_l, 1 + w);
+	counter_table(o, &a.in_flight, "http_requests_in_flight", svc_l, n_svc);
 	header(o, "http_bytes_sent_total", "counter", "Total response bytes");
-	counter_table(o, &m->bytes_out, "http_bytes_sent_total", svc_l, 1 + w);
+	counter_table(o, &m->bytes_out, "http_bytes_sent_total", svc_l, n_svc);
 	header(o, "http_bytes_received_total", "counter", "Total request bytes");
-	counter_table(o, &m->bytes_in, "http_bytes_received_total", svc_l, 1 + w);
+	counter_table(o, &m->bytes_in, "http_bytes_received_total", svc_l, n_svc);
 	table_free(&a.active);
 	table_free(&a.in_flight);
 	if (m->grpc.n) {
-		static const char *const g_l[] = { "service", "grpc_service", "grpc_method",
-						   "grpc_code", "worker" };
-		static const char *const gd_l[] = { "service", "grpc_service", "grpc_method",
-						    "worker" };
+		static const char *const g_b[] = { "service", "grpc_service", "grpc_method",
+						   "grpc_code" };
+		const char *g_l[8], *gd_l[8];
+		int n_g = label_names(m, g_b, 4, g_l), n_gd = label_names(m, g_b, 3, gd_l);
 
 		header(o, "grpc_server_handled_total", "counter",
 		       "gRPC calls completed on the server, by status code");
-		counter_table(o, &m->grpc, "grpc_server_handled_total", g_l, 4 + w);
+		counter_table(o, &m->grpc, "grpc_server_handled_total", g_l, n_g);
 		header(o, "grpc_server_handling_seconds", "histogram",
 		       "gRPC call duration on the server");
-		histogram_table(m, &m->grpc_dur, o, "grpc_server_handling_seconds", gd_l, 3 + w);
+		histogram_table(m, &m->grpc_dur, o, "grpc_server_handling_seconds", gd_l, n_gd);
 	}
 }
 
@@ -486,10 +512,9 @@ struct loop_render {
 	bool blocked;	/* second pass: the blocked counter */
 };
 
-static void loop_series(void *ctx, uint32_t pid, const struct loop_stats *s)
+static void loop_series(void *ctx, uint32_t pid, const char *svc, const struct loop_stats *s)
 {
 	struct loop_render *lr = ctx;
-	const char *svc = pipeline__service_of(lr->p, pid, "", 0);
 	struct jbuf *o = lr->o;
 	uint64_t cum = 0;
 

@@ -8,7 +8,8 @@
  * histogram, http_connections_active{service}, http_requests_in_flight
  * {service}, http_bytes_sent_total{service}, http_bytes_received_total
  * {service}. With worker_label, every http_* series also carries
- * worker="<pid>". Methods outside the RFC 9110 set are "_OTHER"; requests
+ * worker="<pid>"; with container_label, container_id="<64 hex>" and
+ * pod_uid="<uid>" ("" outside containers and pods). Methods outside the RFC 9110 set are "_OTHER"; requests
  * with no response count with status_code="0". Counters only grow.
  */
 #ifndef OBS_METRICS_H
@@ -25,6 +26,7 @@ struct metrics_opts {
 	double buckets[METRICS_MAX_BUCKETS];	/* ascending upper bounds, seconds */
 	int n_buckets;				/* 0: the default 1 ms .. 10 s */
 	bool worker_label;
+	bool container_label;	/* container_id="…",pod_uid="…" on http_* series */
 };
 
 struct metrics;

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "api.h"
+#include "cgroup.h"
+#include "config.h"
 #include "log.h"
 #include "metrics.h"
 #include "otlp.h"
@@ -37,11 +39,18 @@
 #define LOOP_TIMEOUT_MS		50	/* ring buffer drained at least this often */
 #define STALL_NS		(5ull * 1000000000ull)
 #define API_LIMIT_DEFAULT	100
+#define CONFIG_STRS_MAX		1024	/* values kept from --config (parse_opt may keep pointers) */
 
 static volatile sig_atomic_t stop;	/* set by SIGINT/SIGTERM */
 
 struct daemon {
 	struct pipeline *p;		/* NULL until the loader thread is done */
+	struct cgroup_cache *cgroups;	/* container and pod ids by pid */
+	const char *config_path;	/* --config */
+	bool check_config;		/* --check-config: validate, exit 0 or 2 */
+	bool cli_set[64];		/* options given as flags (index: OPT_* - OPT_LISTEN) */
+	char *cfg_strs[CONFIG_STRS_MAX];	/* copies of the file's values */
+	int n_cfg_strs;
 	struct store *store;
 	struct textring *errors;	/* rendered error events, /api/errors */
 	struct textring *events;	/* rendered lifecycle events, /api/events */
@@ -419,6 +428,12 @@ static void span_json(const struct record *r, const char *service, struct jbuf *
 	jb_str(jb, "service.name", service[0] ? service : r->service);
 	jb_u64(jb, "process.pid", r->pid);
 	jb_str(jb, "process.executable.name", r->comm);
+	if (r->container.container_id[0])
+		jb_str(jb, "container.id", r->container.container_id);
+	if (r->container.pod_uid[0])
+		jb_str(jb, "k8s.pod.uid", r->container.pod_uid);
+	if (r->container.runtime)
+		jb_str(jb, "container.runtime", cgroup_runtime_name(r->container.runtime));
 	jb_obj_close(jb);
 	jb_key(jb, "attributes");
 	jb_obj_open(jb);
@@ -540,6 +555,7 @@ static void *load_thread(void *arg)
 	d->popts.rt = d->rt;
 	d->popts.sampler = &d->sampler;
 	d->popts.trust = &d->trust;
+	d->popts.cgroups = d->cgroups;
 	d->loaded = pipeline__open(&d->popts);
 	d->load_err = d->loaded ? 0 : errno;
 	if (write(d->load_efd, &one, sizeof(one)) != sizeof(one))
@@ -637,6 +653,9 @@ static void usage(FILE *f)
 		"  --route PATTERN        route template such as /users/{id} (repeatable)\n"
 		"  --route-cap N          distinct routes per service before overflow (default %d)\n"
 		"  --worker-label         add worker=\"<pid>\" to http_* series\n"
+		"  --container-label      add container_id=\"<id>\" and pod_uid=\"<uid>\" to http_* series\n"
+		"                         (container metadata from /proc/PID/cgroup; spans always\n"
+		"                         carry container.id and k8s.pod.uid)\n"
 		"  --buckets LIST         duration buckets in seconds, e.g. 0.005,0.05,0.5\n"
 		"  --trusted-proxy CIDR   honour X-Request-ID from these peers (default: none)\n"
 		"  --otlp-endpoint URL    OTLP/HTTP base URL, /v1/traces appended\n"
@@ -657,6 +676,9 @@ static void usage(FILE *f)
 		"  --errors-file PATH     also write error events as JSON lines to PATH ('-': stdout)\n"
 		"  --capture-bytes N      bytes captured per read/write (default %d, max %d)\n"
 		"  --store-size N         request records kept for /api/requests (default %d)\n"
+		"  --config FILE          read options from a YAML file (docs/config.md); flags and\n"
+		"                         the environment beat it\n"
+		"  --check-config         validate the options and --config, then exit 0 (valid) or 2\n"
 		"  -v, --verbose          more logging (twice: libbpf debug)\n"
 		"  -h, --help\n",
 		ROUTE_CAP_DEFAULT, OBS_CAP_DEFAULT, OBS_CAP_MAX, STORE_DEFAULT);
@@ -667,6 +689,7 @@ enum {
 	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
 	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
 	OPT_LOOP_BLOCK, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
+	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG,
 };
 
 static const struct option long_opts[] = {
@@ -680,6 +703,9 @@ static const struct option long_opts[] = {
 	{ "route", required_argument, NULL, OPT_ROUTE },
 	{ "route-cap", required_argument, NULL, OPT_ROUTE_CAP },
 	{ "worker-label", no_argument, NULL, OPT_WORKER },
+	{ "container-label", no_argument, NULL, OPT_CONTAINER_LABEL },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "buckets", required_argument, NULL, OPT_BUCKETS },
 	{ "trusted-proxy", required_argument, NULL, OPT_TRUSTED },
 	{ "otlp-endpoint", required_argument, NULL, OPT_OTLP_EP },
@@ -744,6 +770,12 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	case OPT_WORKER:
 		d->mopts.worker_label = true;
 		return 0;
+	case OPT_CONTAINER_LABEL:
+		d->mopts.container_label = true;
+		return 0;
+	case OPT_CONFIG:
+	case OPT_CHECK_CONFIG:
+		return 0;	/* taken by parse_args' first pass */
 	case OPT_BUCKETS:
 		return metrics_parse_buckets(&d->mopts, arg);
 	case OPT_TRUSTED:
@@ -796,10 +828,73 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	return -EINVAL;
 }
 
+static const struct option *long_opt_named(const char *name)
+{
+	for (const struct option *o = long_opts; o->name; o++)
+		if (!strcmp(o->name, name))
+			return o;
+	return NULL;
+}
+
+/* config_load's apply(): a key of the file is one more option, unless the same
+ * option was given as a flag or its environment variable is set. */
+static int config_apply(void *ctx, const char *key, const char *value, const char *file, int line)
+{
+	const struct option *o = long_opt_named(key);
+	struct daemon *d = ctx;
+	char *v;
+
+	if (!o || o->val < OPT_LISTEN)
+		return -ENOENT;
+	if (d->cli_set[o->val - OPT_LISTEN] || config_env_override(key))
+		return 0;
+	if (o->has_arg == no_argument)
+		return strcmp(value, "true") ? 0 : parse_opt(d, o->val, NULL);
+	if (d->n_cfg_strs == CONFIG_STRS_MAX)
+		return -E2BIG;
+	v = strdup(value);
+	if (!v)
+		return -ENOMEM;
+	d->cfg_strs[d->n_cfg_strs++] = v;	/* parse_opt may keep it, as it keeps argv's */
+	return parse_opt(d, o->val, v);
+}
+
+/* First pass: which options are flags, --config, --check-config; then the
+ * file (flags and environment beat it); second pass: the flags. */
+static int parse_config(int argc, char **argv, struct daemon *d)
+{
+	char err[512];
+	int o, idx;
+
+	while ((o = getopt_long(argc, argv, "vh", long_opts, &idx)) != -1) {
+		if (o == 'h') {
+			usage(stdout);
+			exit(0);
+		} else if (o == '?') {
+			usage(stderr);
+			return -EINVAL;
+		} else if (o >= OPT_LISTEN) {
+			d->cli_set[o - OPT_LISTEN] = true;
+			if (o == OPT_CONFIG)
+				d->config_path = optarg;
+			else if (o == OPT_CHECK_CONFIG)
+				d->check_config = true;
+		}
+	}
+	optind = 0;	/* glibc: rescan argv from the start */
+	if (d->config_path && config_load(d->config_path, config_apply, d, err, sizeof(err))) {
+		fprintf(stderr, "obsd: %s\n", err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct daemon *d)
 {
 	int o, idx;
 
+	if (parse_config(argc, argv, d))
+		return -EINVAL;
 	while ((o = getopt_long(argc, argv, "vh", long_opts, &idx)) != -1) {
 		if (o == 'v') {
 			log_level++;
@@ -849,6 +944,18 @@ int main(int argc, char **argv)
 		err = 2;
 		goto out;
 	}
+	if (d.check_config) {
+		char url[600], key[128];
+
+		if (d.scfg.dsn[0] && sentry_parse_dsn(d.scfg.dsn, url, sizeof(url), key, sizeof(key))) {
+			fprintf(stderr, "obsd: invalid SENTRY_DSN (want https://KEY@HOST/PROJECT_ID)\n");
+			err = 2;
+			goto out;
+		}
+		printf("obsd: configuration is valid\n");
+		err = 0;
+		goto out;
+	}
 	if (d.scfg.dsn[0]) {
 		d.sentry = sentry__new(&d.scfg);
 		if (!d.sentry) {
@@ -896,6 +1003,9 @@ int main(int argc, char **argv)
 	d.api = api__new(d.listen, handler, &d);
 	if (!d.api)
 		goto out;
+	d.cgroups = cgroup_cache__new(NULL);
+	if (!d.cgroups)
+		goto out;
 	if (pthread_create(&d.loader, NULL, load_thread, &d)) {
 		pr_warn("obsd: cannot start the loader thread");
 		goto out;
@@ -921,6 +1031,9 @@ out:
 		fclose(d.errors_out);
 	routes__free(d.rt);
 	services__free(d.svc);
+	cgroup_cache__free(d.cgroups);
+	for (int i = 0; i < d.n_cfg_strs; i++)
+		free(d.cfg_strs[i]);
 	if (d.load_efd > 0)
 		close(d.load_efd);
 	return err;

@@ -27,7 +27,7 @@ struct span_mem {
 	KeyValue *ekvp[3];
 };
 
-#define RES_ATTRS 7
+#define RES_ATTRS 10	/* 7 always, container.id, k8s.pod.uid, container.runtime */
 
 struct res_mem {
 	Obs__Otlp__ResourceSpans rs;
@@ -41,6 +41,7 @@ struct res_mem {
 	const char *service;
 	uint32_t pid;
 	const char *comm;
+	const struct cgroup_ident *container;
 };
 
 static Obs__Otlp__InstrumentationScope scope = OBS__OTLP__INSTRUMENTATION_SCOPE__INIT;
@@ -117,8 +118,31 @@ static void fill_span(struct span_mem *m, const struct record *r)
 	}
 }
 
+/* container.id, k8s.pod.uid, container.runtime when known, from kv[n]; returns the new n. */
+static int container_attrs(struct res_mem *rm, int n)
+{
+	const struct cgroup_ident *c = rm->container;
+	const char *rt = cgroup_runtime_name(c->runtime);
+
+	if (c->container_id[0]) {
+		kv_str(&rm->kv[n], &rm->av[n], "container.id", c->container_id);
+		n++;
+	}
+	if (c->pod_uid[0]) {
+		kv_str(&rm->kv[n], &rm->av[n], "k8s.pod.uid", c->pod_uid);
+		n++;
+	}
+	if (rt[0]) {
+		kv_str(&rm->kv[n], &rm->av[n], "container.runtime", rt);
+		n++;
+	}
+	return n;
+}
+
 static void fill_resource(struct res_mem *rm, const char *host)
 {
+	int n;
+
 	obs__otlp__resource_spans__init(&rm->rs);
 	obs__otlp__resource__init(&rm->res);
 	obs__otlp__scope_spans__init(&rm->ss);
@@ -129,9 +153,10 @@ static void fill_resource(struct res_mem *rm, const char *host)
 	kv_str(&rm->kv[4], &rm->av[4], "telemetry.sdk.name", "obs");
 	kv_str(&rm->kv[5], &rm->av[5], "telemetry.sdk.language", "c");
 	kv_str(&rm->kv[6], &rm->av[6], "telemetry.sdk.version", OBS_VERSION);
-	for (int i = 0; i < RES_ATTRS; i++)
+	n = container_attrs(rm, 7);
+	for (int i = 0; i < n; i++)
 		rm->kvp[i] = &rm->kv[i];
-	rm->res.n_attributes = RES_ATTRS;
+	rm->res.n_attributes = n;
 	rm->res.attributes = rm->kvp;
 	rm->rs.resource = &rm->res;
 	scope.name = "obs";
@@ -169,6 +194,7 @@ int otlp_encode(const struct record *const *recs, size_t n, const char *service_
 			rm[g].service = svc;
 			rm[g].pid = recs[i]->pid;
 			rm[g].comm = recs[i]->comm;
+			rm[g].container = &recs[i]->container;
 			n_res++;
 		}
 		fill_span(&sm[i], recs[i]);

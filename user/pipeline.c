@@ -34,6 +34,7 @@ struct pipeline {
 	struct routes *rt, *own_rt;
 	const struct sampler *sampler;
 	const struct trust *trust;
+	struct cgroup_cache *cgroups;
 	uint64_t traceparent_invalid;
 	double fill, fill_peak;
 	struct proc procs[MAX_PROCS];	/* small unordered set */
@@ -66,6 +67,8 @@ struct pipeline {
 	uint64_t last_consume_ns;
 	uint64_t kc[OBS_C_MAX];
 };
+
+static const char *loop_service(void *ctx, uint32_t pid);
 
 uint64_t mono_ns(void)
 {
@@ -107,6 +110,7 @@ static void start_record(struct pipeline *p, struct record *r)
 	ids_random(r->span_id, sizeof(r->span_id));
 	snprintf(r->service, sizeof(r->service), "%s",
 		 services__of(p->svc, r->pid, r->comm, r->lport));
+	r->container = *pipeline__container_of(p, r->pid);
 	if (r->flags & RECF_UNMATCHED)
 		strcpy(r->route, "");
 	else
@@ -254,6 +258,8 @@ static int on_ring(void *ctx, void *data, size_t size)
 	if (size >= sizeof(*h) && h->type == OBS_EV_EXIT) {
 		services__forget(p->svc, h->pid);
 		errors__forget(p->errs, h->pid);
+		if (p->cgroups)
+			cgroup_cache__forget(p->cgroups, h->pid);
 		proc_del(p, h->pid);
 	}
 	return 0;
@@ -270,6 +276,7 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o)
 	p->rt = o->rt ? o->rt : (p->own_rt = routes__new(0));
 	p->sampler = o->sampler;
 	p->trust = o->trust;
+	p->cgroups = o->cgroups;
 	if (!p->svc || !p->rt) {
 		err = -ENOMEM;
 		goto out_free;
@@ -414,9 +421,12 @@ void pipeline__tick(struct pipeline *p)
 	p->wall_offset_ns = wall_offset();
 	loader__counters(p->l, p->kc);
 	loops__refresh(p->loops, loader__loops_fd(p->l));
+	loops__name(p->loops, loop_service, p);	/* while the workers are alive */
 	for (size_t i = 0; i < p->n_procs; i++) {	/* exits whose event was lost */
 		if (kill(p->procs[i].pid, 0) && errno == ESRCH) {
 			services__forget(p->svc, p->procs[i].pid);
+			if (p->cgroups)
+				cgroup_cache__forget(p->cgroups, p->procs[i].pid);
 			proc_del(p, p->procs[i--].pid);
 		}
 	}
@@ -490,6 +500,13 @@ void pipeline__free(struct pipeline *p)
 	free(p);
 }
 
+const struct cgroup_ident *pipeline__container_of(struct pipeline *p, uint32_t pid)
+{
+	static const struct cgroup_ident none;
+
+	return p->cgroups ? cgroup_cache__lookup(p->cgroups, pid, mono_ns()) : &none;
+}
+
 const char *pipeline__service_of(struct pipeline *p, uint32_t pid, const char *comm,
 				 uint16_t lport)
 {
@@ -561,11 +578,20 @@ int pipeline__add_block_sink(struct pipeline *p, block_sink_fn fn, void *ctx)
 	return 0;
 }
 
+static const char *loop_service(void *ctx, uint32_t pid)
+{
+	struct pipeline *p = ctx;
+
+	return services__of(p->svc, pid, "", 0);
+}
+
 void pipeline__foreach_loop(struct pipeline *p,
-			    void (*fn)(void *ctx, uint32_t pid, const struct loop_stats *s),
+			    void (*fn)(void *ctx, uint32_t pid, const char *service,
+				       const struct loop_stats *s),
 			    void *ctx)
 {
 	if (p->l)	/* fresh: a scrape right after a block sees it */
 		loops__refresh(p->loops, loader__loops_fd(p->l));
+	loops__name(p->loops, loop_service, p);
 	loops__foreach(p->loops, fn, ctx);
 }

@@ -36,6 +36,7 @@ struct pipeline_opts {
 	struct routes *rt;		/* NULL: defaults */
 	const struct sampler *sampler;	/* NULL: parentbased_always_on */
 	const struct trust *trust;	/* NULL: no peer's X-Request-ID is honoured */
+	struct cgroup_cache *cgroups;	/* NULL: no container metadata (replay) */
 	const char *record_path;	/* also append every kernel record to this file */
 	const char *replay_path;	/* no kernel: records come from this file (replay) */
 };
@@ -48,6 +49,9 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o);
 
 /* Incoming traceparent headers that were present but invalid (ignored). */
 uint64_t pipeline__traceparent_invalid(const struct pipeline *p);
+
+/* The container and pod of a process (cgroup.h); all "" without a cache. */
+const struct cgroup_ident *pipeline__container_of(struct pipeline *p, uint32_t pid);
 
 /* The service a connection belongs to (see service.h). */
 const char *pipeline__service_of(struct pipeline *p, uint32_t pid, const char *comm,
@@ -87,7 +91,8 @@ int pipeline__add_block_sink(struct pipeline *p, block_sink_fn fn, void *ctx);
 
 /* Event-loop totals per worker process, read from the kernel now. */
 void pipeline__foreach_loop(struct pipeline *p,
-			    void (*fn)(void *ctx, uint32_t pid, const struct loop_stats *s),
+			    void (*fn)(void *ctx, uint32_t pid, const char *service,
+				       const struct loop_stats *s),
 			    void *ctx);
 
 struct err_stats;

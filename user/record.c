@@ -90,6 +90,8 @@ void record__json(const struct record *r, struct jbuf *jb)
 	jb_u64(jb, "tid", r->tid);
 	jb_str(jb, "comm", r->comm);
 	jb_str(jb, "service", r->service);
+	jb_str(jb, "container_id", r->container.container_id);
+	jb_str(jb, "pod_uid", r->container.pod_uid);
 	jb_str(jb, "method", r->method);
 	jb_str(jb, "path", r->path);
 	jb_str(jb, "route", r->route);

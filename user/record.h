@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "cgroup.h"
 #include "http1.h"
 
 struct exc_info;
@@ -64,6 +65,7 @@ struct record {
 	char request_id[H1_REQID_MAX];
 	char comm[16];
 	char service[64];		/* see service.h */
+	struct cgroup_ident container;	/* from /proc/PID/cgroup (cgroup.h); "" when none */
 	char method[H1_METHOD_MAX];
 	char path[REC_PATH_MAX];	/* request-target without query/fragment */
 	char route[REC_ROUTE_MAX];

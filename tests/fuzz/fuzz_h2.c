@@ -387,9 +387,12 @@ static void op_headers(struct prog *g, int dir, uint32_t sid, bool response, uin
 static uint32_t pick_sid(struct prog *g)
 {
 	uint8_t x = take(g);
+	uint32_t hi;
 
-	if (x == 0xff)
-		return take(g) << 8 | take(g);
+	if (x == 0xff) {
+		hi = take(g);
+		return hi << 8 | take(g);
+	}
 	if (x == 0xfe)
 		return cv.next_push ? cv.next_push : 2;
 	return cv.next_sid ? cv.next_sid - 2 * (x % 8) : 1;
@@ -418,9 +421,10 @@ static void op_data(struct prog *g, int dir, uint32_t sid, uint8_t ctl)
 
 static void op_control(struct prog *g, int dir, uint8_t ctl)
 {
-	uint8_t p[32];
-	uint32_t v = take(g) << 8 | take(g);
+	uint8_t p[32], type, flags;
+	uint32_t v = take(g), sid;
 
+	v = v << 8 | take(g);
 	memset(p, 0, sizeof(p));
 	memcpy(p, (uint8_t[4]){ v >> 24, v >> 16, v >> 8, v }, 4);
 	switch (ctl % 7) {
@@ -443,7 +447,10 @@ static void op_control(struct prog *g, int dir, uint8_t ctl)
 		cv_frame(dir, 2, 0, pick_sid(g), p, 5);			/* PRIORITY */
 		break;
 	default:
-		cv_frame(dir, 10 + take(g), take(g), pick_sid(g), p, take(g) % 32);
+		type = 10 + take(g);
+		flags = take(g);
+		sid = pick_sid(g);
+		cv_frame(dir, type, flags, sid, p, take(g) % 32);
 		break;
 	}
 }
@@ -456,6 +463,14 @@ static void op_raw(struct prog *g, int dir)
 	for (i = 0; i < n; i++)
 		p[i] = take(g);
 	cv_raw(dir, p, n);
+}
+
+static void corrupt(struct prog *g, uint8_t ctl)
+{
+	size_t at = (size_t)ctl << 8 | take(g);
+
+	if (cv.len)
+		cv.b[at % cv.len] ^= 1u << (take(g) % 8);
 }
 
 static void build(struct prog *g)
@@ -498,8 +513,7 @@ static void build(struct prog *g)
 			op_raw(g, dir);
 			break;
 		case 13:		/* corrupt a byte */
-			if (cv.len)
-				cv.b[(ctl << 8 | take(g)) % cv.len] ^= 1u << (take(g) % 8);
+			corrupt(g, ctl);
 			break;
 		default:
 			cv.cut = true;

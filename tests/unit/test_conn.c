@@ -669,6 +669,76 @@ static void test_orphan_mid_stream(void)
 	end(&s);
 }
 
+/*
+ * A client writes its request a byte at a time; the read of "P" is lost.
+ * The next reads, "O", "S", "T", ..., are the rest of POST, not OPTIONS or a
+ * request with method "OST".
+ */
+static void test_loss_mid_method(void)
+{
+	static const char req[] = "POST /m HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+	struct sim s;
+	struct sconn c = { .id = 26, .pid = 5, .fd = 5 };
+
+	begin("loss_mid_method", &s);
+	ev_open(&s, &c);
+	ev_lose(&c);	/* the read of "P" */
+	for (size_t i = 1; req[i]; i++)
+		ev_data(&s, &c, OBS_DIR_IN, req + i, 1);
+	ev_out(&s, &c, resp_ok2);
+	ev_close(&s, &c);
+	for (int k = 0; done(k); k++)
+		check(!done(k)->method[0] || !strcmp(done(k)->method, "POST"), __FILE__, __LINE__,
+		      "invented request \"%s %s\" (status %d) from the rest of \"POST /m\"",
+		      done(k)->method, done(k)->path, done(k)->status);
+	end(&s);
+}
+
+/*
+ * Pipelined responses coalesced into one write longer than the capture: the
+ * uncaptured middle holds the end of the first (chunked) response and the
+ * start of the second; the captured tail is the end of the second. The next
+ * write is the third response. /2 was answered 202 and /3 203: no record may
+ * say /2 got 203.
+ */
+static void test_gap_pipelined_responses(void)
+{
+	static char out[4096];
+	struct sim s;
+	struct sconn c = { .id = 27, .pid = 5, .fd = 5 };
+	size_t n = 0;
+	const struct record *r;
+
+	begin("gap_pipelined_responses", &s);
+	ev_open(&s, &c);
+	ev_in(&s, &c, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
+	n += snprintf(out + n, sizeof(out) - n,
+		      "HTTP/1.1 201 A\r\nTransfer-Encoding: chunked\r\n\r\nbb8\r\n");
+	memset(out + n, 'x', 3000);
+	n += 3000;
+	n += snprintf(out + n, sizeof(out) - n, "\r\n0\r\n\r\n"
+		      "HTTP/1.1 202 B\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n");
+	memset(out + n, 'y', 100);
+	n += 100;
+	n += snprintf(out + n, sizeof(out) - n, "\r\n0\r\n\r\n");
+	ev_data_cap(&s, &c, OBS_DIR_OUT, out, n, OBS_CAP_DEFAULT, OBS_TAIL_MAX, 0);
+	ev_out(&s, &c, "HTTP/1.1 203 C\r\nContent-Length: 0\r\n\r\n");
+	ev_close(&s, &c);
+	r = done_path("/1");
+	if (CHECK(r))
+		CHECK_U(r->status, 201);
+	r = done_path("/2");
+	if (CHECK(r))
+		check(r->status == 0 || r->status == 202, __FILE__, __LINE__,
+		      "GET /2 reported with status %d: the answer to /3 (outcome %d, error \"%s\", "
+		      "flags %#x)", r->status, r->outcome, r->error, r->flags);
+	r = done_path("/3");
+	if (CHECK(r))
+		check(r->status == 0 || r->status == 203, __FILE__, __LINE__,
+		      "GET /3 reported with status %d", r->status);
+	end(&s);
+}
+
 static void test_close_pending(void)
 {
 	static const struct {
@@ -1183,6 +1253,8 @@ int main(void)
 	test_gap_pipelined();
 	test_gap_mid_request_line();
 	test_orphan_mid_stream();
+	test_loss_mid_method();
+	test_gap_pipelined_responses();
 	test_close_pending();
 	test_idle_fin();
 	test_partial_head();

@@ -357,9 +357,10 @@ static uint8_t *cv_block(struct conv *cv, int dir, const char *const *kv, size_t
 	return b;
 }
 
+#define DIR_C H2_FROM_CLIENT
+#define DIR_S H2_FROM_SERVER
+
 enum {
-	DIR_C = H2_FROM_CLIENT,
-	DIR_S = H2_FROM_SERVER,
 	T_DATA = 0, T_HEADERS, T_PRIORITY, T_RST, T_SETTINGS, T_PUSH, T_PING, T_GOAWAY,
 	T_WINDOW, T_CONT,
 	ES = 0x1, ACK = 0x1, EH = 0x4, PADDED = 0x8, PRIO = 0x20,
@@ -527,7 +528,8 @@ static void feed_piece(struct h2_conn *c, const struct conv *cv, const struct pi
 		break;
 	case FEED_RANDOM:
 		for (i = 0; i < pc->len; i += k) {
-			k = 1 + rng() % (rng() % 4 ? 16 : 4096);
+			k = rng() % 4 ? 16 : 4096;
+			k = 1 + rng() % k;
 			if (k > pc->len - i)
 				k = pc->len - i;
 			feed(c, pc->dir, p + i, k);
@@ -591,6 +593,36 @@ static void run_all(const struct conv *cv, const struct run_opt *o, struct rec *
 }
 
 static const struct run_opt opt_eof = { .eof = true };
+
+/* Find the piece holding cv offset off. */
+static const struct piece *piece_at(const struct conv *cv, size_t off)
+{
+	int i;
+
+	for (i = 0; i < cv->n_pc; i++)
+		if (off >= cv->pc[i].off && off < cv->pc[i].off + cv->pc[i].len)
+			return &cv->pc[i];
+	return NULL;
+}
+
+/* Feed cv, but the bytes [from, to) of one piece are a gap in the middle of a
+ * segment (captured head before, captured tail after, to the piece's end). */
+static void feed_with_gap(struct h2_conn *c, const struct conv *cv, size_t from, size_t to)
+{
+	const struct piece *gp = piece_at(cv, from);
+	int i;
+
+	for (i = 0; i < cv->n_pc; i++) {
+		const struct piece *pc = &cv->pc[i];
+
+		if (pc != gp) {
+			feed(c, pc->dir, cv->b + pc->off, pc->len);
+			continue;
+		}
+		feed_seg(c, pc->dir, cv->b + pc->off, from - pc->off, to - from, cv->b + to,
+			 pc->off + pc->len - to);
+	}
+}
 
 /* ---- checks ------------------------------------------------------------- */
 
@@ -750,7 +782,7 @@ static void build_concurrent(struct conv *cv, int *status, uint32_t *done_order)
 		":method", "POST", ":scheme", "https", ":path", "/upload", ":authority", "h",
 		"content-type", "application/octet-stream", NULL
 	};
-	char st[8];
+	char st[16];
 	const char *resp[] = { ":status", st, "content-type", "text/plain", NULL };
 	int perm[CONC_N], i, j, t, round;
 
@@ -1114,6 +1146,61 @@ static void test_hpack_dynamic(void)
 	cv_free(cv);
 }
 
+/* A dynamic table larger than H2_HPACK_TABLE_MAX, allowed by SETTINGS. */
+static void test_hpack_big_table(void)
+{
+	static const uint8_t settings[] = { 0, 1, 0, 3, 0x0d, 0x40 };	/* 200000 */
+	char *big = repeat_str('{', 3000), name[16];
+	const char *req[] = { ":method", "GET", ":path", "/t", name, big, NULL };
+	struct conv *cv = cv_new();
+	struct rec r = { 0 }, x = { 0 };
+	struct h2_conn *c;
+	size_t set_off = 0;
+	int i;
+
+	begin("hpack_table_from_settings");
+	nghttp2_hd_deflate_del(cv->def[DIR_C]);
+	if (nghttp2_hd_deflate_new(&cv->def[DIR_C], 200000))
+		abort();
+	cv_raw(cv, DIR_C, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+	/* a client asking for no dynamic table, that the server ignores: tolerated */
+	cv_frame(cv, DIR_C, T_SETTINGS, 0, 0, "\0\x01\0\0\0\0", 6);
+	cv_frame(cv, DIR_S, T_SETTINGS, 0, 0, "\0\x01\0\0\x10\0", 6);
+	set_off = cv->len;
+	cv_frame(cv, DIR_S, T_SETTINGS, 0, 0, settings, sizeof(settings));
+	nghttp2_hd_deflate_change_table_size(cv->def[DIR_C], 200000);
+	for (i = 0; i < 60; i++) {	/* 60 entries of 3 KB: all indexed */
+		snprintf(name, sizeof(name), "x-%d", i);
+		cv_headers(cv, DIR_C, 2 * i + 1, ES, req);
+	}
+	for (i = 0; i < 60; i++) {
+		snprintf(name, sizeof(name), "x-%d", i);
+		cv_headers(cv, DIR_C, 2 * i + 121, ES, req);
+	}
+	for (i = 0; i < 3; i++)
+		cv_headers(cv, DIR_S, 2 * i + 1, ES, resp_200);
+	CHECK(cv->bytes[DIR_C][121] < 100);
+	CHECK(cv->bytes[DIR_S][5] < 20);
+	run_all(cv, &opt_eof, &r);
+	CHECK_U(count_type(&r, 'Q'), 120);
+	for (i = 0; i < 3; i++)
+		check_done_cv(&r, cv, 2 * i + 1, 200, -1, 0, 0);
+	CHECK_U(count_type(&r, 'E'), 0);
+
+	/* without the SETTINGS entry (uncaptured), the size update is an error */
+	begin("hpack_table_settings_in_gap");
+	c = conn_new(&x, false);
+	feed_with_gap(c, cv, set_off + 9 + 1, set_off + 9 + 2);	/* same byte as before */
+	h2__eof(c);
+	h2__free(c);
+	CHECK_U(count_type(&x, 'Q'), 0);
+	CHECK(x.n == 1 && x.ev[0].type == 'E' && !strcmp(x.ev[0].why, "HPACK decoding error"));
+	rec_free(&r);
+	rec_free(&x);
+	cv_free(cv);
+	free(big);
+}
+
 /* The multi-stream conversation under every 2-way split and byte at a time
  * (run_all), plus every 3-way split over its first kilobyte. */
 static void test_splits(void)
@@ -1163,36 +1250,6 @@ out:
 	rec_free(&r);
 	rec_free(&x);
 	cv_free(cv);
-}
-
-/* Find the piece holding cv offset off. */
-static const struct piece *piece_at(const struct conv *cv, size_t off)
-{
-	int i;
-
-	for (i = 0; i < cv->n_pc; i++)
-		if (off >= cv->pc[i].off && off < cv->pc[i].off + cv->pc[i].len)
-			return &cv->pc[i];
-	return NULL;
-}
-
-/* Feed cv, but the bytes [from, to) of one piece are a gap in the middle of a
- * segment (captured head before, captured tail after, to the piece's end). */
-static void feed_with_gap(struct h2_conn *c, const struct conv *cv, size_t from, size_t to)
-{
-	const struct piece *gp = piece_at(cv, from);
-	int i;
-
-	for (i = 0; i < cv->n_pc; i++) {
-		const struct piece *pc = &cv->pc[i];
-
-		if (pc != gp) {
-			feed(c, pc->dir, cv->b + pc->off, pc->len);
-			continue;
-		}
-		feed_seg(c, pc->dir, cv->b + pc->off, from - pc->off, to - from, cv->b + to,
-			 pc->off + pc->len - to);
-	}
 }
 
 static void test_gap_data(void)
@@ -1264,7 +1321,7 @@ static void test_gap_lost(void)
 {
 	struct conv *cv = cv_new();
 	struct rec r = { 0 };
-	size_t data_off, hdr_off, next_off;
+	size_t data_off, hdr_off;
 	struct h2_conn *c;
 
 	cv_start(cv);
@@ -1273,7 +1330,6 @@ static void test_gap_lost(void)
 	cv_headers(cv, DIR_S, 3, 0, resp_200);
 	data_off = cv->len;
 	cv_data(cv, DIR_S, 3, 0, 1000);
-	next_off = cv->len;
 	hdr_off = cv->len;
 	cv_headers(cv, DIR_S, 1, 0, resp_200);
 	cv_data(cv, DIR_S, 1, ES, 10);
@@ -1281,11 +1337,11 @@ static void test_gap_lost(void)
 
 	begin("gap_over_frame_header");
 	c = conn_new(&r, false);
-	feed_with_gap(c, cv, data_off + 100, next_off + 3);	/* into the next header */
+	feed_with_gap(c, cv, data_off + 100, hdr_off + 3);	/* into the next header */
 	CHECK_U(r.n, 5);
 	check_done(&r, 1, 0, -1, cv->bytes[DIR_C][1], 0, H2S_LOST, 0);
-	check_done(&r, 3, 200, -1, cv->bytes[DIR_C][3], cv->bytes[DIR_S][3] - 9 - 10 - 9 - 1000 +
-		   100 + next_off - data_off - 100, H2S_LOST, 0);
+	/* the gap consumed the rest of the DATA payload; its last DATA never came */
+	check_done(&r, 3, 200, -1, cv->bytes[DIR_C][3], cv->bytes[DIR_S][3] - 19, H2S_LOST, 0);
 	CHECK_U(count_type(&r, 'E'), 0);
 	feed(c, DIR_S, cv->b + hdr_off, 20);		/* ignored from now on */
 	h2__eof(c);
@@ -1295,7 +1351,7 @@ static void test_gap_lost(void)
 	begin("gap_at_frame_boundary");
 	r.n = 0;
 	c = conn_new(&r, false);
-	feed_with_gap(c, cv, next_off, next_off + 9);
+	feed_with_gap(c, cv, hdr_off, hdr_off + 9);
 	CHECK_U(count_type(&r, 'D'), 2);
 	CHECK(r.n && r.ev[r.n - 1].res.flags == H2S_LOST);
 	h2__free(c);
@@ -1452,7 +1508,8 @@ static void test_garbage(void)
 	uint8_t buf[512];
 	struct rec r = { 0 };
 	struct h2_conn *c;
-	int i, j, errors = 0;
+	int i, j, dir, errors = 0;
+	uint64_t gap;
 	size_t n;
 
 	begin("garbage");
@@ -1469,8 +1526,9 @@ static void test_garbage(void)
 			n = rng() % sizeof(buf);
 			for (size_t k = 0; k < n; k++)
 				buf[k] = rng() % 4 ? rng() & 0xff : rng() & 0x3;
-			feed_seg(c, rng() & 1, buf, n, rng() % 3 ? 0 : rng() % 100000, buf,
-				 rng() % 16);
+			dir = rng() & 1;
+			gap = rng() % 3 ? 0 : rng() % 100000;
+			feed_seg(c, dir, buf, n, gap, buf, rng() % 16);
 		}
 		h2__eof(c);
 		check_order(&r);
@@ -1638,6 +1696,47 @@ static void test_h2c_replay(void)
 	run(cv, &(struct run_opt){ .preface_done = true, .eof = true }, FEED_ONE, 0, &ref);
 	rec_same(&r, &ref, "after a preface-like SETTINGS frame");
 	CHECK_U(count_type(&r, 'D'), 1);
+	rec_free(&r);
+	rec_free(&ref);
+	cv_free(cv);
+}
+
+/* The preface content is known: a gap over it is consumed, except when an
+ * h2c connection might not send one. */
+static void test_preface_gap(void)
+{
+	struct conv *cv = cv_new();
+	struct rec r = { 0 }, ref = { 0 };
+	struct h2_conn *c;
+	int mode;
+
+	cv_start(cv);
+	cv_headers(cv, DIR_C, 1, ES, get_req);
+	cv_headers(cv, DIR_S, 1, ES, resp_200);
+	run(cv, &opt_eof, FEED_ONE, 0, &ref);
+	CHECK_U(ref.n, 3);
+	for (mode = 0; mode < 3; mode++) {
+		const struct piece *p0 = &cv->pc[0];
+
+		begin(mode == 0 ? "preface_gap" : mode == 1 ? "preface_gap_h2c_started" :
+		      "preface_gap_h2c_lost");
+		r.n = 0;
+		c = conn_new(&r, mode > 0);
+		if (mode == 0)
+			feed_seg(c, DIR_C, NULL, 0, 24, cv->b + 24, p0->len - 24);
+		else if (mode == 1)
+			feed_seg(c, DIR_C, cv->b, 6, 18, cv->b + 24, p0->len - 24);
+		else
+			feed_seg(c, DIR_C, NULL, 0, 24, cv->b + 24, p0->len - 24);
+		for (int i = 1; i < cv->n_pc; i++)
+			feed(c, cv->pc[i].dir, cv->b + cv->pc[i].off, cv->pc[i].len);
+		h2__eof(c);
+		h2__free(c);
+		if (mode < 2)
+			rec_same(&r, &ref, "gap over the preface");
+		else
+			CHECK_U(r.n, 0);
+	}
 	rec_free(&r);
 	rec_free(&ref);
 	cv_free(cv);
@@ -1829,6 +1928,7 @@ int main(void)
 	test_goaway();
 	test_grpc();
 	test_hpack_dynamic();
+	test_hpack_big_table();
 	test_splits();
 	test_gap_data();
 	test_gap_lost();
@@ -1838,6 +1938,7 @@ int main(void)
 	test_eof();
 	test_block_limit();
 	test_stream_limit();
+	test_preface_gap();
 	test_h2c();
 	test_push();
 	test_client_trailers();
