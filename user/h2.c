@@ -568,7 +568,10 @@ static const char *frame_check(const struct h2_side *s, enum h2_dir dir,
 	if (s->blk_open)
 		return f->type == F_CONTINUATION && f->sid == s->blk_sid ? NULL :
 		       "header block not continued";
-	if (!s->seen_frame && (f->type != F_SETTINGS || f->flags & FL_ACK))
+	/* The client's first frame must be SETTINGS (it follows the preface).
+	 * The server's may be missed: obs only starts following a connection at
+	 * the client's first bytes, and a server sends its SETTINGS before. */
+	if (!s->seen_frame && dir == H2_FROM_CLIENT && (f->type != F_SETTINGS || f->flags & FL_ACK))
 		return "first frame is not SETTINGS";
 	switch (f->type) {
 	case F_DATA:

@@ -1496,7 +1496,12 @@ static void test_protocol_errors(void)
 		cv_frame(cv, i, T_PING, 0, 0, "12345678", 8);
 		r.n = 0;
 		run(cv, &opt_eof, FEED_ONE, 0, &r);
-		CHECK(r.n == 1 && r.ev[0].type == 'E');
+		/* the client must open with SETTINGS; the server's SETTINGS may
+		 * have been written before obs followed the connection */
+		if (!i)
+			CHECK(r.n == 1 && r.ev[0].type == 'E');
+		else
+			CHECK_U(r.n, 0);
 		cv_free(cv);
 	}
 	rec_free(&r);
@@ -1539,11 +1544,12 @@ static void test_garbage(void)
 		h2__free(c);
 	}
 	CHECK(errors > 1000);
-	/* the same bytes after the preface on the server side: on_error */
+	/* TLS-looking bytes on the server side: a frame header that opens
+	 * nothing; no stream is invented */
 	r.n = 0;
 	c = conn_new(&r, false);
 	feed(c, DIR_S, "\x17\x03\x03\x00\x45garbage", 12);
-	CHECK(r.n == 1 && r.ev[0].type == 'E');
+	CHECK(count_type(&r, 'R') == 0 && count_type(&r, 'D') == 0);
 	h2__free(c);
 	rec_free(&r);
 	cv_free(start);
