@@ -22,14 +22,9 @@ void life_event_json(const struct life_event *e, struct jbuf *jb)
 {
 	const struct conn_event *c = e->ce;
 	const struct record *r = c->r;
-	time_t s = e->wall_ns / 1000000000ull;
 	char ts[64], hex[33];
-	struct tm tm;
 
-	gmtime_r(&s, &tm);
-	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (unsigned)(e->wall_ns % 1000000000ull / 1000));
+	rfc3339(ts, sizeof(ts), e->wall_ns);
 	jb_obj_open(jb);
 	jb_str(jb, "type", names[e->type]);
 	jb_str(jb, "ts", ts);

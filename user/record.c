@@ -46,7 +46,7 @@ uint64_t record__ttfb_us(const struct record *r)
 	return r->resp_start_ns > r->start_ns ? (r->resp_start_ns - r->start_ns) / 1000 : 0;
 }
 
-static void rfc3339(char *out, size_t n, uint64_t epoch_ns)
+void rfc3339(char *out, size_t n, uint64_t epoch_ns)
 {
 	time_t s = epoch_ns / 1000000000ull;
 	struct tm tm;

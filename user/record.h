@@ -87,6 +87,9 @@ void record__from_head(struct record *r, const struct h1_head *h);
 uint64_t record__duration_us(const struct record *r);
 uint64_t record__ttfb_us(const struct record *r);
 
+/* RFC 3339 UTC with microseconds: "2026-11-22T19:30:00.123456Z". */
+void rfc3339(char *out, size_t n, uint64_t epoch_ns);
+
 struct jbuf;
 /* Append r as one JSON object (fields per docs/records.md). */
 void record__json(const struct record *r, struct jbuf *jb);
