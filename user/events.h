@@ -30,7 +30,34 @@ struct life_event {
 	const char *service;
 };
 
+/*
+ * A lifecycle event copied for later (obsd keeps recent ones): rendering JSON
+ * for every event as it happens cost most of obsd's instructions per request,
+ * so it is done when /api/events is read.
+ */
+struct life_rec {
+	enum life_type type;
+	uint64_t wall_ns, conn_id, in_flight;
+	uint32_t pid;
+	int status;
+	bool has_req, failed;
+	uint64_t duration_us, bytes_in, bytes_out;
+	uint8_t trace_id[16], span_id[8];
+	const char *error;		/* static string */
+	char comm[16];
+	char service[64];
+	char client[REC_ADDR_MAX], server[REC_ADDR_MAX];
+	char reason[24];
+	char request_id[H1_REQID_MAX];
+	char method[H1_METHOD_MAX];
+	char path[REC_PATH_MAX];
+	char route[REC_ROUTE_MAX];
+};
+
 const char *life_type_name(enum life_type t);
+
+void life_rec_from(struct life_rec *lr, const struct life_event *e);
+void life_rec_json(const struct life_rec *lr, struct jbuf *jb);
 
 /* Append e as one JSON object: {"type":"RequestStarted","ts":…,…}. */
 void life_event_json(const struct life_event *e, struct jbuf *jb);

@@ -39,6 +39,7 @@
 #define LOOP_TIMEOUT_MS		50	/* ring buffer drained at least this often */
 #define STALL_NS		(5ull * 1000000000ull)
 #define API_LIMIT_DEFAULT	100
+#define EVENTS_KEPT		4096	/* lifecycle events kept for /api/events */
 #define CONFIG_STRS_MAX		1024	/* values kept from --config (parse_opt may keep pointers) */
 
 static volatile sig_atomic_t stop;	/* set by SIGINT/SIGTERM */
@@ -53,7 +54,8 @@ struct daemon {
 	int n_cfg_strs;
 	struct store *store;
 	struct textring *errors;	/* rendered error events, /api/errors */
-	struct textring *events;	/* rendered lifecycle events, /api/events */
+	struct life_rec *events;	/* recent lifecycle events, rendered on /api/events */
+	uint64_t n_events;
 	struct textring *blocks;	/* rendered LoopBlocked events, /api/loops */
 	FILE *errors_out;		/* --errors-file: JSON lines, or NULL */
 	const char *errors_path;
@@ -113,10 +115,27 @@ static void life_sink(void *ctx, const struct life_event *e)
 {
 	struct daemon *d = ctx;
 
-	jb_reset(&d->scratch);
-	life_event_json(e, &d->scratch);
-	if (!d->scratch.oom)
-		textring__push(d->events, d->scratch.buf, d->scratch.len);
+	life_rec_from(&d->events[d->n_events++ % EVENTS_KEPT], e);
+}
+
+/* {"count":n,"total":t,"events":[…]} newest first. */
+static void h_events(struct daemon *d, const char *query, struct api_reply *rep)
+{
+	size_t limit = API_LIMIT_DEFAULT, n = d->n_events < EVENTS_KEPT ? d->n_events : EVENTS_KEPT;
+	char v[24];
+
+	if (!api_query_get(query, "limit", v, sizeof(v)))
+		limit = strtoul(v, NULL, 10);
+	if (limit > n)
+		limit = n;
+	jb_obj_open(&rep->body);
+	jb_u64(&rep->body, "count", limit);
+	jb_u64(&rep->body, "total", d->n_events);
+	jb_arr_open(&rep->body, "events");
+	for (size_t i = 0; i < limit; i++)
+		life_rec_json(&d->events[(d->n_events - 1 - i) % EVENTS_KEPT], &rep->body);
+	jb_arr_close(&rep->body);
+	jb_obj_close(&rep->body);
 }
 
 static void block_sink(void *ctx, const struct loop_block *b)
@@ -490,7 +509,7 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 	} else if (!strcmp(path, "/api/errors")) {
 		h_textring(d->errors, "errors", query, rep);
 	} else if (!strcmp(path, "/api/events")) {
-		h_textring(d->events, "events", query, rep);
+		h_events(d, query, rep);
 	} else if (!strcmp(path, "/api/loops")) {
 		h_textring(d->blocks, "blocked", query, rep);
 	} else {
@@ -979,7 +998,7 @@ int main(int argc, char **argv)
 	d.start_ns = mono_ns();
 	d.store = store__new(d.store_size);
 	d.errors = textring__new(512);
-	d.events = textring__new(4096);
+	d.events = calloc(EVENTS_KEPT, sizeof(*d.events));
 	d.blocks = textring__new(512);
 	jb_init(&d.scratch);
 	if (d.errors_path) {
@@ -1024,7 +1043,7 @@ out:
 	metrics__free(d.metrics);
 	store__free(d.store);
 	textring__free(d.errors);
-	textring__free(d.events);
+	free(d.events);
 	textring__free(d.blocks);
 	jb_free(&d.scratch);
 	if (d.errors_out && d.errors_out != stdout)
