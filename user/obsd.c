@@ -40,6 +40,7 @@
 #define STALL_NS		(5ull * 1000000000ull)
 #define API_LIMIT_DEFAULT	100
 #define EVENTS_KEPT		4096	/* lifecycle events kept for /api/events */
+#define SHUTDOWN_FLUSH_MS	800	/* per exporter, at exit */
 #define CONFIG_STRS_MAX		1024	/* values kept from --config (parse_opt may keep pointers) */
 
 static volatile sig_atomic_t stop;	/* set by SIGINT/SIGTERM */
@@ -1033,8 +1034,9 @@ int main(int argc, char **argv)
 	if (!d.p && !err)	/* stopped while loading: wait for the thread */
 		pthread_join(d.loader, NULL), d.p = d.loaded;
 	pr_info("obsd: stopping");
-	otlp__flush(d.otlp, 2000);
-	sentry__flush(d.sentry, 2000);
+	/* best effort, bounded: SIGTERM must end obsd within a few seconds */
+	otlp__flush(d.otlp, SHUTDOWN_FLUSH_MS);
+	sentry__flush(d.sentry, SHUTDOWN_FLUSH_MS);
 out:
 	otlp__free(d.otlp);
 	sentry__free(d.sentry);

@@ -282,8 +282,8 @@ void otlp__flush(struct otlp *o, unsigned timeout_ms)
 {
 	uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
 
-	if (!o)
-		return;
+	if (!o || !sender__healthy(o->snd))
+		return;	/* the collector is failing: waiting would only delay exit */
 	o->c.delay_ms = 0;	/* send whatever is queued now */
 	while ((o->q_len || !sender__idle(o->snd)) && mono_ns() < end) {
 		uint64_t left = (end - mono_ns()) / 1000000ull;

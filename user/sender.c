@@ -67,6 +67,11 @@ out_free:
 	return NULL;
 }
 
+bool sender__healthy(const struct sender *s)
+{
+	return !s->logged && !s->retry_at_ns;
+}
+
 bool sender__idle(const struct sender *s)
 {
 	return !s->easy && !s->body;

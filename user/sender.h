@@ -54,6 +54,9 @@ void sender__poll(struct sender *s);
 /* Wait up to timeout_ms for the body in flight, if any (shutdown only). */
 void sender__drain(struct sender *s, unsigned timeout_ms);
 
+/* No failure since the last success (nothing waiting for a retry). */
+bool sender__healthy(const struct sender *s);
+
 /* Record a caller-side error (e.g. SEND_E_ENCODE) with the same log-once rule. */
 void sender__error(struct sender *s, enum send_err e, const char *detail);
 

@@ -313,7 +313,7 @@ void sentry__flush(struct sentry *s, unsigned timeout_ms)
 {
 	struct timespec t0, t;
 
-	if (!s)
+	if (!s || !sender__healthy(s->snd))
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	do {
