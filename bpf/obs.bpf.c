@@ -259,7 +259,9 @@ static __always_inline int on_accept(long ret)
 	struct obs_conn c = {};
 	struct sock *sk;
 	struct sock_ref ref = {};
+	struct obs_loop loop_z = {};
 	__u64 *arrival, skp;
+	__u32 tid = (__u32)id;
 	__u8 one = 1;
 
 	if (ret < 0 || !is_target(k.tgid))
@@ -304,6 +306,11 @@ static __always_inline int on_accept(long ret)
 	ref.conn_id = c.conn_id;
 	bpf_map_update_elem(&socks, &skp, &ref, BPF_ANY);
 	bpf_map_update_elem(&procs, &k.tgid, &one, BPF_ANY);
+	/* The accepting thread runs the event loop (asyncio, uvloop): start
+	 * timing it now, so a block in the very first request counts too. */
+	loop_z.tgid = k.tgid;
+	loop_z.last_exit_ns = c.accept_ts_ns;
+	bpf_map_update_elem(&loops, &tid, &loop_z, BPF_NOEXIST);
 	count(OBS_C_CONNS_OPENED);
 	return 0;
 }

@@ -31,6 +31,7 @@
 #include "ids.h"
 #include "json.h"
 #include "log.h"
+#include "loops.h"
 #include "pipeline.h"
 #include "top.h"
 
@@ -59,7 +60,7 @@
 #define TOP_WIDE_COLS		100	/* from this width the screen also shows REQS */
 #define TOP_MIN_COLS		40	/* smaller terminals get a notice only */
 #define TOP_MIN_LINES		10
-#define TOP_HEAD_LINES		5	/* screen lines above the table rows */
+#define TOP_HEAD_LINES		6	/* screen lines above the table rows */
 #define TOP_BARS_MAX		16	/* histogram bars in the detail view */
 #define TOP_BARS_MIN		4	/* bars kept even when the screen is short */
 #define TOP_LABEL_W		24	/* " 12.34ms -  13.00ms |" before each bar */
@@ -69,6 +70,9 @@
 #define TOP_KEY_ESC		27
 #define TOP_KEY_CTRL_H		8
 #define TOP_KEY_DEL		127
+#define TOP_LOOPS_MAX		64	/* workers whose event loops are followed */
+#define TOP_LOOP_Q		0.99	/* the quantile of loop busy time shown */
+#define TOP_LOOP_SVC_W		20	/* service column of a --batch LOOP section */
 #define TOP_ERR_MAX		160	/* last problem talking to obsd */
 #define TOP_DAEMON_DEFAULT	"127.0.0.1:9464"	/* obsd's default --listen */
 #define TOP_DAEMON_LIMIT	100000	/* records asked for per poll */
@@ -878,6 +882,162 @@ struct svc_gauge {
 	uint64_t in_flight;
 };
 
+/* ---- event loops ----------------------------------------------------------------- */
+
+/*
+ * The sources give cumulative loop totals per worker (iterations by log2 busy
+ * time, blocked iterations). Per worker, the totals of each second are kept
+ * (window + 1 of them, second s in snaps[s % (window + 1)], the last report of
+ * that second): the window's iterations are the current totals less those of
+ * the oldest second still in the window. Reports are taken once a second
+ * standalone and once a frame with obsd; when no second of the window has one
+ * (frames further apart than the window), the newest older one is used.
+ */
+struct loop_snap {
+	uint64_t sec;			/* source second of the report; 0: unused */
+	uint64_t blocked;
+	uint64_t buckets[OBS_LOOP_BUCKETS];	/* [2^i, 2^(i+1)) us, not cumulative */
+};
+
+struct worker_loop {
+	uint32_t pid;
+	char service[SERVICE_NAME_MAX];
+	struct loop_snap cur;		/* totals of the last report */
+	struct loop_snap *snaps;	/* [window + 1], owned */
+};
+
+struct loopset {
+	int window;			/* seconds */
+	struct worker_loop w[TOP_LOOPS_MAX];
+	int n;
+	uint64_t untracked;		/* workers of the last refresh beyond TOP_LOOPS_MAX */
+};
+
+static void loopset__free(struct loopset *ls)
+{
+	for (int i = 0; i < ls->n; i++)
+		free(ls->w[i].snaps);
+	ls->n = 0;
+}
+
+static void worker_loop__reset(struct worker_loop *w, int window)
+{
+	memset(w->snaps, 0, (window + 1) * sizeof(*w->snaps));
+	memset(&w->cur, 0, sizeof(w->cur));
+}
+
+/* The entry of pid: found, new, or one not reported for a window; NULL when full. */
+static struct worker_loop *loopset__worker(struct loopset *ls, uint32_t pid, uint64_t sec)
+{
+	struct worker_loop *w = NULL;
+
+	for (int i = 0; i < ls->n; i++)
+		if (ls->w[i].pid == pid)
+			return &ls->w[i];
+	for (int i = 0; i < ls->n && !w; i++)
+		if (ls->w[i].cur.sec + ls->window < sec)
+			w = &ls->w[i];
+	if (!w && ls->n < TOP_LOOPS_MAX) {
+		w = &ls->w[ls->n];
+		w->snaps = calloc(ls->window + 1, sizeof(*w->snaps));
+		if (!w->snaps)
+			return NULL;
+		ls->n++;
+	}
+	if (!w)
+		return NULL;
+	worker_loop__reset(w, ls->window);
+	w->pid = pid;
+	return w;
+}
+
+/* Record a worker's cumulative totals as of second sec. */
+static void loopset__report(struct loopset *ls, uint32_t pid, const char *svc, uint64_t blocked,
+			    const uint64_t *buckets, uint64_t sec)
+{
+	struct worker_loop *w = loopset__worker(ls, pid, sec);
+	bool behind = false;
+
+	if (!w) {
+		ls->untracked++;
+		return;
+	}
+	for (int i = 0; i < OBS_LOOP_BUCKETS; i++)
+		behind |= buckets[i] < w->cur.buckets[i];
+	if (behind || blocked < w->cur.blocked)	/* pid reused, or obsd restarted */
+		worker_loop__reset(w, ls->window);
+	snprintf(w->service, sizeof(w->service), "%s", svc);
+	w->cur.sec = sec;
+	w->cur.blocked = blocked;
+	memcpy(w->cur.buckets, buckets, sizeof(w->cur.buckets));
+	w->snaps[sec % (ls->window + 1)] = w->cur;
+}
+
+/* One worker's event loop over the window. */
+struct loop_view {
+	const struct worker_loop *w;
+	uint64_t iterations, blocked;	/* in the window */
+	double p99_ms;			/* upper bound of the p99's bucket; 0: none */
+};
+
+/* The report the window's counts start from: see struct loop_snap; NULL: none. */
+static const struct loop_snap *worker_loop__base(const struct worker_loop *w, int window)
+{
+	const struct loop_snap *in = NULL, *before = NULL;
+	uint64_t now = w->cur.sec;
+
+	for (int i = 0; i <= window; i++) {
+		const struct loop_snap *sn = &w->snaps[i];
+
+		if (!sn->sec || sn->sec >= now)
+			continue;
+		if (sn->sec + window >= now) {
+			if (!in || sn->sec < in->sec)
+				in = sn;
+		} else if (!before || sn->sec > before->sec) {
+			before = sn;
+		}
+	}
+	return in ? in : before;
+}
+
+static void worker_loop__view(const struct worker_loop *w, int window, struct loop_view *v)
+{
+	const struct loop_snap *base = worker_loop__base(w, window);
+	uint64_t d[OBS_LOOP_BUCKETS], seen = 0, rank;
+
+	*v = (struct loop_view){ .w = w };
+	if (!base)
+		return;
+	for (int i = 0; i < OBS_LOOP_BUCKETS; i++) {
+		d[i] = w->cur.buckets[i] - base->buckets[i];
+		v->iterations += d[i];
+	}
+	v->blocked = w->cur.blocked - base->blocked;
+	if (!v->iterations)
+		return;
+	rank = (uint64_t)ceil(TOP_LOOP_Q * v->iterations - 1e-9);
+	for (int i = 0; i < OBS_LOOP_BUCKETS; i++) {
+		seen += d[i];
+		if (seen >= rank) {
+			v->p99_ms = (double)(2ull << i) / 1000;
+			break;
+		}
+	}
+}
+
+/* Worst first: higher p99, then more blocked iterations, then lower pid. */
+static int loop_view_cmp(const void *pa, const void *pb)
+{
+	const struct loop_view *a = pa, *b = pb;
+
+	if (a->p99_ms != b->p99_ms)
+		return a->p99_ms < b->p99_ms ? 1 : -1;
+	if (a->blocked != b->blocked)
+		return a->blocked < b->blocked ? 1 : -1;
+	return a->w->pid < b->w->pid ? -1 : a->w->pid > b->w->pid;
+}
+
 /* What the source says besides requests, as of its last refresh. */
 struct src_stats {
 	uint64_t processes, events_lost;
@@ -894,6 +1054,7 @@ struct source {
 	const char *addr;		/* --daemon: obsd's API address */
 	uint64_t since;			/* --daemon: obsd's "total" at the last poll */
 	struct src_stats st;
+	struct loopset loops;		/* event loops of the workers */
 	char err[TOP_ERR_MAX];		/* last problem talking to obsd, "" when none */
 };
 
@@ -954,6 +1115,27 @@ static void standalone__conn(void *ctx, const struct conn_view *v)
 			     v->in_flight);
 }
 
+struct loop_walk {
+	struct loopset *ls;
+	uint64_t sec;
+};
+
+static void standalone__loop(void *ctx, uint32_t pid, const char *svc, const struct loop_stats *s)
+{
+	struct loop_walk *w = ctx;
+
+	loopset__report(w->ls, pid, svc, s->blocked, s->buckets, w->sec);
+}
+
+/* The workers' loop totals, read from the kernel now. */
+static void standalone__loops(struct source *src)
+{
+	struct loop_walk w = { .ls = &src->loops, .sec = source__clock(src) / NS_PER_S };
+
+	src->loops.untracked = 0;
+	pipeline__foreach_loop(src->p, standalone__loop, &w);
+}
+
 static void standalone__refresh(struct source *src)
 {
 	struct conn_walk w = { .p = src->p, .st = &src->st };
@@ -964,6 +1146,7 @@ static void standalone__refresh(struct source *src)
 	src->st.obsd_cpu_s = -1;
 	stats__clear_gauges(&src->st);
 	pipeline__foreach_conn(src->p, standalone__conn, &w);
+	standalone__loops(src);
 }
 
 /* Loading the probes needs root or CAP_BPF + CAP_PERFMON: check before trying. */
@@ -1113,14 +1296,113 @@ static void metrics__in_flight(struct src_stats *st, const char *text)
 	}
 }
 
+/* One worker's series of asyncio_loop_busy_seconds_bucket, as they come in /metrics. */
+struct prom_loop {
+	bool have;
+	char svc[SERVICE_NAME_MAX];
+	uint32_t pid;
+	uint64_t cum[OBS_LOOP_BUCKETS];	/* cumulative over le, as exposed */
+};
+
+/* The bucket index of le = 2^(i+1) us in seconds; -1: +Inf or not one of ours. */
+static int loop_le_index(const char *le)
+{
+	double us = strtod(le, NULL) * 1e6;
+
+	for (int i = 0; i < OBS_LOOP_BUCKETS; i++)
+		if (fabs(us - (double)(2ull << i)) < 0.5)
+			return i;
+	return -1;
+}
+
+/* The blocked total of (svc, pid) in /metrics text; 0 when absent. */
+static uint64_t metrics__loop_blocked(const char *text, const char *svc, uint32_t pid)
+{
+	static const char name[] = "asyncio_loop_blocked_total{";
+	char line[PROM_LINE_MAX], lsvc[SERVICE_NAME_MAX], worker[16];
+	const char *l, *eol, *close;
+	size_t len;
+
+	for (l = strstr(text, name); l; l = eol ? strstr(eol, name) : NULL) {
+		eol = strchr(l, '\n');
+		len = eol ? (size_t)(eol - l) : strlen(l);
+		if ((l != text && l[-1] != '\n') || len >= sizeof(line))
+			continue;
+		memcpy(line, l, len);
+		line[len] = 0;
+		close = strrchr(line, '}');
+		if (close && prom_label(line, "service", lsvc, sizeof(lsvc)) &&
+		    prom_label(line, "worker", worker, sizeof(worker)) && !strcmp(lsvc, svc) &&
+		    strtoul(worker, NULL, 10) == pid)
+			return strtoull(close + 1, NULL, 10);
+	}
+	return 0;
+}
+
+static void prom_loop__flush(struct prom_loop *pl, struct loopset *ls, const char *text,
+			     uint64_t sec)
+{
+	uint64_t b[OBS_LOOP_BUCKETS];
+
+	if (!pl->have)
+		return;
+	for (int i = 0; i < OBS_LOOP_BUCKETS; i++)
+		b[i] = pl->cum[i] - (i && pl->cum[i - 1] <= pl->cum[i] ? pl->cum[i - 1] : 0);
+	loopset__report(ls, pl->pid, pl->svc, metrics__loop_blocked(text, pl->svc, pl->pid), b,
+			sec);
+	pl->have = false;
+}
+
+/* Per-worker loop totals from obsd's /metrics text (asyncio_loop_*). */
+static void metrics__loops(struct loopset *ls, const char *text, uint64_t sec)
+{
+	static const char name[] = "asyncio_loop_busy_seconds_bucket{";
+	char line[PROM_LINE_MAX], svc[SERVICE_NAME_MAX], worker[16], le[JR_NUM_MAX];
+	struct prom_loop pl = {};
+	const char *l, *eol, *close;
+	uint32_t pid;
+	size_t len;
+	int i;
+
+	ls->untracked = 0;
+	for (l = text; l && *l; l = eol ? eol + 1 : NULL) {
+		eol = strchr(l, '\n');
+		len = eol ? (size_t)(eol - l) : strlen(l);
+		if (strncmp(l, name, sizeof(name) - 1) || len >= sizeof(line))
+			continue;
+		memcpy(line, l, len);
+		line[len] = 0;
+		close = strrchr(line, '}');
+		if (!close || !prom_label(line, "service", svc, sizeof(svc)) ||
+		    !prom_label(line, "worker", worker, sizeof(worker)) ||
+		    !prom_label(line, "le", le, sizeof(le)))
+			continue;
+		pid = strtoul(worker, NULL, 10);
+		if (pl.have && (pl.pid != pid || strcmp(pl.svc, svc)))
+			prom_loop__flush(&pl, ls, text, sec);
+		if (!pl.have) {
+			memset(&pl, 0, sizeof(pl));
+			pl.have = true;
+			pl.pid = pid;
+			snprintf(pl.svc, sizeof(pl.svc), "%s", svc);
+		}
+		i = loop_le_index(le);
+		if (i >= 0)
+			pl.cum[i] = strtoull(close + 1, NULL, 10);
+	}
+	prom_loop__flush(&pl, ls, text, sec);
+}
+
 static void daemon__metrics(struct source *src)
 {
 	char *body;
 	int status = http_get(src->addr, "/metrics", &body, src->err, sizeof(src->err));
 
 	stats__clear_gauges(&src->st);
-	if (status == 200)
+	if (status == 200) {
 		metrics__in_flight(&src->st, body);
+		metrics__loops(&src->loops, body, source__clock(src) / NS_PER_S);
+	}
 	else if (status > 0)
 		snprintf(src->err, sizeof(src->err), "obsd /metrics answered %d", status);
 	free(body);
@@ -1144,6 +1426,7 @@ static void standalone__pump(struct source *src)
 	pipeline__consume(src->p);
 	if (now >= src->next_tick_ns) {
 		pipeline__tick(src->p);
+		standalone__loops(src);
 		src->next_tick_ns = now + TOP_TICK_NS;
 	}
 }
@@ -1204,6 +1487,8 @@ struct frame {
 	double span;			/* seconds the window covers so far */
 	double cpu_ctl, cpu_obsd;	/* % of one CPU since the last frame; < 0: unknown */
 	time_t when;
+	struct loop_view loops[TOP_LOOPS_MAX];	/* workers of the window, worst first */
+	int n_loops;
 };
 
 enum top_screen { SCR_TABLE, SCR_DETAIL, SCR_HELP };
@@ -1364,6 +1649,20 @@ static void frame__cpu(struct top *tp)
 	tp->prev_obsd_cpu = obsd;
 }
 
+/* The event loop of every worker reported within the window, worst first. */
+static void frame__loops(struct top *tp)
+{
+	const struct loopset *ls = &tp->src.loops;
+	uint64_t now = source__clock(&tp->src) / NS_PER_S;
+	struct frame *f = &tp->f;
+
+	f->n_loops = 0;
+	for (int i = 0; i < ls->n; i++)
+		if (ls->w[i].cur.sec + ls->window >= now)
+			worker_loop__view(&ls->w[i], ls->window, &f->loops[f->n_loops++]);
+	qsort(f->loops, f->n_loops, sizeof(f->loops[0]), loop_view_cmp);
+}
+
 /* Fetch what the source has and move the window to now. */
 static void top__collect(struct top *tp)
 {
@@ -1397,6 +1696,7 @@ static void top__compute(struct top *tp)
 	f->in_flight = tp->src.st.in_flight;
 	f->err_pct = win ? 100.0 * err / win : 0;
 	f->when = time(NULL);
+	frame__loops(tp);
 	frame__cpu(tp);
 	frame__arrange(tp);
 }
@@ -1660,6 +1960,64 @@ static void head_system(struct line *l, const struct top *tp)
 		line_add(l, " - %s", tp->src.err);
 }
 
+/* The LOOP section of a --batch frame: one line per worker, worst first. */
+static void print_loops(const struct top *tp)
+{
+	const struct frame *f = &tp->f;
+	char p99[16];
+
+	if (!f->n_loops)
+		return;
+	printf("LOOP %-*s %8s %9s %8s %10s\n", TOP_LOOP_SVC_W, "SERVICE", "PID", "P99ms",
+	       "BLOCKED", "ITERATIONS");
+	for (int i = 0; i < f->n_loops; i++) {
+		const struct loop_view *v = &f->loops[i];
+
+		fmt_ms(p99, sizeof(p99), v->iterations, v->p99_ms);
+		printf("     %-*s %8u %9s %8llu %10llu\n", TOP_LOOP_SVC_W, v->w->service, v->w->pid,
+		       p99, (unsigned long long)v->blocked, (unsigned long long)v->iterations);
+	}
+	putchar('\n');
+}
+
+/* "loop p99  svc/pid 512us  svc/pid 262.14ms(2 blocked)": the worst workers that fit in w. */
+static void head_loops(struct line *l, const struct top *tp, int w)
+{
+	const struct frame *f = &tp->f;
+	char item[SERVICE_NAME_MAX + 64], dur[16], blk[32], more[16];
+	int active = 0, shown = 0;
+
+	for (int i = 0; i < f->n_loops; i++)
+		active += f->loops[i].iterations || f->loops[i].blocked;
+	line_add(l, "loop p99");
+	if (!active) {
+		line_add(l, "  (no event-loop iteration in the window)");
+		return;
+	}
+	for (int i = 0; i < f->n_loops; i++) {
+		const struct loop_view *v = &f->loops[i];
+
+		if (!v->iterations && !v->blocked)
+			continue;
+		fmt_dur(dur, sizeof(dur), v->p99_ms * 1000);
+		blk[0] = 0;
+		if (v->blocked)
+			snprintf(blk, sizeof(blk), "(%llu blocked)",
+				 (unsigned long long)v->blocked);
+		snprintf(item, sizeof(item), "  %s/%u %s%s", v->w->service, v->w->pid,
+			 v->iterations ? dur : "-", blk);
+		snprintf(more, sizeof(more), "  +%d", active - shown - 1);
+		if ((int)(l->len + strlen(item) + (shown + 1 < active ? strlen(more) : 0)) > w) {
+			snprintf(more, sizeof(more), "  +%d", active - shown);
+			if ((int)(l->len + strlen(more)) <= w)
+				line_add(l, "%s", more);
+			break;
+		}
+		line_add(l, "%s", item);
+		shown++;
+	}
+}
+
 static void print_text_frame(const struct top *tp)
 {
 	struct layout L;
@@ -1684,6 +2042,7 @@ static void print_text_frame(const struct top *tp)
 		puts(l.s);
 	}
 	putchar('\n');
+	print_loops(tp);
 	fflush(stdout);
 }
 
@@ -1717,6 +2076,18 @@ static void row_json(const struct row_view *v, struct jbuf *jb)
 	jb_dbl(jb, "error_pct", v->err_pct);
 	jb_u64(jb, "in_flight", v->in_flight);
 	jb_dbl(jb, "bytes_per_s", v->bps);
+	jb_obj_close(jb);
+}
+
+/* p99_ms: upper bound of the log2 bucket holding the 99th percentile; null: no iteration. */
+static void loop_json(const struct loop_view *v, struct jbuf *jb)
+{
+	jb_obj_open(jb);
+	jb_str(jb, "service", v->w->service);
+	jb_u64(jb, "worker", v->w->pid);
+	json_opt(jb, "p99_ms", v->iterations, v->p99_ms);
+	jb_u64(jb, "blocked_in_window", v->blocked);
+	jb_u64(jb, "iterations_in_window", v->iterations);
 	jb_obj_close(jb);
 }
 
@@ -1754,6 +2125,12 @@ static void frame__json(const struct top *tp, struct jbuf *jb)
 	for (int i = 0; i < f->n; i++)
 		row_json(f->shown[i], jb);
 	jb_arr_close(jb);
+	jb_arr_open(jb, "loops");
+	for (int i = 0; i < f->n_loops; i++)
+		loop_json(&f->loops[i], jb);
+	jb_arr_close(jb);
+	if (tp->src.loops.untracked)
+		jb_u64(jb, "loop_workers_untracked", tp->src.loops.untracked);
 	jb_obj_close(jb);
 }
 
@@ -1844,12 +2221,15 @@ static void ui__table(struct top *tp)
 	head_system(&l, tp);
 	ui__put(2, A_NORMAL, l.s);
 	line_reset(&l);
+	head_loops(&l, tp, COLS - 1);
+	ui__put(3, A_NORMAL, l.s);
+	line_reset(&l);
 	ui__status_line(tp, &l);
-	ui__put(3, A_BOLD, l.s);
+	ui__put(4, A_BOLD, l.s);
 	layout__fit(&L, &tp->f, COLS);
 	line_reset(&l);
 	fmt_title(&l, &L);
-	ui__put(4, A_REVERSE, l.s);
+	ui__put(5, A_REVERSE, l.s);
 	if (sel < tp->ui.offset)
 		tp->ui.offset = sel;
 	if (sel >= tp->ui.offset + h)
@@ -2068,6 +2448,8 @@ static const char *const help_text[] = {
 	"           its routes; standalone from the open connections, with --daemon",
 	"           from obsd's /metrics http_requests_in_flight",
 	"  BYTES/S  request + response bytes per second",
+	"Line 4, loop p99: the workers with the slowest event-loop iterations in the",
+	"  window (upper bound of the log2 bucket of the p99) and blocked iterations",
 };
 
 static void ui__help(void)
@@ -2444,6 +2826,7 @@ static int top__open(struct top *tp)
 	struct sigaction sa = { .sa_handler = on_signal };
 
 	table__init(&tp->t, tp->o.window);
+	tp->src.loops.window = tp->o.window;
 	jb_init(&tp->jb);
 	tp->prev_obsd_cpu = -1;
 	tp->ui.err_saved = tp->ui.err_tmp = -1;
@@ -2458,6 +2841,7 @@ static void top__close(struct top *tp)
 	pipeline__free(tp->src.p);
 	tp->src.p = NULL;
 	table__free(&tp->t);
+	loopset__free(&tp->src.loops);
 	jb_free(&tp->jb);
 }
 
@@ -2490,7 +2874,10 @@ static void top__usage(FILE *f)
 		"failed requests), BYTES/S (request + response) over the window; INFL requests\n"
 		"in flight in the row's service (per service, shared by its routes): from the\n"
 		"open connections standalone, from obsd's /metrics http_requests_in_flight\n"
-		"with --daemon. Keys on the screen: h or ? for help, q to quit.\n",
+		"with --daemon. Event loops, per worker over the window: p99 busy time of an\n"
+		"iteration (upper bound of its log2 bucket) and blocked iterations: the\n"
+		"\"loop p99\" line, the LOOP section of --batch, \"loops\" in --json.\n"
+		"Keys on the screen: h or ? for help, q to quit.\n",
 		TOP_WINDOW_DEFAULT, TOP_WINDOW_MIN, TOP_WINDOW_MAX, TOP_INTERVAL_DEFAULT,
 		TOP_DAEMON_DEFAULT);
 }

@@ -21,6 +21,7 @@ JSON_FRAMES = 16     # --iterations of the --json runs, 0.5 s apart
 AFTER_FRAMES = 2     # frames that must follow the last response of the clients
 EXIT_GRACE = 20.0    # beyond the frames, for obsctl top to exit
 HEX32 = r"[0-9a-f]{32}"
+LOOP_FRAMES = 8      # --iterations of the --json loops run, 1 s apart
 
 
 def drive(server) -> list:
@@ -247,6 +248,48 @@ def test_top_daemon(server_factory, obsd_factory):
         [f["obsd_cpu_pct"] for f in frames]
     assert frames[-1]["observed_processes"] >= 1 and frames[-1]["missed_requests"] == 0, frames[-1]
     assert "error" not in frames[-1], frames[-1]
+
+
+def test_top_json_loops(server_factory):
+    """--json "loops": after two GET /block (time.sleep(0.2) in the loop) the
+    server's worker has a window p99 busy time >= 100 ms (upper bound of its
+    log2 bucket) and at least one blocked iteration in the window. A GET /text
+    first: the probes follow a worker's loop once it has served a request."""
+    server = server_factory("uvicorn-h11")
+    pid = server.pid
+    ctl = Obsctl(["top", "--json", "--iterations", str(LOOP_FRAMES), "--interval", "1",
+                  "--port", server.port], name="obsctl-top-loops")
+
+    def frames():
+        return [json.loads(l) for _, l in ctl.stdout_lines]
+
+    def wait_for(pred, what):
+        deadline = time.monotonic() + FRAME_TIMEOUT
+        while not pred():
+            assert ctl.proc.poll() is None and time.monotonic() < deadline, \
+                f"no frame with {what} (exit code {ctl.proc.poll()})\n{ctl.stderr_text()}"
+            time.sleep(0.05)
+
+    try:
+        wait_for(lambda: frames(), "anything")
+        assert clients.curl(server.base, [("GET", "/text", None)])[0].status == 200
+        wait_for(lambda: any(w["worker"] == pid for f in frames() for w in f["loops"]),
+                 f"a loops entry for the server pid {pid}")
+        truth = clients.curl(server.base, [("GET", "/block", None)] * 2)
+        assert [t.status for t in truth] == [200, 200], truth
+        rc = ctl.proc.wait(LOOP_FRAMES + EXIT_GRACE)
+    finally:
+        ctl.kill()
+    lines = [l for _, l in ctl.stdout_lines]
+    ctx = "\n".join(lines[-5:]) + "\n--- stderr ---\n" + ctl.stderr_text()
+    assert rc == 0, ctx
+    assert len(lines) == LOOP_FRAMES, ctx
+    for f in frames():
+        for w in f["loops"]:
+            assert {"service", "worker", "p99_ms", "blocked_in_window"} <= w.keys(), w
+    mine = [w for f in frames() for w in f["loops"] if w["worker"] == pid]
+    assert any(w["p99_ms"] is not None and w["p99_ms"] >= 100 and w["blocked_in_window"] >= 1
+               for w in mine), f"no frame with p99_ms >= 100 and a blocked iteration: {mine}"
 
 
 # -- usage ---------------------------------------------------------------------------
