@@ -103,12 +103,13 @@ bench: all
 # failed check fails the target once all have run. Short CI pass:
 # make fuzz FUZZ_SECONDS=10.
 FUZZ_SECONDS ?= 60
-FUZZERS  := http1 conn ids route json api diff_http1
+FUZZERS  := http1 conn h2 ids route json api diff_http1
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	       -fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter \
 	       -Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser
 FUZZ_SRCS_http1 := user/http1.c
-FUZZ_SRCS_conn  := user/conn.c user/http1.c user/record.c user/json.c user/ids.c
+FUZZ_SRCS_conn  := user/conn.c user/http1.c user/h2.c user/record.c user/json.c user/ids.c -lnghttp2
+FUZZ_SRCS_h2    := user/h2.c -lnghttp2
 FUZZ_SRCS_ids   := user/ids.c user/trust.c
 FUZZ_SRCS_route := user/route.c
 FUZZ_SRCS_json  := user/json.c
@@ -121,14 +122,16 @@ $(OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.c user/*.h) include/obs.h |
 
 fuzz: $(addprefix $(OUT)/fuzz_,$(FUZZERS))
 	$(Q)failed=; for f in $(FUZZERS); do \
-		d=$(OUT)/fuzz/$$f; mkdir -p $$d/corpus; dict=; \
+		d=$(OUT)/fuzz/$$f; mkdir -p $$d/corpus; dict=; seeds=; \
 		if [ -f tests/fuzz/$$f.dict ]; then dict=-dict=tests/fuzz/$$f.dict; fi; \
+		if [ -d tests/fuzz/corpus/$$f ]; then seeds=tests/fuzz/corpus/$$f; fi; \
 		echo "  FUZZ     $$f ($(FUZZ_SECONDS) s, log $$d/log)"; \
 		if ! $(if $(FUZZ_CONN_KNOWN),FUZZ_CONN_KNOWN=$(FUZZ_CONN_KNOWN)) $(OUT)/fuzz_$$f \
 			-max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 			-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$$d/ \
-			$$dict $$d/corpus tests/fuzz/corpus/$$f >$$d/log 2>&1; then \
-			failed="$$failed $$f"; grep -E -B2 -A30 'ERROR|fuzz_[a-z0-9_]+:' $$d/log | head -60; \
+			$$dict $$d/corpus $$seeds >$$d/log 2>&1; then \
+			failed="$$failed $$f"; grep -E -B2 -A30 'ERROR|fuzz_[a-z0-9_]+:' $$d/log | head -60 || \
+				tail -20 $$d/log; \
 		fi; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (reproducers: $(OUT)/fuzz/<name>/crash-*)"; exit 1; fi

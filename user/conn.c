@@ -37,6 +37,7 @@ struct conn {
 	 * pipeline, so responses cannot be paired by order until it drains. */
 	bool req_desync;
 	bool loss_one;			/* exactly one event was lost, direction unknown yet */
+	uint32_t owed;			/* answers that may still come for requests given up */
 	uint64_t seg_ts;		/* time of the segment being fed */
 	uint64_t msg_start[2];		/* first-byte time of the message in progress, [dir] */
 	uint64_t seg_arrival;		/* arrival of the request segment being fed (0: unknown) */
@@ -281,6 +282,7 @@ static void fail_pending(struct conn *c, const char *why)
 	while ((r = q_front(c))) {
 		q_pop(c);
 		record_done(c, r, REC_FAILED, why);
+		c->owed++;	/* its answer may still be written */
 	}
 	if (c->cur_resp) {	/* an unmatched response in progress */
 		r = c->cur_resp;
@@ -332,6 +334,10 @@ static void req_on_message(void *ctx, const struct h1_head *h, uint64_t bytes, u
 
 	c->msg_start[OBS_DIR_IN] = c->seg_ts;
 	c->msg_arrival = c->seg_arrival;
+	/* A head whose end was guessed in uncaptured bytes: more requests may
+	 * hide there, so later ones cannot be paired by order for sure. */
+	if (mflags & (H1M_INFERRED | H1M_TRUNCATED | H1M_LOST))
+		c->req_desync = true;
 	if (!c->cur_req)
 		return;
 	c->cur_req->bytes_in = bytes;
@@ -379,11 +385,16 @@ static enum h1_body_hint resp_on_head(void *ctx, const struct h1_head *h)
 		while ((r = q_front(c)) && r->behind_gap) {
 			q_pop(c);
 			record_done(c, r, REC_FAILED, ERR_LOST);
+			c->owed++;
 		}
 		r = q_front(c);
 	}
-	if (!r)
-		c->req_desync = false;	/* the pipeline drained: order is certain again */
+	if (!r) {	/* this answer may be one owed to a request given up */
+		if (c->owed)
+			c->owed--;
+		if (!c->owed)	/* the pipeline drained: order is certain again */
+			c->req_desync = false;
+	}
 	if (r) {
 		q_pop(c);
 	} else {
@@ -770,8 +781,10 @@ static void on_data(struct conn *c, const struct obs_ev_data *d)
 	if (c->loss_one && d->dir == OBS_DIR_OUT) {
 		/* The one lost event was this direction's if its data resumes
 		 * mid-message: then no request was lost. */
-		if (p->skipped_bytes != skipped)
+		if (p->skipped_bytes != skipped) {
 			c->req_desync = false;
+			c->owed = 0;
+		}
 		c->loss_one = false;
 	} else if (d->dir == OBS_DIR_IN) {
 		c->loss_one = false;

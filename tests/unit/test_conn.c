@@ -739,6 +739,105 @@ static void test_gap_pipelined_responses(void)
 	end(&s);
 }
 
+/*
+ * A pipelined read longer than the capture whose captured head ends inside
+ * a request's header lines: the uncaptured middle holds the rest of that
+ * request and whole further requests, and the captured tail ends with a
+ * blank line (the last request's end). The head's end is inferred there, so
+ * requests were swallowed; the next read brings more. Every request /pN is
+ * answered 200 + N in order: no record may carry another request's status.
+ */
+static void test_gap_inferred_head_pipelined(void)
+{
+	static char in1[8192], in2[512], pad[201];
+	struct sim s;
+	struct sconn c = { .id = 28, .pid = 5, .fd = 5 };
+	size_t n1 = 0, n2 = 0, start = 0;
+	int n = 0, first2;
+
+	begin("gap_inferred_head_pipelined", &s);
+	memset(pad, 'a', sizeof(pad) - 1);
+	while (n1 < 3000) {
+		if (n1 <= OBS_CAP_DEFAULT)
+			start = n1;
+		n1 += snprintf(in1 + n1, sizeof(in1) - n1, "GET /p%d HTTP/1.1\r\nX-Pad: %s\r\n\r\n",
+			       n, pad);
+		n++;
+	}
+	/* the capture ends after the request line of the request at start */
+	if (!CHECK(memchr(in1 + start, '\n', OBS_CAP_DEFAULT - start)))
+		return;
+	first2 = n;
+	for (int i = 0; i < 2; i++, n++)
+		n2 += snprintf(in2 + n2, sizeof(in2) - n2, "GET /p%d HTTP/1.1\r\n\r\n", n);
+	ev_open(&s, &c);
+	ev_data_cap(&s, &c, OBS_DIR_IN, in1, n1, OBS_CAP_DEFAULT, OBS_TAIL_MAX, 0);
+	ev_data(&s, &c, OBS_DIR_IN, in2, n2);
+	for (int i = 0; i < n; i++) {
+		char resp[64];
+
+		snprintf(resp, sizeof(resp), "HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n", 200 + i);
+		ev_out(&s, &c, resp);
+	}
+	ev_close(&s, &c);
+	for (int k = 0; done(k); k++) {
+		const struct record *r = done(k);
+		int p;
+
+		if (sscanf(r->path, "/p%d", &p) != 1 || !r->status)
+			continue;
+		check(r->status == 200 + p, __FILE__, __LINE__,
+		      "GET %s reported with status %d, the answer to /p%d (outcome %d, error \"%s\", "
+		      "flags %#x; %d requests in the first read, %d in the second)", r->path, r->status,
+		      r->status - 200, r->outcome, r->error, r->flags, first2, n - first2);
+	}
+	end(&s);
+}
+
+/*
+ * Losses in a pipelined stream, then the server answers /1../4 in one write
+ * while /5 and /6 are read but not answered yet; /7 and /8 are read; then
+ * /5 is answered 205. Giving up on unsure pairs must not make /7 the owner
+ * of /5's answer.
+ */
+static void test_loss_pipelined_drain(void)
+{
+	struct sim s;
+	struct sconn c = { .id = 29, .pid = 5, .fd = 5 };
+	char out[512];
+	size_t n = 0;
+
+	begin("loss_pipelined_drain", &s);
+	ev_open(&s, &c);
+	ev_in(&s, &c, "GET /p1 HTTP/1.1\r\n\r\n");
+	ev_lose(&c);
+	ev_in(&s, &c, "GET /p2 HTTP/1.1\r\n\r\n");
+	ev_lose(&c);
+	ev_in(&s, &c, "GET /p3 HTTP/1.1\r\n\r\nGET /p4 HTTP/1.1\r\n\r\n");
+	ev_in(&s, &c, "GET /p5 HTTP/1.1\r\n\r\nGET /p6 HTTP/1.1\r\n\r\n");
+	for (int i = 1; i <= 4; i++)
+		n += snprintf(out + n, sizeof(out) - n, "HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n",
+			      200 + i);
+	ev_data(&s, &c, OBS_DIR_OUT, out, n);
+	ev_in(&s, &c, "GET /p7 HTTP/1.1\r\n\r\nGET /p8 HTTP/1.1\r\n\r\n");
+	for (int i = 5; i <= 8; i++) {
+		snprintf(out, sizeof(out), "HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n", 200 + i);
+		ev_out(&s, &c, out);
+	}
+	ev_close(&s, &c);
+	for (int k = 0; done(k); k++) {
+		const struct record *r = done(k);
+		int p;
+
+		if (sscanf(r->path, "/p%d", &p) != 1 || !r->status)
+			continue;
+		check(r->status == 200 + p, __FILE__, __LINE__,
+		      "GET %s reported with status %d, the answer to /p%d (outcome %d, error \"%s\", "
+		      "flags %#x)", r->path, r->status, r->status - 200, r->outcome, r->error, r->flags);
+	}
+	end(&s);
+}
+
 static void test_close_pending(void)
 {
 	static const struct {
@@ -1255,6 +1354,8 @@ int main(void)
 	test_orphan_mid_stream();
 	test_loss_mid_method();
 	test_gap_pipelined_responses();
+	test_gap_inferred_head_pipelined();
+	test_loss_pipelined_drain();
 	test_close_pending();
 	test_idle_fin();
 	test_partial_head();

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libFuzzer harness for the header-value parsers of user/ids.c and
+ * user/trust.c: ids_parse_traceparent(), request_id_valid(), trust_add() and
+ * trust_match(). The input, NUL-terminated in an exact-size heap copy, is
+ * given to each; the answers are compared with small independent reference
+ * implementations written from the W3C Trace Context and docs/records.md
+ * rules, and what the parsers fill in is checked against the text.
+ *
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
+ *         tests/fuzz/fuzz_ids.c user/ids.c user/trust.c -o build/fuzz_ids
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ids.h"
+#include "trust.h"
+
+static bool lhex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+static bool all_lhex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!lhex(s[i]))
+			return false;
+	return true;
+}
+
+static bool all_char(const char *s, size_t n, char c)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != c)
+			return false;
+	return true;
+}
+
+/* version "-" trace-id "-" parent-id "-" flags, per W3C Trace Context level 1. */
+static bool ref_traceparent(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-')
+		return false;
+	if (!all_lhex(s, 2) || !all_lhex(s + 3, 32) || !all_lhex(s + 36, 16) ||
+	    !all_lhex(s + 53, 2))
+		return false;
+	if (!memcmp(s, "ff", 2) || all_char(s + 3, 32, '0') || all_char(s + 36, 16, '0'))
+		return false;
+	if (!memcmp(s, "00", 2))
+		return n == 55;
+	return n == 55 || s[55] == '-';
+}
+
+static bool ref_request_id(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > 128)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c && strchr("._:+/=-", c))))
+			return false;
+	}
+	return true;
+}
+
+static void check_traceparent(const char *s)
+{
+	uint8_t tid[16], pid[8];
+	char hex[33];
+	bool sampled = false, ok = ids_parse_traceparent(s, tid, pid, &sampled);
+
+	if (ok != ref_traceparent(s))
+		abort();
+	if (!ok)
+		return;
+	ids_hex(hex, tid, 16);
+	if (memcmp(hex, s + 3, 32))
+		abort();
+	ids_hex(hex, pid, 8);
+	if (memcmp(hex, s + 36, 16))
+		abort();
+	if (sampled != ((s[54] - (s[54] <= '9' ? '0' : 'a' - 10)) & 1))
+		abort();
+}
+
+/* Does addr lie in the prefix of net? bit by bit. */
+static bool ref_prefix(const uint8_t net[16], int bits, const uint8_t addr[16])
+{
+	for (int i = 0; i < bits; i++)
+		if ((net[i / 8] ^ addr[i / 8]) & (0x80 >> (i % 8)))
+			return false;
+	return true;
+}
+
+static void check_trust(const char *s, const uint8_t probe[16])
+{
+	struct trust t = { 0 };
+	int err = trust_add(&t, s);
+	bool in;
+
+	if (err && err != -EINVAL)
+		abort();
+	if (err) {
+		if (t.n || trust_match(&t, probe))
+			abort();
+		return;
+	}
+	if (t.n != 1 || t.nets[0].bits < 0 || t.nets[0].bits > 128)
+		abort();
+	/* an IPv4 network is a v4-mapped prefix of at least 96 bits */
+	if (!strchr(s, ':') && (t.nets[0].bits < 96 || t.nets[0].addr[10] != 0xff))
+		abort();
+	if (!trust_match(&t, t.nets[0].addr))
+		abort();
+	in = ref_prefix(t.nets[0].addr, t.nets[0].bits, probe);
+	if (trust_match(&t, probe) != in)
+		abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint8_t probe[16] = { [10] = 0xff, [11] = 0xff };
+	char *s = malloc(size + 1);
+
+	if (!s)
+		abort();
+	memcpy(s, data, size);
+	s[size] = 0;
+	check_traceparent(s);
+	if (request_id_valid(s) != ref_request_id(s))
+		abort();
+	/* the last bytes also make the address probed: IPv6, or IPv4 v4-mapped */
+	if (size >= 16)
+		memcpy(probe, data + size - 16, 16);
+	else if (size >= 4)
+		memcpy(probe + 12, data + size - 4, 4);
+	check_trust(s, probe);
+	free(s);
+	return 0;
+}
