@@ -497,6 +497,10 @@ static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
 	header(o, "obs_requests_total", "counter", "Request records completed, by outcome");
 	jb_printf(o, "obs_requests_total{outcome=\"ok\"} %llu\nobs_requests_total{outcome=\"failed\"} %llu\n",
 		   (unsigned long long)st->records_ok, (unsigned long long)st->records_failed);
+	header(o, "obs_incomplete_requests_total", "counter",
+	       "Connections that ended inside a request head (no request to report)");
+	jb_printf(o, "obs_incomplete_requests_total %llu\n",
+		  (unsigned long long)st->incomplete_requests);
 	header(o, "obs_ringbuf_fill_ratio", "gauge", "Ring buffer fill before the last drain");
 	jb_printf(o, "obs_ringbuf_fill_ratio %.6f\n", pipeline__ringbuf_fill(p));
 	header(o, "obs_ringbuf_fill_peak_ratio", "gauge", "Highest ring buffer fill seen");
