@@ -313,6 +313,8 @@ int api_query_get(const char *query, const char *key, char *out, size_t n)
 	size_t kl = strlen(key);
 	const char *p = query;
 
+	if (!n)
+		return -EINVAL;
 	while (p && *p) {
 		const char *amp = strchr(p, '&');
 		size_t seg = amp ? (size_t)(amp - p) : strlen(p);

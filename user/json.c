@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,10 @@ void jb_dbl(struct jbuf *jb, const char *key, double v)
 	char b[32];
 
 	jb_key(jb, key);
+	if (!isfinite(v)) {	/* JSON has no NaN or infinity */
+		jb_raw(jb, "null", 4);
+		return;
+	}
 	jb_raw(jb, b, snprintf(b, sizeof(b), "%.6f", v));
 }
 
