@@ -174,7 +174,8 @@ def test_awaiting_handler_blocks_nothing(setup):
         time.sleep(1.5)  # at least one tick folds the kernel counters
         after = _blocked_total(obsd, pid)
     naps = _records(obsd, "/nap")
-    assert len(naps) == 3 and all(r["duration_us"] >= BLOCK_S * 1e6 for r in naps)
+    # uvloop's timers may fire up to ~1 ms early: the nap was slow all the same
+    assert len(naps) == 3 and all(r["duration_us"] >= BLOCK_S * 1e6 - 5000 for r in naps), naps
     # On a busy machine the loop can be held briefly by other work (GC, the
     # load's own handlers): what must never happen is the 200 ms await
     # counted as a block.
