@@ -21,11 +21,13 @@
 #define OBS_COMM_LEN		16
 #define OBS_MAX_COMMS		8	/* --comm entries */
 #define OBS_RINGBUF_DEFAULT	(16u << 20)
+#define OBS_UNIX_PATH_LEN	108	/* sun_path */
+#define OBS_MAX_UNIX		64	/* --unix entries */
 
 enum obs_ev_type {
-	OBS_EV_OPEN = 1,	/* a tracked connection proved to speak HTTP/1 */
-	OBS_EV_DATA = 2,	/* one read/write syscall's bytes */
-	OBS_EV_CLOSE = 3,	/* close() of a tracked connection's fd */
+	OBS_EV_OPEN = 1,	/* a tracked connection proved to speak HTTP (1.x or 2) */
+	OBS_EV_DATA = 2,	/* one socket read/write's bytes */
+	OBS_EV_CLOSE = 3,	/* the server closed a tracked connection */
 	OBS_EV_STATE = 4,	/* TCP state change or reset on a tracked connection */
 	OBS_EV_EXIT = 5,	/* a process that owned tracked connections exited */
 	OBS_EV_LOG = 6,		/* a write to fd 1 or 2 of such a process (obs_ev_data,
@@ -68,11 +70,16 @@ struct obs_ev_open {
 	__u64 accept_ts_ns;	/* when accept() returned */
 	__u8 laddr[16];		/* server address (IPv4 in the first 4 bytes) */
 	__u8 raddr[16];		/* client address */
-	__u16 family;		/* AF_INET / AF_INET6 */
-	__u16 lport;		/* host byte order */
+	__u64 ino;		/* the socket's inode (/proc/PID/fd/FD -> socket:[ino]) */
+	__u32 peer_pid;		/* AF_UNIX: the process at the other end (SO_PEERCRED), 0 if unknown */
+	__u16 family;		/* AF_INET / AF_INET6 / AF_UNIX */
+	__u16 lport;		/* host byte order; 0 for AF_UNIX */
 	__u16 rport;
 	__u16 flags;		/* OBS_OPEN_* */
 	char comm[OBS_COMM_LEN];
+	char path[OBS_UNIX_PATH_LEN];	/* AF_UNIX: the socket path the server listens on
+					   ("@name" for the abstract namespace), else "" */
+	__u32 pad2;
 };
 
 /* obs_ev_open.flags */
@@ -187,6 +194,9 @@ enum obs_counter {
 	OBS_C_LOG_WRITES,	/* stdout/stderr writes of observed processes captured */
 	OBS_C_ADOPT_SKIPPED,	/* data on adopted connections before a request start */
 	OBS_C_TLS_UNMAPPED,	/* TLS plaintext whose connection could not be told */
+	OBS_C_UNDECODED,	/* I/O on a tracked socket through a call obs cannot decode
+				   (io_uring, recvmmsg/sendmmsg, splice): its bytes are a gap */
+	OBS_C_STORE_FULL,	/* sockets not followed: per-socket state could not be created */
 	OBS_C_MAX
 };
 

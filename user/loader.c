@@ -51,6 +51,8 @@ static const char *const counter_names[OBS_C_MAX] = {
 	[OBS_C_LOG_WRITES] = "log_writes",
 	[OBS_C_ADOPT_SKIPPED] = "adopt_skipped",
 	[OBS_C_TLS_UNMAPPED] = "tls_unmapped",
+	[OBS_C_UNDECODED] = "undecoded",
+	[OBS_C_STORE_FULL] = "store_full",
 };
 
 const char *obs_counter_name(enum obs_counter c)
