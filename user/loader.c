@@ -107,6 +107,19 @@ int obs_filter__add_port(struct obs_filter *f, const char *s)
 	return 0;
 }
 
+int obs_filter__add_unix(struct obs_filter *f, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n >= OBS_UNIX_PATH_LEN)
+		return -EINVAL;
+	if (f->n_unix >= OBS_MAX_UNIX)
+		return -E2BIG;
+	memset(f->unix_paths[f->n_unix], 0, OBS_UNIX_PATH_LEN);
+	memcpy(f->unix_paths[f->n_unix++], s, n);
+	return 0;
+}
+
 static int libbpf_log(enum libbpf_print_level lvl, const char *fmt, va_list ap)
 {
 	if (lvl == LIBBPF_DEBUG && log_level < LOG_DEBUG)

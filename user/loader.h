@@ -20,6 +20,8 @@ struct obs_filter {
 	int n_comms;
 	uint16_t ports[OBS_MAX_PORTS];
 	int n_ports;
+	char unix_paths[OBS_MAX_UNIX][OBS_UNIX_PATH_LEN];	/* --unix: listening socket paths */
+	int n_unix;
 	uint32_t cap_bytes;		/* bytes captured per syscall, <= OBS_CAP_MAX */
 	uint64_t loop_block_ns;		/* event-loop iterations this long are "blocked" */
 };
@@ -58,6 +60,8 @@ void loader__free(struct loader *l);
 int obs_filter__add_pid(struct obs_filter *f, const char *s);
 int obs_filter__add_comm(struct obs_filter *f, const char *s);
 int obs_filter__add_port(struct obs_filter *f, const char *s);
+/* --unix PATH: a UNIX socket path a server listens on ("@name": abstract). */
+int obs_filter__add_unix(struct obs_filter *f, const char *s);
 
 /* Static name of a counter for logs, JSON and metrics ("lost_ringbuf", …). */
 const char *obs_counter_name(enum obs_counter c);
