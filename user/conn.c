@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #include "conn.h"
 #include "h2.h"
 
@@ -13,6 +15,9 @@
 #define CONN_FIN_HELD_MAX	8	/* responses written after the client's FIN, held */
 #define CONN_CLOSING_MAX	1024	/* closed connections waiting for a late RST */
 #define CONN_LINGER_NS		(200ull * 1000000ull)
+#define PEER_CACHE		64	/* UNIX peer names remembered, by pid */
+
+_Static_assert(REC_SERVER_MAX >= OBS_UNIX_PATH_LEN, "a UNIX socket path must fit record.server");
 
 /* conn.flags */
 enum {
@@ -31,6 +36,8 @@ struct conn {
 	uint32_t pid, fd, last_seq, flags;
 	uint32_t seg_tid;		/* thread of the segment being fed */
 	uint16_t lport;
+	uint8_t transport;		/* enum rec_transport */
+	uint32_t peer_pid;		/* UNIX: the client process */
 	bool tls;
 	bool h2_from_start;		/* prior knowledge / ALPN h2: no HTTP/1 at all */
 	/* Request bytes were skipped or lost: unseen requests may sit in the
@@ -55,7 +62,7 @@ struct conn {
 	char comm[OBS_COMM_LEN];
 	uint8_t client_addr[16];	/* v4-mapped for IPv4 */
 	char client[REC_ADDR_MAX];
-	char server[REC_ADDR_MAX];
+	char server[REC_SERVER_MAX];
 	struct h1_parser p[2];		/* [OBS_DIR_IN] requests, [OBS_DIR_OUT] responses */
 	/* HTTP/2 (prior knowledge, ALPN h2, or h2c after a 101): */
 	struct h2_conn *h2;
@@ -75,6 +82,11 @@ struct conn_table {
 	conn_event_fn fn;
 	void *ctx;
 	struct conn_stats st;
+	struct peer_name {		/* UNIX peers' names, direct-mapped by pid */
+		uint32_t pid;
+		uint64_t read_ns;	/* when /proc/PID/comm was read */
+		char name[REC_ADDR_MAX];
+	} peers[PEER_CACHE];
 };
 
 static const struct h1_callbacks req_cb, resp_cb;
@@ -178,7 +190,8 @@ static void emit(struct conn *c, enum conn_ev_type type, struct record *r, const
 {
 	struct conn_event e = {
 		.type = type, .ts_ns = c->seg_ts, .conn_id = c->id, .pid = c->pid,
-		.lport = c->lport, .comm = c->comm, .client = c->client, .server = c->server,
+		.lport = c->lport, .transport = c->transport, .comm = c->comm,
+		.client = c->client, .server = c->server,
 		.r = r, .reason = reason, .in_flight = c->q_len + (c->cur_resp ? 1 : 0),
 	};
 
@@ -225,6 +238,8 @@ static struct record *record_new(struct conn *c, uint64_t start_ns)
 		r->flags |= RECF_NO_OPEN;
 	memcpy(r->comm, c->comm, sizeof(r->comm));
 	r->lport = c->lport;
+	r->transport = c->transport;
+	r->peer_pid = c->peer_pid;
 	r->tls = c->tls;
 	memcpy(r->client_addr, c->client_addr, sizeof(r->client_addr));
 	memcpy(r->client, c->client, sizeof(r->client));
@@ -720,6 +735,84 @@ static void conn_lost(struct conn *c, uint32_t n_lost)
 	c->msg_start[0] = c->msg_start[1] = c->seg_ts;
 }
 
+static void inet_addresses(struct conn *c, const struct obs_ev_open *o)
+{
+	c->transport = REC_TCP;
+	c->peer_pid = 0;
+	if (o->family == AF_INET) {
+		memset(c->client_addr, 0, 10);
+		c->client_addr[10] = c->client_addr[11] = 0xff;
+		memcpy(c->client_addr + 12, o->raddr, 4);
+	} else {
+		memcpy(c->client_addr, o->raddr, 16);
+	}
+	format_addr(c->client, sizeof(c->client), o->family, o->raddr, o->rport);
+	format_addr(c->server, sizeof(c->server), o->family, o->laddr, o->lport);
+}
+
+void conn_peer_name(char *out, size_t n, uint32_t pid, const char *comm)
+{
+	if (!pid)
+		snprintf(out, n, "%s", "");
+	else
+		snprintf(out, n, "%s[%u]", comm, pid);
+}
+
+/* /proc/PID/comm without its newline; "" when it cannot be read. */
+static void read_comm(uint32_t pid, char *out, size_t n)
+{
+	char path[32];
+	ssize_t got;
+	int fd;
+
+	out[0] = 0;
+	snprintf(path, sizeof(path), "/proc/%u/comm", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	got = read(fd, out, n - 1);
+	close(fd);
+	if (got <= 0)
+		got = 0;
+	out[got] = 0;
+	out[strcspn(out, "\n")] = 0;
+	for (char *p = out; *p; p++)	/* a comm is any 15 bytes: keep it printable */
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '[' || *p == ']')
+			*p = '?';
+}
+
+/* The UNIX peer's "comm[pid]", from the cache when read recently. */
+static void peer_name(struct conn_table *t, uint32_t pid, uint64_t now_ns, char *out, size_t n)
+{
+	struct peer_name *e = &t->peers[pid % PEER_CACHE];
+	char comm[OBS_COMM_LEN];
+
+	if (!pid) {
+		out[0] = 0;
+		return;
+	}
+	if (e->pid != pid || now_ns < e->read_ns || now_ns - e->read_ns >= PEER_NAME_TTL_NS) {
+		read_comm(pid, comm, sizeof(comm));
+		conn_peer_name(e->name, sizeof(e->name), pid, comm);
+		e->pid = pid;
+		e->read_ns = now_ns;
+	}
+	snprintf(out, n, "%s", e->name);
+}
+
+/* AF_UNIX: the server is the socket path, the client the peer process. */
+static void unix_addresses(struct conn_table *t, struct conn *c, const struct obs_ev_open *o)
+{
+	size_t l = strnlen(o->path, sizeof(c->server) - 1);	/* the kernel's may lack a NUL */
+
+	c->transport = REC_UNIX;
+	c->peer_pid = o->peer_pid;
+	memset(c->client_addr, 0, sizeof(c->client_addr));
+	memcpy(c->server, o->path, l);
+	c->server[l] = 0;
+	peer_name(t, o->peer_pid, o->h.ts_ns, c->client, sizeof(c->client));
+}
+
 static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 {
 	struct conn *c = conn_find(t, o->h.conn_id);
@@ -739,15 +832,11 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	c->h2_from_start = o->flags & OBS_OPEN_H2;
 	if (c->h2_from_start && !c->h2)
 		c->h2 = h2__new(&h2_cb, c, false);
-	if (o->family == AF_INET) {
-		memset(c->client_addr, 0, 10);
-		c->client_addr[10] = c->client_addr[11] = 0xff;
-		memcpy(c->client_addr + 12, o->raddr, 4);
+	if (o->family == AF_UNIX) {
+		unix_addresses(t, c, o);
 	} else {
-		memcpy(c->client_addr, o->raddr, 16);
+		inet_addresses(c, o);
 	}
-	format_addr(c->client, sizeof(c->client), o->family, o->raddr, o->rport);
-	format_addr(c->server, sizeof(c->server), o->family, o->laddr, o->lport);
 	emit(c, CONN_EV_OPENED, NULL, NULL);
 }
 
@@ -979,7 +1068,8 @@ void conn_table__foreach(const struct conn_table *t,
 	for (size_t b = 0; b < t->n_buckets; b++) {
 		for (struct conn *c = t->buckets[b]; c; c = c->next) {
 			struct conn_view v = {
-				.pid = c->pid, .lport = c->lport, .comm = c->comm,
+				.pid = c->pid, .lport = c->lport, .transport = c->transport,
+				.comm = c->comm,
 				.in_flight = c->q_len + (c->cur_resp ? 1 : 0) + c->n_streams,
 			};
 

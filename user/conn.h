@@ -40,6 +40,7 @@ struct conn_event {
 	uint64_t conn_id;
 	uint32_t pid;
 	uint16_t lport;
+	uint8_t transport;		/* enum rec_transport */
 	const char *comm, *client, *server;
 	struct record *r;		/* REQ_STARTED, REQ_DONE */
 	const char *reason;		/* DISCONNECTED: "fin"/"reset"; CLOSED: close reason */
@@ -96,10 +97,21 @@ void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
 const struct conn_stats *conn_table__stats(const struct conn_table *t);
 size_t conn_table__active(const struct conn_table *t);
 
+/*
+ * UNIX connections name their client by the peer process, "comm[pid]" (or
+ * "[pid]" when /proc/PID/comm cannot be read, "" when the kernel could not
+ * tell the pid). The comm is read from /proc once per connection open, and
+ * kept per pid for PEER_NAME_TTL_NS so a proxy opening many connections costs
+ * one read. Exposed for unit tests.
+ */
+#define PEER_NAME_TTL_NS	(2ull * 1000000000ull)
+void conn_peer_name(char *out, size_t n, uint32_t pid, const char *comm);
+
 /* What a visitor sees of one open connection. */
 struct conn_view {
 	uint32_t pid;
 	uint16_t lport;
+	uint8_t transport;	/* enum rec_transport */
 	const char *comm;
 	size_t in_flight;	/* requests read whose response is not complete */
 };

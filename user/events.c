@@ -41,6 +41,7 @@ void life_rec_from(struct life_rec *lr, const struct life_event *e)
 	copy(lr->service, sizeof(lr->service), e->service);
 	copy(lr->client, sizeof(lr->client), c->client);
 	copy(lr->server, sizeof(lr->server), c->server);
+	lr->on_unix = c->transport == REC_UNIX;
 	copy(lr->reason, sizeof(lr->reason), c->reason);
 	lr->has_req = r != NULL;
 	if (!r)
@@ -74,6 +75,7 @@ void life_rec_json(const struct life_rec *lr, struct jbuf *jb)
 	jb_str(jb, "service", lr->service);
 	jb_str(jb, "client", lr->client);
 	jb_str(jb, "server", lr->server);
+	jb_str(jb, "transport", lr->on_unix ? "unix" : "tcp");
 	if (lr->reason[0])
 		jb_str(jb, "reason", lr->reason);
 	if (lr->type == LIFE_CLIENT_DISCONNECTED)

@@ -46,7 +46,8 @@ struct life_rec {
 	const char *error;		/* static string */
 	char comm[16];
 	char service[64];
-	char client[REC_ADDR_MAX], server[REC_ADDR_MAX];
+	char client[REC_ADDR_MAX], server[REC_SERVER_MAX];
+	bool on_unix;			/* transport REC_UNIX */
 	char reason[24];
 	char request_id[H1_REQID_MAX];
 	char method[H1_METHOD_MAX];

@@ -106,6 +106,9 @@ void record__json(const struct record *r, struct jbuf *jb)
 	jb_u64(jb, "bytes_out", r->bytes_out);
 	jb_str(jb, "client", r->client);
 	jb_str(jb, "server", r->server);
+	jb_str(jb, "transport", r->transport == REC_UNIX ? "unix" : "tcp");
+	if (r->transport == REC_UNIX)
+		jb_u64(jb, "peer_pid", r->peer_pid);
 	jb_str(jb, "version", r->http2 ? "2" : r->version_minor ? "1.1" : "1.0");
 	if (r->grpc_status >= 0)
 		jb_i64(jb, "grpc_status", r->grpc_status);

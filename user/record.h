@@ -16,7 +16,8 @@
 
 struct exc_info;
 
-#define REC_ADDR_MAX	56	/* "[v6 address]:port" */
+#define REC_ADDR_MAX	56	/* "[v6 address]:port", or "comm[pid]" of a UNIX peer */
+#define REC_SERVER_MAX	108	/* "[v6 address]:port" or a UNIX socket path (sun_path) */
 #define REC_PATH_MAX	H1_TARGET_MAX
 #define REC_ROUTE_MAX	256
 
@@ -28,6 +29,13 @@ enum {
 	RECF_UNMATCHED	= 1u << 3,	/* a response without a request we could parse */
 	RECF_NO_OPEN	= 1u << 4,	/* connection's open event lost: no addresses */
 	RECF_PATH_TRUNC	= 1u << 5,	/* path longer than REC_PATH_MAX-1 */
+};
+
+/* record.transport */
+enum rec_transport {
+	REC_TCP = 0,		/* client and server are "address:port" */
+	REC_UNIX = 1,		/* AF_UNIX stream: server is the socket path, client the
+				   peer process "comm[pid]" (docs/records.md) */
 };
 
 enum rec_outcome {
@@ -46,8 +54,10 @@ struct record {
 	uint64_t bytes_out;		/* response bytes incl. interim 1xx and framing */
 	uint32_t pid, tid;
 	uint32_t flags;			/* RECF_* */
-	uint16_t lport;			/* server's local port (0 when unknown) */
-	uint8_t client_addr[16];	/* peer address, IPv4 as v4-mapped IPv6 */
+	uint16_t lport;			/* server's local port (0 when unknown or UNIX) */
+	uint8_t transport;		/* enum rec_transport */
+	uint32_t peer_pid;		/* UNIX: the client process (0: unknown) */
+	uint8_t client_addr[16];	/* peer address, IPv4 as v4-mapped IPv6; zero for UNIX */
 	int status;			/* final status; 0 when no response head */
 	int version_minor;
 	enum rec_outcome outcome;
@@ -70,7 +80,7 @@ struct record {
 	char path[REC_PATH_MAX];	/* request-target without query/fragment */
 	char route[REC_ROUTE_MAX];
 	char client[REC_ADDR_MAX];
-	char server[REC_ADDR_MAX];
+	char server[REC_SERVER_MAX];
 	char host[H1_HOST_MAX];
 	char user_agent[H1_UA_MAX];
 	char content_type[H1_CTYPE_MAX];

@@ -156,9 +156,11 @@ static void exception_json(const struct exc_info *x, struct jbuf *jb)
 static void request_json(const struct record *r, struct jbuf *jb)
 {
 	char url[H1_HOST_MAX + REC_PATH_MAX + 16], ip[REC_ADDR_MAX];
-	const char *colon = strrchr(r->client, ':');
+	const char *colon = r->transport == REC_UNIX ? NULL : strrchr(r->client, ':');
+	const char *host = r->host[0] ? r->host : r->transport == REC_UNIX ? "localhost" : r->server;
 
-	snprintf(url, sizeof(url), "http://%s%s", r->host[0] ? r->host : r->server, r->path);
+	/* a UNIX peer has no address: no REMOTE_ADDR */
+	snprintf(url, sizeof(url), "http://%s%s", host, r->path);
 	snprintf(ip, sizeof(ip), "%.*s", colon ? (int)(colon - r->client) : 0, r->client);
 	jb_key(jb, "request");
 	jb_obj_open(jb);

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "conn.h"
 
@@ -188,6 +190,23 @@ static void ev_open6(struct sim *s, struct sconn *c, const char *laddr, uint16_t
 	o.lport = lport;
 	o.rport = rport;
 	memcpy(o.comm, "python3", 8);
+	deliver(s, &o, sizeof(o));
+}
+
+/* An AF_UNIX connection accepted on path, from the process peer_pid. */
+static void ev_open_unix(struct sim *s, struct sconn *c, const char *path, size_t path_len,
+			 uint32_t peer_pid)
+{
+	struct obs_ev_open o;
+
+	memset(&o, 0, sizeof(o));
+	hdr(s, &o.h, c, OBS_EV_OPEN, ++c->seq);
+	o.accept_ts_ns = s->ts - 500;
+	o.family = AF_UNIX;
+	o.peer_pid = peer_pid;
+	o.ino = 4242;
+	memcpy(o.path, path, path_len);
+	memcpy(o.comm, "gunicorn", 9);
 	deliver(s, &o, sizeof(o));
 }
 
@@ -390,6 +409,115 @@ static void test_addresses(void)
 		CHECK_U(done(1)->client_addr[15], 9);
 	}
 	CHECK_U(conn_table__active(s.t), 2);
+	end(&s);
+}
+
+/* AF_UNIX: server = the socket path, client = "comm[pid]" of the peer. */
+static void test_unix(void)
+{
+	struct sim s;
+	struct sconn a = { .id = 1, .pid = 5, .fd = 3 }, b = { .id = 2, .pid = 5, .fd = 4 },
+		     c = { .id = 3, .pid = 5, .fd = 5 }, d = { .id = 4, .pid = 5, .fd = 6 };
+	char want[64], longest[OBS_UNIX_PATH_LEN];
+	uint32_t me = getpid();
+	const struct record *r;
+
+	begin("unix", &s);
+	ev_open_unix(&s, &a, "/run/app/gunicorn.sock", 22, me);
+	ev_open_unix(&s, &b, "@obs-abstract", 13, 0);
+	ev_open_unix(&s, &c, "/x", 2, 4194305);	/* above any pid_max: no /proc entry */
+	memset(longest, 'p', sizeof(longest));	/* no NUL at all: cut, never overrun */
+	longest[0] = '/';
+	ev_open_unix(&s, &d, longest, sizeof(longest), me);
+	CHECK_U(seen[0].type, CONN_EV_OPENED);
+	ev_in(&s, &a, req_a);
+	ev_out(&s, &a, resp_ok2);
+	ev_in(&s, &b, req_a);
+	ev_out(&s, &b, resp_ok2);
+	ev_in(&s, &c, req_a);
+	ev_out(&s, &c, resp_ok2);
+	ev_in(&s, &d, req_a);
+	ev_out(&s, &d, resp_ok2);
+	ev_close(&s, &a);
+	snprintf(want, sizeof(want), "test_conn[%u]", me);
+	if (CHECK((r = done(0)))) {
+		CHECK_S(r->server, "/run/app/gunicorn.sock");
+		CHECK_S(r->client, want);
+		CHECK_U(r->transport, REC_UNIX);
+		CHECK_U(r->peer_pid, me);
+		CHECK_U(r->lport, 0);
+		for (int i = 0; i < 16; i++)
+			CHECK_U(r->client_addr[i], 0);
+		CHECK_U(r->status, 200);
+		CHECK_U(r->outcome, REC_OK);
+		CHECK_U(r->bytes_in, strlen(req_a));
+		CHECK_U(r->bytes_out, strlen(resp_ok2));
+	}
+	if (CHECK((r = done(1)))) {
+		CHECK_S(r->server, "@obs-abstract");
+		CHECK_S(r->client, "");		/* the kernel could not tell the peer */
+		CHECK_U(r->peer_pid, 0);
+	}
+	if (CHECK((r = done(2))))
+		CHECK_S(r->client, "[4194305]");	/* gone: its pid only */
+	if (CHECK((r = done(3)))) {
+		CHECK_U(strlen(r->server), REC_SERVER_MAX - 1);
+		CHECK(!memcmp(r->server, longest, REC_SERVER_MAX - 1));
+		CHECK_S(r->client, want);
+	}
+	end(&s);
+}
+
+static struct unix_closed {
+	uint8_t transport;
+	char client[REC_ADDR_MAX], server[REC_SERVER_MAX];
+} unix_ev;
+
+static void on_event_unix(void *ctx, const struct conn_event *e)
+{
+	on_event(ctx, e);
+	if (e->type != CONN_EV_CLOSED)
+		return;
+	unix_ev.transport = e->transport;
+	snprintf(unix_ev.client, sizeof(unix_ev.client), "%s", e->client);
+	snprintf(unix_ev.server, sizeof(unix_ev.server), "%s", e->server);
+}
+
+/* Lifecycle events carry the transport and the UNIX names too; the peer's
+ * name is read once per PEER_NAME_TTL_NS per pid. */
+static void test_unix_events_and_names(void)
+{
+	struct sim s;
+	struct sconn a = { .id = 1, .pid = 5, .fd = 3 }, b = { .id = 2, .pid = 5, .fd = 4 },
+		     c = { .id = 3, .pid = 5, .fd = 5 }, d = { .id = 4, .pid = 5, .fd = 6 };
+	char old[17] = "", want[64];
+	uint32_t me = getpid();
+
+	begin("unix events and peer names", &s);
+	conn_table__free(s.t);
+	s.t = conn_table__new(on_event_unix, NULL);
+	prctl(PR_GET_NAME, old);
+	ev_open_unix(&s, &a, "/run/a.sock", 11, me);
+	ev_close(&s, &a);
+	CHECK_U(unix_ev.transport, REC_UNIX);
+	CHECK_S(unix_ev.server, "/run/a.sock");
+	snprintf(want, sizeof(want), "%s[%u]", old, me);
+	CHECK_S(unix_ev.client, want);
+	prctl(PR_SET_NAME, "renamed");
+	ev_open_unix(&s, &b, "/run/a.sock", 11, me);	/* 2 us later: the cached name */
+	ev_close(&s, &b);
+	CHECK_S(unix_ev.client, want);
+	s.ts += PEER_NAME_TTL_NS;
+	ev_open_unix(&s, &c, "/run/a.sock", 11, me);	/* read again */
+	ev_close(&s, &c);
+	snprintf(want, sizeof(want), "renamed[%u]", me);
+	CHECK_S(unix_ev.client, want);
+	prctl(PR_SET_NAME, old);
+	ev_open4(&s, &d, "127.0.0.1", 80, "127.0.0.2", 5000, "nginx");
+	ev_close(&s, &d);
+	CHECK_U(unix_ev.transport, REC_TCP);
+	CHECK_S(unix_ev.server, "127.0.0.1:80");
+	CHECK_S(unix_ev.client, "127.0.0.2:5000");
 	end(&s);
 }
 
@@ -1343,6 +1471,8 @@ int main(void)
 {
 	test_basic();
 	test_addresses();
+	test_unix();
+	test_unix_events_and_names();
 	test_pipelining_splits();
 	test_pipelining_interleaved();
 	test_byte_at_a_time();
