@@ -37,6 +37,31 @@ static int split_addr(const char *addr, char *buf, size_t n)
 	return atoi(colon + 1);
 }
 
+/*
+ * A request over a UNIX socket: network.transport "unix"; server.address and
+ * network.local.address are the socket path (the conventions' "Unix domain
+ * socket name"); no port and no client.address (the peer socket has no name).
+ * The conventions have no attribute for the process at the other end, so it
+ * is obs.peer.pid and obs.peer.name (docs/design.md).
+ */
+static void unix_attrs(struct span_view *v, const struct record *r)
+{
+	size_t l;
+
+	add_str(v, "network.transport", "unix");
+	add_str(v, "server.address", r->server);
+	add_str(v, "network.local.address", r->server);
+	if (!r->peer_pid)
+		return;
+	add_int(v, "obs.peer.pid", r->peer_pid);
+	l = strcspn(r->client, "[");
+	if (l && l < sizeof(v->peer_name)) {
+		memcpy(v->peer_name, r->client, l);
+		v->peer_name[l] = 0;
+		add_str(v, "obs.peer.name", v->peer_name);
+	}
+}
+
 void span_view(struct span_view *v, const struct record *r)
 {
 	int cport, sport;
@@ -56,8 +81,12 @@ void span_view(struct span_view *v, const struct record *r)
 	}
 	if (r->exc)	/* the handler raised: name the exception */
 		v->status_message = r->exc->type;
-	cport = split_addr(r->client, v->client_ip, sizeof(v->client_ip));
-	sport = split_addr(r->server, v->server_ip, sizeof(v->server_ip));
+	if (r->transport == REC_UNIX) {	/* no addresses: the path names the server */
+		cport = sport = 0;
+	} else {
+		cport = split_addr(r->client, v->client_ip, sizeof(v->client_ip));
+		sport = split_addr(r->server, v->server_ip, sizeof(v->server_ip));
+	}
 	hl = strcspn(r->host, ":");
 	if (r->host[0] == '[')
 		hl = strcspn(r->host, "]") + 1;
@@ -70,12 +99,17 @@ void span_view(struct span_view *v, const struct record *r)
 	add_str(v, "http.route", r->route);
 	if (r->status)
 		add_int(v, "http.response.status_code", r->status);
-	add_str(v, "server.address", v->server_host[0] ? v->server_host : v->server_ip);
-	if (sport)
-		add_int(v, "server.port", sport);
-	add_str(v, "client.address", v->client_ip);
-	if (cport)
-		add_int(v, "client.port", cport);
+	if (r->transport == REC_UNIX) {
+		unix_attrs(v, r);
+	} else {
+		add_str(v, "network.transport", "tcp");
+		add_str(v, "server.address", v->server_host[0] ? v->server_host : v->server_ip);
+		if (sport)
+			add_int(v, "server.port", sport);
+		add_str(v, "client.address", v->client_ip);
+		if (cport)
+			add_int(v, "client.port", cport);
+	}
 	add_str(v, "user_agent.original", r->user_agent);
 	add_str(v, "network.protocol.name", "http");
 	add_str(v, "network.protocol.version", v->flavor);

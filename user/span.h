@@ -11,7 +11,10 @@
  * (http.method, http.target, http.scheme, http.host, http.status_code,
  * http.flavor, http.user_agent, net.host.port, net.peer.ip), plus
  * request.id and obs.* (bytes, outcome, error). http.target carries the path
- * only: query strings never leave obsd.
+ * only: query strings never leave obsd. network.transport is "tcp" or "unix";
+ * over a UNIX socket server.address and network.local.address are its path,
+ * there is no port and no client address, and the peer process is
+ * obs.peer.pid / obs.peer.name.
  */
 #ifndef OBS_SPAN_H
 #define OBS_SPAN_H
@@ -44,6 +47,7 @@ struct span_view {
 	char server_host[H1_HOST_MAX];
 	char client_ip[REC_ADDR_MAX];
 	char server_ip[REC_ADDR_MAX];
+	char peer_name[REC_ADDR_MAX];	/* UNIX: the peer process's comm */
 	char flavor[4];
 	char rpc_service[REC_PATH_MAX];
 };
