@@ -86,14 +86,21 @@ static int64_t wall_offset(void)
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec - (int64_t)mono_ns();
 }
 
+/* May the request's peer set its X-Request-ID? (trust.h) */
+static bool peer_trusted(const struct pipeline *p, const struct record *r)
+{
+	if (r->transport == REC_UNIX)
+		return trust_unix(p->trust);
+	return trust_match(p->trust, r->client_addr);
+}
+
 /* A request head was read: its ids, trace context, sampling, service, route. */
 static void start_record(struct pipeline *p, struct record *r)
 {
 	bool parent_sampled = false;
 
 	r->wall_start_ns = r->start_ns + p->wall_offset_ns;
-	if (r->x_request_id[0] && trust_match(p->trust, r->client_addr) &&
-	    request_id_valid(r->x_request_id))
+	if (r->x_request_id[0] && peer_trusted(p, r) && request_id_valid(r->x_request_id))
 		memcpy(r->request_id, r->x_request_id, sizeof(r->request_id));
 	else
 		ids_uuid4_hex(r->request_id);	/* the server's own id replaces it later */

@@ -15,6 +15,10 @@ int trust_add(struct trust *t, const char *cidr)
 	int bits, max;
 	char *end;
 
+	if (!strcmp(cidr, "unix")) {
+		t->unix_peers = true;
+		return 0;
+	}
 	if (t->n >= TRUST_MAX)
 		return -E2BIG;
 	if (!l || l >= sizeof(ip))
@@ -54,6 +58,11 @@ bool trust_match(const struct trust *t, const uint8_t addr[16])
 		if (prefix_eq(t->nets[i].addr, addr, t->nets[i].bits))
 			return true;
 	return false;
+}
+
+bool trust_unix(const struct trust *t)
+{
+	return t && t->unix_peers;
 }
 
 bool request_id_valid(const char *s)

@@ -331,6 +331,29 @@ static void test_trust(void)
 		CHECK(!trust_add(&t, "10.0.0.1/32"));
 	CHECK(trust_add(&t, "10.0.0.1/32") == -E2BIG);
 	CHECK_U(t.n, TRUST_MAX);
+	CHECK(!trust_unix(&t));
+	CHECK(!trust_add(&t, "unix"));	/* no table slot: still room for it */
+	CHECK(trust_unix(&t));
+}
+
+/* UNIX peers are trusted only by "unix", never by a CIDR. */
+static void test_trust_unix(void)
+{
+	struct trust t = { 0 };
+
+	begin("trust unix");
+	CHECK(!trust_unix(NULL));
+	CHECK(!trust_unix(&t));
+	CHECK(!trust_add(&t, "::/0"));
+	CHECK(!trust_add(&t, "0.0.0.0/0"));
+	CHECK(!trust_unix(&t));
+	CHECK(trust_add(&t, "unix/8") == -EINVAL);
+	CHECK(trust_add(&t, "UNIX") == -EINVAL);
+	CHECK(trust_add(&t, "unix:") == -EINVAL);
+	CHECK(!trust_unix(&t));
+	CHECK(!trust_add(&t, "unix"));
+	CHECK(trust_unix(&t));
+	CHECK_U(t.n, 2);
 }
 
 int main(void)
@@ -341,6 +364,7 @@ int main(void)
 	test_random();
 	test_request_id();
 	test_trust();
+	test_trust_unix();
 	printf("test_ids: %d cases, %d checks, %d failed\n", n_cases, n_checks, n_failed);
 	return n_failed ? 1 : 0;
 }
