@@ -22,6 +22,7 @@ const struct config_key config_keys[] = {
 	{ "pid", CONFIG_LIST },
 	{ "comm", CONFIG_LIST },
 	{ "port", CONFIG_LIST },
+	{ "unix", CONFIG_LIST },
 	{ "service", CONFIG_LIST },
 	{ "route", CONFIG_LIST },
 	{ "route-cap", CONFIG_VALUE },

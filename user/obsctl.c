@@ -136,6 +136,8 @@ static int filter_opt(struct obs_filter *f, int o, const char *arg)
 		return obs_filter__add_comm(f, arg);
 	case 'P':
 		return obs_filter__add_port(f, arg);
+	case 'U':
+		return obs_filter__add_unix(f, arg);
 	case 'b':
 		f->cap_bytes = strtoul(arg, &end, 10);
 		return *end || f->cap_bytes < 64 || f->cap_bytes > OBS_CAP_MAX ? -EINVAL : 0;
@@ -162,6 +164,7 @@ static int stream(int argc, char **argv, bool events)
 		{ "pid", required_argument, NULL, 'p' },
 		{ "comm", required_argument, NULL, 'c' },
 		{ "port", required_argument, NULL, 'P' },
+		{ "unix", required_argument, NULL, 'U' },
 		{ "capture-bytes", required_argument, NULL, 'b' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{},
@@ -182,7 +185,8 @@ static int stream(int argc, char **argv, bool events)
 			log_level++;
 		} else if (o == '?' || filter_opt(f, o, optarg)) {
 			fprintf(stderr, "usage: obsctl %s [--json] [--pid PID] [--comm NAME] "
-					"[--port PORT] [--capture-bytes N]\n", events ? "events" : "trace");
+					"[--port PORT] [--unix PATH] [--capture-bytes N]\n",
+				events ? "events" : "trace");
 			return 2;
 		}
 	}

@@ -663,12 +663,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: obsd [options]\n"
-		"Observe HTTP/1 servers (uvicorn, hypercorn, daphne, gunicorn, any other) from the\n"
-		"kernel and serve what they do. Needs root (or CAP_BPF, CAP_PERFMON).\n\n"
+		"Observe HTTP servers (uvicorn, hypercorn, daphne, gunicorn, any other) on TCP or\n"
+		"UNIX sockets from the kernel and serve what they do. Needs root (or CAP_BPF, CAP_PERFMON).\n\n"
 		"  --listen ADDR:PORT     API address (default " DEFAULT_LISTEN ")\n"
 		"  --pid PID              observe this process and its children (repeatable)\n"
 		"  --comm NAME            observe processes with this command name (repeatable)\n"
-		"  --port PORT            observe servers on this local port (repeatable)\n"
+		"  --port PORT            observe servers on this local TCP port (repeatable)\n"
+		"  --unix PATH            observe servers listening on this UNIX socket path\n"
+		"                         ('@name': abstract; repeatable; --port never selects one)\n"
 		"  --service KIND:V=NAME  name a service: pid:1234=api, port:8000=api, comm:gunicorn=api\n"
 		"  --route PATTERN        route template such as /users/{id} (repeatable)\n"
 		"  --route-cap N          distinct routes per service before overflow (default %d)\n"
@@ -677,7 +679,8 @@ static void usage(FILE *f)
 		"                         (container metadata from /proc/PID/cgroup; spans always\n"
 		"                         carry container.id and k8s.pod.uid)\n"
 		"  --buckets LIST         duration buckets in seconds, e.g. 0.005,0.05,0.5\n"
-		"  --trusted-proxy CIDR   honour X-Request-ID from these peers (default: none)\n"
+		"  --trusted-proxy CIDR   honour X-Request-ID from these peers (default: none);\n"
+		"                         'unix': from every peer of a UNIX socket\n"
 		"  --otlp-endpoint URL    OTLP/HTTP base URL, /v1/traces appended\n"
 		"                         (OTEL_EXPORTER_OTLP_ENDPOINT); none: spans stay local\n"
 		"  --otlp-traces-endpoint URL  full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)\n"
@@ -709,7 +712,7 @@ enum {
 	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
 	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
 	OPT_LOOP_BLOCK, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
-	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG,
+	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_UNIX,
 };
 
 static const struct option long_opts[] = {
@@ -717,6 +720,7 @@ static const struct option long_opts[] = {
 	{ "pid", required_argument, NULL, OPT_PID },
 	{ "comm", required_argument, NULL, OPT_COMM },
 	{ "port", required_argument, NULL, OPT_PORT },
+	{ "unix", required_argument, NULL, OPT_UNIX },
 	{ "capture-bytes", required_argument, NULL, OPT_CAP },
 	{ "store-size", required_argument, NULL, OPT_STORE },
 	{ "service", required_argument, NULL, OPT_SERVICE },
@@ -771,6 +775,8 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 		return obs_filter__add_comm(&d->popts.filter, arg);
 	case OPT_PORT:
 		return obs_filter__add_port(&d->popts.filter, arg);
+	case OPT_UNIX:
+		return obs_filter__add_unix(&d->popts.filter, arg);
 	case OPT_CAP:
 		err = parse_uint(arg, 64, OBS_CAP_MAX, &v);
 		d->popts.filter.cap_bytes = v;

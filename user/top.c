@@ -2865,7 +2865,7 @@ static void top__usage(FILE *f)
 		"  -n, --iterations N  with --batch/--json: stop after N frames (default: never)\n"
 		"  --daemon ADDR:PORT  read a running obsd (/api/requests, /health, /metrics)\n"
 		"                      instead of loading the probes (obsd's default: %s)\n"
-		"  --pid PID, --comm NAME, --port PORT, --capture-bytes N\n"
+		"  --pid PID, --comm NAME, --port PORT, --unix PATH, --capture-bytes N\n"
 		"                      without --daemon: which servers to observe, as obsd\n"
 		"  -v, --verbose, -h, --help\n\n"
 		"Without --daemon obsctl loads the probes itself: that needs root (or CAP_BPF\n"
@@ -2929,6 +2929,8 @@ static int target_opt(struct obs_filter *f, int o, const char *arg)
 		return obs_filter__add_comm(f, arg);
 	case 'P':
 		return obs_filter__add_port(f, arg);
+	case 'U':
+		return obs_filter__add_unix(f, arg);
 	case 'C':
 		if (parse_long(arg, OBS_TAIL_MAX, OBS_CAP_MAX, &v))
 			return -EINVAL;
@@ -2989,6 +2991,7 @@ static int opts__parse(struct opts *o, int argc, char **argv)
 		{ "pid", required_argument, NULL, 'p' },
 		{ "comm", required_argument, NULL, 'c' },
 		{ "port", required_argument, NULL, 'P' },
+		{ "unix", required_argument, NULL, 'U' },
 		{ "capture-bytes", required_argument, NULL, 'C' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -3018,7 +3021,7 @@ static int opts__parse(struct opts *o, int argc, char **argv)
 		return 2;
 	}
 	if (targets && o->daemon) {
-		fprintf(stderr, "obsctl top: --pid/--comm/--port/--capture-bytes choose what "
+		fprintf(stderr, "obsctl top: --pid/--comm/--port/--unix/--capture-bytes choose what "
 				"obsctl's own probes observe; with --daemon, obsd's options do\n");
 		return 2;
 	}
