@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "service.h"
 
 enum rule_kind { RULE_PID, RULE_PORT, RULE_COMM };
@@ -135,14 +136,37 @@ static uint32_t parent_of(uint32_t pid)
 	return ppid > 1 ? (uint32_t)ppid : 0;
 }
 
-/* Derive from the command line of pid or its parents; false if none has one. */
+/* Does pid run another program than the one before it (its exe)? Unknown: no. */
+static bool other_program(uint32_t pid, char *exe, size_t n)
+{
+	char path[64], cur[512];
+	ssize_t l;
+
+	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
+	l = readlink(path, cur, sizeof(cur) - 1);
+	if (l <= 0)
+		return false;
+	cur[l] = 0;
+	if (exe[0] && strcmp(exe, cur))
+		return true;
+	snprintf(exe, n, "%s", cur);
+	return false;
+}
+
+/* Derive from the command line of pid or its parents running the same
+ * program (workers of one server: a parent of another program, the shell or
+ * test runner that started the server, names nothing); false if none has one. */
 static bool derive(uint32_t pid, char *out)
 {
+	char exe[512] = "";
+
 	for (int depth = 0; pid && depth <= SERVICE_PARENT_DEPTH; depth++) {
 		char path[64], cmd[4096];
 		const char *app;
 		int n;
 
+		if (other_program(pid, exe, sizeof(exe)))
+			return false;
 		snprintf(path, sizeof(path), "/proc/%u/cmdline", pid);
 		n = read_file(path, cmd, sizeof(cmd));
 		if (n > 0 && (app = service_app_arg(cmd, n))) {

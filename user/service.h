@@ -6,7 +6,9 @@
  * ("main:app" from `uvicorn main:app`, `gunicorn -k … main:app`, `hypercorn
  * main:app`, `daphne main:app`); a process without one (uvicorn --workers
  * spawns workers with a multiprocessing command line) takes its parent's, up
- * to SERVICE_PARENT_DEPTH levels up; else its comm. So every worker of one
+ * to SERVICE_PARENT_DEPTH levels up while the parent runs the same program
+ * (/proc/PID/exe: nginx's workers never take the name of whatever started
+ * nginx); else its comm. So every worker of one
  * server is one service with no set-up. Overrides (`--service`) match by pid,
  * local port or comm and win over the default, in the order given.
  */
