@@ -258,6 +258,47 @@ def setpriv_prefix(caps: Sequence[str]) -> List[str]:
     return ["setpriv", "--inh-caps=-all", f"--bounding-set={bset}"]
 
 
+# -- tracefs -------------------------------------------------------------------
+
+TRACEFS = "/sys/kernel/tracing"
+
+# The fstype of every mount of this process (/proc/self/mountinfo: the field
+# after " - "), with its mount point: "fstype mountpoint" lines.
+_MOUNTS_AWK = 'awk \'{for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1), $5; break }}\' /proc/self/mountinfo'
+
+
+def with_tracefs_prefix() -> List[str]:
+    """Run a command in a private mount namespace of its own where tracefs is
+    mounted on /sys/kernel/tracing, as the DaemonSet's hostPath provides it:
+    whatever the host has mounted, and the host is left untouched."""
+    script = (f'mountpoint -q {TRACEFS} || mount -t tracefs nodev {TRACEFS} || '
+              f'{{ echo "cannot mount tracefs" >&2; exit 97; }}; exec "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+
+
+def without_tracefs_prefix() -> List[str]:
+    """Run a command in a private mount namespace of its own with every
+    tracefs and debugfs mount removed (a fresh host: nothing mounted on
+    /sys/kernel/tracing or /sys/kernel/debug). Mounts can be stacked, and
+    tracefs sits under debugfs: unmount until none is left. The host's
+    mounts are untouched."""
+    list_ = f'{_MOUNTS_AWK} | awk \'$1 == "tracefs" || $1 == "debugfs" {{ print $2 }}\''
+    script = (f'for i in 1 2 3 4 5 6 7 8 9 10; do m=$({list_} | sort -r); [ -z "$m" ] && break; '
+              f'for p in $m; do umount "$p" 2>/dev/null || umount -l "$p" 2>/dev/null; done; done; '
+              f'if [ -n "$({list_})" ]; then echo "tracefs/debugfs still mounted: $({list_})" >&2; '
+              f'exit 97; fi; exec "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+
+
+def mount_types(pid: int) -> List[Tuple[str, str]]:
+    """(fstype, mount point) of every mount pid sees."""
+    out = []
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        out.append((right.split()[0], left.split()[4]))
+    return out
+
+
 CAP_BITS = {"BPF": 39, "PERFMON": 38, "SYS_PTRACE": 19, "DAC_READ_SEARCH": 2,
             "SYS_ADMIN": 21, "NET_ADMIN": 12, "SYS_RESOURCE": 24}
 

@@ -35,8 +35,9 @@ from deploy_support import (
     cap_mask, cgroup2_mount, cgroup_line_v2, config_integrated, container,
     container_metadata_integrated, copy_sources, Daemon, deps_build_packages,
     dockerfile_instructions, dockerfile_stages, dockerignore_allows, effective_caps, env_of, find,
-    help_options, labels_match, load_manifests, manifest_files, needed_libraries, obsd_help,
-    package_of_soname, PodCgroup, run_obsd, series, setpriv_prefix, unit_settings, Uvicorn)
+    help_options, labels_match, load_manifests, manifest_files, mount_types, needed_libraries,
+    obsd_help, package_of_soname, PodCgroup, run_obsd, series, setpriv_prefix, unit_settings,
+    Uvicorn, with_tracefs_prefix, without_tracefs_prefix)
 
 NOBODY = 65534
 DS_CAPS = {"BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"}
@@ -331,10 +332,13 @@ def app_dir():
 def test_obsd_runs_with_daemonset_capabilities(app_dir, ds, obsd_c):
     """obsd with exactly the DaemonSet's capabilities (as root, like the
     container) attaches and observes a server that runs as another user,
-    naming its service from its command line."""
+    naming its service from its command line. tracefs is mounted where the
+    DaemonSet's hostPath puts it, in a mount namespace of obsd's own: the
+    test does not depend on what the host or an earlier test mounted."""
     caps = obsd_c["securityContext"]["capabilities"]["add"]
     server = Uvicorn(app_dir, user=NOBODY)
-    d = Daemon(["--port", server.port], prefix=setpriv_prefix(caps), name="obsd-caps")
+    d = Daemon(["--port", server.port], prefix=with_tracefs_prefix() + setpriv_prefix(caps),
+               name="obsd-caps")
     try:
         d.start()
         assert effective_caps(d.proc.pid) == cap_mask(caps), "harness: setpriv did not work"
@@ -344,6 +348,37 @@ def test_obsd_runs_with_daemonset_capabilities(app_dir, ds, obsd_c):
         assert len(recs) == 3, f"obsd with capabilities {caps} saw {len(recs)} of 3 requests\n" \
                                f"{d.output()}"
         assert {r["service"] for r in recs} == {"app:app"}, [r["service"] for r in recs]
+    finally:
+        rc = d.stop()
+        server.stop()
+    assert rc == 0, f"obsd exited {rc} on SIGTERM"
+
+
+def test_obsd_runs_without_tracefs(app_dir, ds, obsd_c):
+    """A fresh host: obsd runs in a private mount namespace where every
+    tracefs and debugfs mount was removed (the host keeps its own), with
+    exactly the DaemonSet's capabilities, which cannot mount tracefs. It
+    attaches, serves the requests of a server run by another user exactly,
+    and still sees no tracefs when done (docs/deploy.md: requests are
+    observed fully without tracefs)."""
+    caps = obsd_c["securityContext"]["capabilities"]["add"]
+    server = Uvicorn(app_dir, user=NOBODY)
+    d = Daemon(["--port", server.port], prefix=without_tracefs_prefix() + setpriv_prefix(caps),
+               name="obsd-no-tracefs")
+    try:
+        d.start()
+        assert effective_caps(d.proc.pid) == cap_mask(caps), "harness: setpriv did not work"
+        traced = [m for m in mount_types(d.proc.pid) if m[0] in ("tracefs", "debugfs")]
+        assert not traced, f"harness: obsd's mount namespace still has {traced}"
+        paths = ["/text", "/json", f"/users/{harness.uniq()}", "/nope"]
+        assert [server.get(p) for p in paths] == [200, 200, 200, 404]
+        recs = harness.wait_records(d.requests, lambda: {server.pid}, len(paths))
+        got = sorted((r["path"], r["status"], r["outcome"]) for r in recs)
+        want = sorted((p, st, "ok") for p, st in zip(paths, [200, 200, 200, 404]))
+        assert got == want, f"obsd without tracefs: {got} != {want}\n{d.output()}"
+        assert {r["service"] for r in recs} == {"app:app"}, [r["service"] for r in recs]
+        traced = [m for m in mount_types(d.proc.pid) if m[0] in ("tracefs", "debugfs")]
+        assert not traced, f"obsd mounted {traced} (it has no CAP_SYS_ADMIN)"
     finally:
         rc = d.stop()
         server.stop()
