@@ -1269,7 +1269,7 @@ static bool never_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino, uint
 	return false;
 }
 
-static bool always_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id)
+static bool always_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino, uint64_t conn_id)
 {
 	return true;
 }
