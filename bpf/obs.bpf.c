@@ -1,12 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * obs kernel side: track accepted TCP connections of target processes, keep
- * only those whose first bytes look like HTTP/1, and copy a bounded prefix
- * (and a short suffix) of every read/write on them into the ring buffer.
- * Everything else — parsing, matching, timing — is userspace's job.
+ * obs kernel side: follow the server side of stream sockets (TCP and UNIX)
+ * that observed processes read HTTP (1.x or 2, plain or TLS) from, and copy a
+ * bounded prefix (and a short suffix) of every read/write on them into the
+ * ring buffer. Everything else — parsing, matching, timing — is userspace's.
  *
- * Hooks are syscall and sock/tcp/sched tracepoints only (no kprobes/fentry
- * here). Every drop is counted in the per-CPU "counters" map.
+ * The cost rule: a process that does no socket I/O runs nothing of ours, and
+ * a socket operation runs one short program. Socket I/O is seen once per
+ * operation by sock:sock_recv_length/sock_send_length (tp_btf: no tracefs);
+ * the user buffer comes from the syscall's saved registers. Per-socket state
+ * lives in socket storage, so a socket we do not follow costs one lookup.
+ * Sockets are adopted lazily, at their first read: no accept() hook, and
+ * connections open before obsd started are found the same way.
+ *
+ * Syscall tracepoints (they need tracefs) are extras: close() of UNIX
+ * sockets (TCP closes come from the TCP state machine) and epoll_wait timing
+ * of Python event loops. Every drop is counted in the per-CPU "counters" map.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -14,17 +23,26 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "obs.h"
+#include "sysregs.h"
 
+#define AF_UNIX		1
 #define AF_INET		2
 #define AF_INET6	10
+#define SOCK_STREAM	1
 #define IPPROTO_TCP	6
 #define MSG_PEEK	2
+#define EPIPE		32
+#define ECONNRESET	104
+#define PF_EXITING	0x00000004
 #define TCP_ESTABLISHED	1
 #define TCP_SYN_RECV	3
+#define TCP_FIN_WAIT1	4
 #define TCP_CLOSE	7
 #define TCP_CLOSE_WAIT	8
+#define TCP_LAST_ACK	9
 #define CAP_MASK	(2 * OBS_CAP_MAX - 1)
 #define TAIL_MASK	(2 * OBS_TAIL_MAX - 1)
+#define SNIFF_MAX	8	/* reads of a connection first seen mid-stream before giving up */
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -34,23 +52,25 @@ const volatile __u64 wakeup_bytes = OBS_RINGBUF_DEFAULT / 8;
 const volatile __u32 self_tgid = 0;	/* obsd/obsctl itself: never observed */
 const volatile bool filter_pids = false;
 const volatile __u64 loop_block_ns = OBS_LOOP_BLOCK_DEFAULT;
-const volatile bool filter_ports = false;
+const volatile bool filter_ports = false;	/* TCP servers only on listed ports */
+const volatile bool filter_unix = false;	/* UNIX servers only on listed paths */
+const volatile bool track_fds = false;		/* the close() tracepoint is attached */
+const volatile bool queue_time = false;		/* sk_data_ready is attached */
 const volatile __u32 n_comms = 0;
 const volatile char comms[OBS_MAX_COMMS][OBS_COMM_LEN] = {};
 
 /* Next connection id; the loader seeds it so ids are not reused across runs. */
 __u64 next_conn_id = 1;
 
-enum io_kind { IO_BUF = 1, IO_IOV = 2, IO_MSG = 3, IO_SENDFILE = 4 };
+enum io_kind { IO_NONE = 0, IO_BUF = 1, IO_IOV = 2, IO_MSG = 3, IO_SENDFILE = 4 };
 
-/* A data syscall between its enter and exit, keyed by pid_tgid. */
+/* What a socket operation's syscall moved, from its registers. */
 struct io_args {
 	__u64 ptr;	/* buffer, iovec array or msghdr */
 	__u32 fd;
 	__u32 iovcnt;
-	__u8 kind;
+	__u8 kind;	/* enum io_kind; IO_NONE: not decodable, bytes are a gap */
 	__u8 dir;
-	__u8 log;	/* a write to stdout/stderr of an observed process */
 };
 
 /* The data record under construction: header plus room for masked copies. */
@@ -64,32 +84,31 @@ struct {
 	__uint(max_entries, OBS_RINGBUF_DEFAULT);
 } rb SEC(".maps");
 
+/* Per-socket state: a followed connection, or OBS_PROTO_IGNORED. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct obs_conn);
+} store SEC(".maps");
+
+/* Connections programs without socket storage reach: conn_id -> state. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OBS_MAX_CONNS);
+	__type(key, __u64);
+	__type(value, struct obs_conn);
+} hconns SEC(".maps");
+
+/* (tgid, fd) -> conn_id of hashed UNIX connections, for close(). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, OBS_MAX_CONNS);
 	__type(key, struct obs_conn_key);
-	__type(value, struct obs_conn);
-} conns SEC(".maps");
+	__type(value, __u64);
+} fds SEC(".maps");
 
-/* struct sock * -> its connection, for sock/tcp tracepoints. Kept after the
- * fd's close() until the socket reaches TCP_CLOSE, so that a RST answering
- * the last response still reaches userspace. */
-struct sock_ref {
-	struct obs_conn_key k;
-	__u64 conn_id;
-	__u32 closed;	/* the fd was closed; conns has no entry any more */
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, OBS_MAX_CONNS);
-	__type(key, __u64);
-	__type(value, struct sock_ref);
-} socks SEC(".maps");
-
-/* First data arrival on sockets not accepted yet (no struct socket): sk -> ns.
- * accept() moves it into the connection: queue time of a first request. */
+/* First data arrival on sockets not read yet (--queue-time): sk -> ns. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -97,7 +116,7 @@ struct {
 	__type(value, __u64);
 } early SEC(".maps");
 
-/* Processes that own (or owned) tracked connections: tgid -> 1. */
+/* Processes that own (or owned) followed connections: tgid -> OBS_PF_*. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, OBS_MAX_CONNS);
@@ -105,19 +124,12 @@ struct {
 	__type(value, __u8);
 } procs SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct io_args);
-} args SEC(".maps");
-
-/* The TLS connection each thread last read or wrote ciphertext on: tid -> key. */
+/* The TLS connection each thread last read or wrote ciphertext on: tid -> conn_id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, struct obs_conn_key);
+	__type(value, __u64);
 } last_tls SEC(".maps");
 
 /* --pid targets and their followed children: tgid -> 1. */
@@ -135,6 +147,18 @@ struct {
 	__type(key, __u16);
 	__type(value, __u8);
 } ports SEC(".maps");
+
+/* --unix: listening socket path (zero-padded) -> 1. */
+struct unix_path {
+	char p[OBS_UNIX_PATH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OBS_MAX_UNIX);
+	__type(key, struct unix_path);
+	__type(value, __u8);
+} unix_paths SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -157,10 +181,28 @@ struct {
 	__type(value, struct data_scratch);
 } scratch SEC(".maps");
 
+/* A zero-padded UNIX path (room for any masked read length). */
+struct path_buf {
+	char p[128];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_buf);
+} path_scratch SEC(".maps");
+
 static __always_inline bool is_http(const struct obs_conn *c)
 {
 	return c->proto == OBS_PROTO_HTTP1 || c->proto == OBS_PROTO_TLS_HTTP1 ||
 	       c->proto == OBS_PROTO_HTTP2 || c->proto == OBS_PROTO_TLS_HTTP2;
+}
+
+static __always_inline bool is_tls(const struct obs_conn *c)
+{
+	return c->proto == OBS_PROTO_TLS || c->proto == OBS_PROTO_TLS_HTTP1 ||
+	       c->proto == OBS_PROTO_TLS_OTHER || c->proto == OBS_PROTO_TLS_HTTP2;
 }
 
 static __always_inline void count(__u32 idx)
@@ -187,25 +229,38 @@ static __always_inline int rb_out(void *data, __u64 size)
 	return 0;
 }
 
-static __always_inline void fill_hdr(struct obs_ev_hdr *h, struct obs_conn_key *k,
-				     struct obs_conn *c, __u32 type)
+/* Reserve a fixed-size record in the ring (written in place, no copy). */
+static __always_inline void *rb_reserve(__u64 size)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	void *p = bpf_ringbuf_reserve(&rb, size, 0);
 
+	if (!p)
+		count(OBS_C_LOST_RINGBUF);
+	return p;
+}
+
+static __always_inline void rb_submit(void *p)
+{
+	count(OBS_C_EVENTS);
+	bpf_ringbuf_submit(p, rb_flags());
+}
+
+static __always_inline void fill_hdr(struct obs_ev_hdr *h, struct obs_conn *c, __u32 type)
+{
 	h->ts_ns = bpf_ktime_get_ns();
 	h->conn_id = c->conn_id;
 	h->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
 	h->type = type;
-	h->pid = k->tgid;
-	h->tid = (__u32)id;
-	h->fd = k->fd;
+	h->pid = c->tgid;
+	h->tid = (__u32)bpf_get_current_pid_tgid();
+	h->fd = c->fd;
 	h->pad = 0;
 }
 
 /* Is this process one we watch? Cheap checks first. */
 static __always_inline bool is_target(__u32 tgid)
 {
-	if (tgid == self_tgid)
+	if (tgid == self_tgid || !tgid)
 		return false;
 	if (filter_pids && !bpf_map_lookup_elem(&targets, &tgid))
 		return false;
@@ -234,119 +289,6 @@ static __always_inline bool is_target(__u32 tgid)
 			return false;
 	}
 	return true;
-}
-
-static __always_inline struct sock *sock_of_fd(__u32 fd)
-{
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
-	struct file *f = NULL;
-	struct socket *so;
-
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return NULL;
-	so = BPF_CORE_READ(f, private_data);
-	if (!so)
-		return NULL;
-	return BPF_CORE_READ(so, sk);
-}
-
-/* accept()/accept4() returned fd: start tracking it if it is a target's TCP socket. */
-static __always_inline int on_accept(long ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct obs_conn_key k = { .tgid = id >> 32, .fd = (__u32)ret };
-	struct obs_conn c = {};
-	struct sock *sk;
-	struct sock_ref ref = {};
-	struct obs_loop loop_z = {};
-	__u64 *arrival, skp;
-	__u32 tid = (__u32)id;
-	__u8 one = 1;
-
-	if (ret < 0 || !is_target(k.tgid))
-		return 0;
-	sk = sock_of_fd(k.fd);
-	if (!sk)
-		return 0;
-	c.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if ((c.family != AF_INET && c.family != AF_INET6) ||
-	    BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	c.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (filter_ports && !bpf_map_lookup_elem(&ports, &c.lport))
-		return 0;
-	c.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (c.family == AF_INET) {
-		BPF_CORE_READ_INTO(&c.laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(&c.raddr, sk, __sk_common.skc_daddr);
-	} else {
-		BPF_CORE_READ_INTO(&c.laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&c.raddr, sk, __sk_common.skc_v6_daddr);
-	}
-	/* The client may have sent its request and FIN before accept() returned. */
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE_WAIT)
-		c.early |= 1 << OBS_ST_PEER_FIN;
-	skp = (__u64)sk;
-	arrival = bpf_map_lookup_elem(&early, &skp);
-	if (arrival) {
-		c.arrival_ns = *arrival;
-		bpf_map_delete_elem(&early, &skp);
-	}
-	c.conn_id = __sync_fetch_and_add(&next_conn_id, 1);
-	c.accept_ts_ns = bpf_ktime_get_ns();
-	c.sk = (__u64)sk;
-	skp = c.sk;
-	/* A stale entry means a close we never saw: the new socket replaces it. */
-	if (bpf_map_update_elem(&conns, &k, &c, BPF_ANY)) {
-		count(OBS_C_LOST_CONNS_FULL);
-		return 0;
-	}
-	ref.k = k;
-	ref.conn_id = c.conn_id;
-	bpf_map_update_elem(&socks, &skp, &ref, BPF_ANY);
-	bpf_map_update_elem(&procs, &k.tgid, &one, BPF_ANY);
-	/* The accepting thread runs the event loop (asyncio, uvloop): start
-	 * timing it now, so a block in the very first request counts too. */
-	loop_z.tgid = k.tgid;
-	loop_z.last_exit_ns = c.accept_ts_ns;
-	bpf_map_update_elem(&loops, &tid, &loop_z, BPF_NOEXIST);
-	count(OBS_C_CONNS_OPENED);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int exit_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept(ctx->ret);
-}
-
-/* Remember a data syscall's arguments when its fd is a connection we follow. */
-static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 iovcnt, __u8 kind, __u8 dir)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct obs_conn_key k = { .tgid = id >> 32, .fd = fd };
-	struct obs_conn *c = bpf_map_lookup_elem(&conns, &k);
-	struct io_args a = { .ptr = ptr, .fd = fd, .iovcnt = iovcnt, .kind = kind, .dir = dir };
-
-	if (!c) {
-		/* stdout/stderr of a process serving HTTP: tracebacks, logs */
-		if (fd > 2 || fd == 0 || dir != OBS_DIR_OUT || kind == IO_SENDFILE ||
-		    !bpf_map_lookup_elem(&procs, &k.tgid))
-			return 0;
-		a.log = 1;
-	} else if (c->proto == OBS_PROTO_OTHER || c->proto == OBS_PROTO_TLS_OTHER) {
-		return 0;
-	}
-	if (bpf_map_update_elem(&args, &id, &a, BPF_ANY))
-		count(OBS_C_LOST_ARGS_FULL);
-	return 0;
 }
 
 /*
@@ -448,35 +390,6 @@ static __always_inline bool looks_http1(const __u8 *p, __u32 n)
 	return i == n && i < 17; /* all uppercase so far: let userspace decide */
 }
 
-static __always_inline void emit_open(struct obs_conn_key *k, struct obs_conn *c)
-{
-	struct obs_ev_open o = {};
-
-	fill_hdr(&o.h, k, c, OBS_EV_OPEN);
-	o.accept_ts_ns = c->accept_ts_ns;
-	__builtin_memcpy(o.laddr, c->laddr, 16);
-	__builtin_memcpy(o.raddr, c->raddr, 16);
-	o.family = c->family;
-	o.lport = c->lport;
-	o.rport = c->rport;
-	o.flags = (c->proto == OBS_PROTO_TLS_HTTP1 || c->proto == OBS_PROTO_TLS_HTTP2 ?
-			   OBS_OPEN_TLS : 0) |
-		  (c->proto == OBS_PROTO_HTTP2 || c->proto == OBS_PROTO_TLS_HTTP2 ? OBS_OPEN_H2 : 0);
-	bpf_get_current_comm(o.comm, sizeof(o.comm));
-	rb_out(&o, sizeof(o));
-}
-
-static __always_inline void emit_simple(struct obs_conn_key *k, struct obs_conn *c, __u32 type,
-					__u32 what, __u32 arg)
-{
-	struct obs_ev_state e = {};
-
-	fill_hdr(&e.h, k, c, type);
-	e.what = what;
-	e.arg = arg;
-	rb_out(&e, type == OBS_EV_STATE ? sizeof(e) : sizeof(struct obs_ev_close));
-}
-
 /*
  * Copy the first cap_bytes and, of longer transfers, the last OBS_TAIL_MAX
  * bytes of a transfer of ret bytes into s->ev.data. Sets cap/tail.
@@ -488,8 +401,8 @@ static __always_inline void capture(struct data_scratch *s, __u8 kind, __u64 ptr
 	__u32 cap = 0, tail = 0;
 
 	s->ev.flags = 0;
-	if (kind == IO_SENDFILE) {
-		s->ev.flags |= OBS_DF_SENDFILE;
+	if (kind == IO_SENDFILE || kind == IO_NONE) {
+		s->ev.flags |= kind == IO_NONE ? OBS_DF_UNDECODED : OBS_DF_SENDFILE;
 		goto out;
 	}
 	cap = ret < limit ? (__u32)ret : limit;
@@ -549,20 +462,251 @@ static __always_inline bool looks_tls(const __u8 *p, __u32 n)
 	return n >= 3 && p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04;
 }
 
-static __always_inline void emit_early_state(struct obs_conn_key *k, struct obs_conn *c)
+/* ---- adoption: a socket's first read decides whether it is followed ---- */
+
+/* The path a UNIX server socket listens on (an accepted socket shares its
+ * listener's address), zero-padded, "@name" for the abstract namespace, in
+ * the per-CPU path scratch. NULL when it has none: the client end, or a
+ * socketpair. */
+static __always_inline struct unix_path *unix_path_of(struct sock *sk)
+{
+	struct unix_address *a = BPF_CORE_READ((struct unix_sock *)sk, addr);
+	struct path_buf *b;
+	__u32 zero = 0;
+	int len;
+
+	if (!a)
+		return NULL;
+	len = BPF_CORE_READ(a, len) - 2;	/* minus sun_family */
+	if (len <= 0 || len >= OBS_UNIX_PATH_LEN)
+		return NULL;
+	b = bpf_map_lookup_elem(&path_scratch, &zero);
+	if (!b)
+		return NULL;
+	__builtin_memset(b, 0, sizeof(*b));
+	if (bpf_probe_read_kernel(b->p, len & 0x7f, &a->name[0].sun_path))
+		return NULL;
+	if (!b->p[0])
+		b->p[0] = '@';
+	return (struct unix_path *)b;
+}
+
+static __always_inline bool unix_wanted(struct sock *sk)
+{
+	struct unix_path *p = unix_path_of(sk);
+
+	if (!p)
+		return false;
+	if (filter_ports && !filter_unix)
+		return false;
+	return !filter_unix || bpf_map_lookup_elem(&unix_paths, p);
+}
+
+/* A TCP socket: addresses into c; false when the filters leave it out. */
+static __always_inline bool tcp_wanted(struct sock *sk, struct obs_conn *c, long ret)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 consumed;
+
+	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (filter_unix && !filter_ports)
+		return false;
+	if (filter_ports && !bpf_map_lookup_elem(&ports, &c->lport))
+		return false;
+	c->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (c->family == AF_INET) {
+		BPF_CORE_READ_INTO(&c->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(&c->raddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&c->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&c->raddr, sk, __sk_common.skc_v6_daddr);
+	}
+	/* The client may have sent its request and FIN before the first read. */
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE_WAIT)
+		c->early |= 1 << OBS_ST_PEER_FIN;
+	/* Bytes read so far, this read included: more than it moved means the
+	 * connection was open before we saw it (obsd started meanwhile). */
+	consumed = BPF_CORE_READ(tp, bytes_received) -
+		   (__u32)(BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq));
+	if (consumed != (__u64)ret)
+		c->flags |= OBS_CF_ADOPTED;
+	return true;
+}
+
+/* Is the current process a Python interpreter (its event loop gets timed)? */
+static __always_inline bool is_python(void)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	const unsigned char *name = BPF_CORE_READ(t, mm, exe_file, f_path.dentry, d_name.name);
+	char b[8] = {};
+
+	if (!name || bpf_probe_read_kernel(b, 6, name))
+		return false;
+	return b[0] == 'p' && b[1] == 'y' && b[2] == 't' && b[3] == 'h' && b[4] == 'o' &&
+	       b[5] == 'n';
+}
+
+static __always_inline void ignore_sock(struct sock *sk, struct obs_conn *c)
+{
+	c->proto = OBS_PROTO_IGNORED;
+	if (!bpf_sk_storage_get(&store, sk, c, BPF_SK_STORAGE_GET_F_CREATE))
+		count(OBS_C_STORE_FULL);
+}
+
+/*
+ * First read on a socket without state: follow it if it is the server end of
+ * a stream socket of a target process. Returns the connection's state (in
+ * "store" or, for UNIX sockets, in "hconns"), or NULL.
+ */
+static __always_inline struct obs_conn *adopt(struct sock *sk, long ret, __u32 fd,
+					      bool *in_store)
+{
+	__u64 id = bpf_get_current_pid_tgid(), skp = (__u64)sk, *arrival;
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	struct obs_conn c = {};
+	struct obs_conn *sc;
+	__u8 pf = OBS_PF_CONNS;
+	bool wanted;
+
+	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
+		return NULL;
+	c.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (c.family == AF_INET || c.family == AF_INET6) {
+		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+			return NULL;
+	} else if (c.family != AF_UNIX) {
+		return NULL;
+	}
+	wanted = is_target(tgid) &&
+		 (c.family == AF_UNIX ? unix_wanted(sk) : tcp_wanted(sk, &c, ret));
+	if (!wanted) {
+		ignore_sock(sk, &c);
+		return NULL;
+	}
+	c.conn_id = __sync_fetch_and_add(&next_conn_id, 1);
+	c.accept_ts_ns = bpf_ktime_get_ns();
+	c.sk = skp;
+	c.tgid = tgid;
+	c.fd = fd;
+	if (queue_time) {
+		arrival = bpf_map_lookup_elem(&early, &skp);
+		if (arrival) {
+			c.arrival_ns = *arrival;
+			bpf_map_delete_elem(&early, &skp);
+		}
+	}
+	if (is_python()) {
+		c.flags |= OBS_CF_PYTHON;
+		pf |= OBS_PF_LOOP;
+	}
+	*in_store = c.family != AF_UNIX;
+	if (!*in_store) {	/* close() finds it by (tgid, fd) */
+		struct obs_conn_key k = { .tgid = tgid, .fd = fd };
+
+		if (bpf_map_update_elem(&hconns, &c.conn_id, &c, BPF_NOEXIST)) {
+			count(OBS_C_LOST_CONNS_FULL);
+			ignore_sock(sk, &c);
+			return NULL;
+		}
+		if (track_fds)
+			bpf_map_update_elem(&fds, &k, &c.conn_id, BPF_ANY);
+		c.flags |= OBS_CF_HASHED;
+	}
+	sc = bpf_sk_storage_get(&store, sk, &c, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!sc) {
+		count(OBS_C_STORE_FULL);
+		bpf_map_delete_elem(&hconns, &c.conn_id);
+		return NULL;
+	}
+	bpf_map_update_elem(&procs, &tgid, &pf, BPF_ANY);
+	if (pf & OBS_PF_LOOP) {
+		/* The reading thread runs the event loop (asyncio, uvloop): time
+		 * it from now, so a block in the very first request counts too. */
+		struct obs_loop z = { .tgid = tgid, .last_exit_ns = c.accept_ts_ns };
+
+		bpf_map_update_elem(&loops, &tid, &z, BPF_NOEXIST);
+	}
+	count(OBS_C_CONNS_OPENED);
+	return *in_store ? sc : bpf_map_lookup_elem(&hconns, &c.conn_id);
+}
+
+/* ---- records ---- */
+
+static __always_inline void emit_open(struct obs_conn *c)
+{
+	struct obs_ev_open *o = rb_reserve(sizeof(*o));
+	struct sock *sk = (struct sock *)c->sk;
+
+	if (!o)
+		return;
+	fill_hdr(&o->h, c, OBS_EV_OPEN);
+	o->accept_ts_ns = c->accept_ts_ns;
+	__builtin_memcpy(o->laddr, c->laddr, 16);
+	__builtin_memcpy(o->raddr, c->raddr, 16);
+	o->ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	o->peer_pid = 0;
+	o->family = c->family;
+	o->lport = c->lport;
+	o->rport = c->rport;
+	o->flags = (c->proto == OBS_PROTO_TLS_HTTP1 || c->proto == OBS_PROTO_TLS_HTTP2 ?
+			    OBS_OPEN_TLS : 0) |
+		   (c->proto == OBS_PROTO_HTTP2 || c->proto == OBS_PROTO_TLS_HTTP2 ? OBS_OPEN_H2 : 0);
+	o->pad2 = 0;
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+	__builtin_memset(o->path, 0, sizeof(o->path));
+	if (c->family == AF_UNIX) {
+		struct unix_path *up = unix_path_of(sk);
+
+		if (up)
+			__builtin_memcpy(o->path, up->p, sizeof(o->path));
+		o->peer_pid = BPF_CORE_READ(sk, sk_peer_pid, numbers[0].nr);
+	}
+	rb_submit(o);
+}
+
+static __always_inline void emit_simple(struct obs_conn *c, __u32 type, __u32 what, __u32 arg)
+{
+	struct obs_ev_state *e = rb_reserve(sizeof(*e));
+
+	if (!e)
+		return;
+	fill_hdr(&e->h, c, type);
+	e->what = what;
+	e->arg = arg;
+	rb_submit(e);
+}
+
+/* After the server's close only a reset matters (the client never read the
+ * last response); seq 0 marks an event past the connection's end. */
+static __always_inline void emit_late_reset(struct obs_conn *c)
+{
+	struct obs_ev_state *e = rb_reserve(sizeof(*e));
+
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->h.ts_ns = bpf_ktime_get_ns();
+	e->h.conn_id = c->conn_id;
+	e->h.type = OBS_EV_STATE;
+	e->h.pid = c->tgid;
+	e->h.fd = c->fd;
+	e->what = OBS_ST_RESET;
+	rb_submit(e);
+}
+
+static __always_inline void emit_early_state(struct obs_conn *c)
 {
 	if (c->early & (1 << OBS_ST_PEER_FIN))
-		emit_simple(k, c, OBS_EV_STATE, OBS_ST_PEER_FIN, 0);
+		emit_simple(c, OBS_EV_STATE, OBS_ST_PEER_FIN, 0);
 	if (c->early & (1 << OBS_ST_RESET))
-		emit_simple(k, c, OBS_EV_STATE, OBS_ST_RESET, 0);
+		emit_simple(c, OBS_EV_STATE, OBS_ST_RESET, 0);
 }
 
 /* Emit the captured bytes of s as a data record of connection c. */
-static __always_inline void emit_data(struct obs_conn_key *k, struct obs_conn *c,
-				      struct data_scratch *s, __u64 ret, __u32 cap, __u32 tail,
-				      __u8 dir)
+static __always_inline void emit_data(struct obs_conn *c, struct data_scratch *s, __u64 ret,
+				      __u32 cap, __u32 tail, __u8 dir)
 {
-	fill_hdr(&s->ev.h, k, c, OBS_EV_DATA);
+	fill_hdr(&s->ev.h, c, OBS_EV_DATA);
 	s->ev.arrival_ns = 0;
 	if (dir == OBS_DIR_IN) {	/* queue time: arrival -> this read */
 		s->ev.arrival_ns = c->arrival_ns;
@@ -575,119 +719,333 @@ static __always_inline void emit_data(struct obs_conn_key *k, struct obs_conn *c
 	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
 }
 
-static __always_inline void emit_log(struct obs_conn_key *k, struct data_scratch *s, __u64 ret,
-				     __u32 cap, __u32 tail)
+/* ---- socket I/O ---- */
+
+/* The syscall behind a socket operation, from the task's saved registers. */
+static __always_inline void io_from_regs(struct io_args *a, __u8 dir)
 {
-	s->ev.h.ts_ns = bpf_ktime_get_ns();
-	s->ev.h.conn_id = 0;
-	s->ev.h.seq = 0;
-	s->ev.h.type = OBS_EV_LOG;
-	s->ev.h.pid = k->tgid;
-	s->ev.h.tid = (__u32)bpf_get_current_pid_tgid();
-	s->ev.h.fd = k->fd;
-	s->ev.len = ret;
-	s->ev.cap = cap;
-	s->ev.tail = tail;
-	s->ev.dir = k->fd;
-	count(OBS_C_LOG_WRITES);
-	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	long nr = SYSCALL_NR(r);
+
+	a->dir = dir;
+	a->fd = SYSCALL_ARG1(r);
+	a->ptr = SYSCALL_ARG2(r);
+	a->iovcnt = 0;
+	a->kind = IO_NONE;
+	if (dir == OBS_DIR_IN) {
+		if (nr == NR_read || nr == NR_recvfrom)
+			a->kind = IO_BUF;
+		else if (nr == NR_readv)
+			a->kind = IO_IOV;
+		else if (nr == NR_recvmsg)
+			a->kind = IO_MSG;
+	} else {
+		if (nr == NR_write || nr == NR_sendto)
+			a->kind = IO_BUF;
+		else if (nr == NR_writev)
+			a->kind = IO_IOV;
+		else if (nr == NR_sendmsg)
+			a->kind = IO_MSG;
+		else if (nr == NR_sendfile)
+			a->kind = IO_SENDFILE;
+	}
+	if (a->kind == IO_IOV)
+		a->iovcnt = SYSCALL_ARG3(r);
+	if (a->kind == IO_NONE)
+		count(OBS_C_UNDECODED);
 }
 
-/* An adopted connection (open before we started) gets its socket on first use. */
-static __always_inline void adopt_sock(struct obs_conn_key *k, struct obs_conn *c)
+/* A plain TCP connection turned out to be TLS: its state moves to hconns,
+ * where the SSL_read/SSL_write uprobes can reach it. */
+static __always_inline void to_tls(struct obs_conn *c, bool in_store)
 {
-	struct sock_ref ref = { .k = *k, .conn_id = c->conn_id };
-	__u64 skp;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 
-	if (c->sk)
-		return;
-	c->sk = (__u64)sock_of_fd(k->fd);
-	skp = c->sk;
-	if (skp)
-		bpf_map_update_elem(&socks, &skp, &ref, BPF_ANY);
+	c->proto = OBS_PROTO_TLS;
+	if (in_store) {
+		if (bpf_map_update_elem(&hconns, &c->conn_id, c, BPF_NOEXIST)) {
+			count(OBS_C_LOST_CONNS_FULL);
+			c->proto = OBS_PROTO_TLS_OTHER;
+			return;
+		}
+		c->flags |= OBS_CF_HASHED;
+	}
+	bpf_map_update_elem(&last_tls, &tid, &c->conn_id, BPF_ANY);
 }
 
-static __always_inline int exit_io(long ret)
+/* ret bytes moved on connection c as a described: sniff, capture, emit. */
+static __always_inline int handle_io(struct obs_conn *c, struct io_args *a, long ret,
+				     bool in_store)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct io_args *ap = bpf_map_lookup_elem(&args, &id);
-	struct obs_conn_key k;
-	struct data_scratch *s;
-	struct obs_conn *c;
+	__u32 zero = 0, cap, tail, iovcnt = a->iovcnt, tid = (__u32)bpf_get_current_pid_tgid();
 	const struct iovec *iov = NULL;
-	struct io_args a;
-	__u32 zero = 0, cap, tail, iovcnt, tid = (__u32)id;
+	struct data_scratch *s;
 
-	if (!ap)
-		return 0;
-	a = *ap;
-	bpf_map_delete_elem(&args, &id);
-	if (ret <= 0)
-		return 0;
-	k.tgid = id >> 32;
-	k.fd = a.fd;
-	c = a.log ? NULL : bpf_map_lookup_elem(&conns, &k);
-	if (c && c->proto >= OBS_PROTO_TLS && c->proto != OBS_PROTO_HTTP2) {
+	if (is_tls(c)) {
 		/* ciphertext: the SSL_read/SSL_write probes report the plaintext;
 		 * remember which connection this thread just used */
-		bpf_map_update_elem(&last_tls, &tid, &k, BPF_ANY);
+		bpf_map_update_elem(&last_tls, &tid, &c->conn_id, BPF_ANY);
 		return 0;
 	}
-	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s || (!c && !a.log))
+	if (c->proto != OBS_PROTO_UNKNOWN && c->proto != OBS_PROTO_HTTP1 &&
+	    c->proto != OBS_PROTO_HTTP2)
 		return 0;
-	iovcnt = a.iovcnt;
-	if (a.kind == IO_MSG) {
+	/* the client's first bytes decide: an HTTP/2 server (gRPC) sends its
+	 * SETTINGS before reading anything */
+	if (c->proto == OBS_PROTO_UNKNOWN && a->dir == OBS_DIR_OUT)
+		return 0;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	if (a->kind == IO_MSG) {
 		struct user_msghdr m;
 
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)a.ptr)) {
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)a->ptr)) {
 			count(OBS_C_READ_FAULT);
 			return 0;
 		}
 		iov = m.msg_iov;
 		iovcnt = m.msg_iovlen;
-	} else if (a.kind == IO_IOV) {
-		iov = (const struct iovec *)a.ptr;
+	} else if (a->kind == IO_IOV) {
+		iov = (const struct iovec *)a->ptr;
 	}
-	/* a traceback is one write of several KB: logs get the whole capture */
-	capture(s, a.kind, a.ptr, iov, iovcnt, ret, a.log ? OBS_CAP_MAX : cap_bytes, &cap, &tail);
-	if (!c) {
-		emit_log(&k, s, ret, cap, tail);
-		return 0;
-	}
-	if (c->proto == OBS_PROTO_UNKNOWN && (c->early & OBS_CONN_ADOPTED)) {
-		/* open before we started: wait for the next request's first byte */
-		if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
-			count(OBS_C_ADOPT_SKIPPED);
-			return 0;
-		}
-		adopt_sock(&k, c);
-	}
+	capture(s, a->kind, a->ptr, iov, iovcnt, ret, cap_bytes, &cap, &tail);
 	if (c->proto == OBS_PROTO_UNKNOWN) {
-		if (a.dir == OBS_DIR_IN && looks_tls(s->ev.data, cap)) {
-			c->proto = OBS_PROTO_TLS;
-			bpf_map_update_elem(&last_tls, &tid, &k, BPF_ANY);
+		if (!cap)
+			return 0;	/* nothing to judge by */
+		if (looks_tls(s->ev.data, cap)) {
+			to_tls(c, in_store);
 			return 0;
 		}
-		/* the client's first bytes decide: an HTTP/2 server (gRPC) sends its
-		 * SETTINGS before reading anything */
-		if (a.dir == OBS_DIR_OUT)
-			return 0;
 		if (looks_h2(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_HTTP2;
-		} else if (!looks_http1(s->ev.data, cap)) {
+		} else if (looks_http1(s->ev.data, cap)) {
+			c->proto = OBS_PROTO_HTTP1;
+		} else if ((c->flags & OBS_CF_ADOPTED) && ++c->sniffs < SNIFF_MAX) {
+			/* open before we started: wait for a request's first byte */
+			count(OBS_C_ADOPT_SKIPPED);
+			return 0;
+		} else {
 			c->proto = OBS_PROTO_OTHER;
 			count(OBS_C_CONNS_NOT_HTTP);
 			return 0;
-		} else {
-			c->proto = OBS_PROTO_HTTP1;
 		}
-		emit_open(&k, c);
-		emit_early_state(&k, c);
-	} else if (c->proto != OBS_PROTO_HTTP1 && c->proto != OBS_PROTO_HTTP2) {
+		emit_open(c);
+		emit_early_state(c);
+	}
+	emit_data(c, s, ret, cap, tail, a->dir);
+	return 0;
+}
+
+/* The state of a socket with storage: the stub's hconns entry if hashed. */
+static __always_inline struct obs_conn *state_of(struct obs_conn *st)
+{
+	if (!(st->flags & OBS_CF_HASHED))
+		return st;
+	return bpf_map_lookup_elem(&hconns, &st->conn_id);
+}
+
+static __always_inline int sock_io(struct sock *sk, long ret, __u8 dir)
+{
+	struct obs_conn *c = bpf_sk_storage_get(&store, sk, 0, 0);
+	bool in_store = true;
+	struct io_args a;
+
+	if (!c) {
+		if (dir != OBS_DIR_IN)
+			return 0;	/* adopted at its first read */
+		io_from_regs(&a, dir);
+		c = adopt(sk, ret, a.fd, &in_store);
+		if (!c)
+			return 0;
+	} else {
+		if (c->proto == OBS_PROTO_IGNORED || (c->flags & OBS_CF_CLOSED))
+			return 0;
+		in_store = !(c->flags & OBS_CF_HASHED);
+		c = state_of(c);
+		if (!c)
+			return 0;
+		io_from_regs(&a, dir);
+	}
+	return handle_io(c, &a, ret, in_store);
+}
+
+/* A UNIX peer ended its stream (read 0) or vanished (EPIPE, ECONNRESET):
+ * TCP reports these through its state machine, UNIX sockets only here. */
+static __always_inline int sock_end(struct sock *sk, long ret)
+{
+	struct obs_conn *st = bpf_sk_storage_get(&store, sk, 0, 0), *c;
+
+	if (!st || st->proto == OBS_PROTO_IGNORED || st->family != AF_UNIX ||
+	    (st->flags & OBS_CF_CLOSED))
+		return 0;
+	c = state_of(st);
+	if (!c || (c->flags & OBS_CF_EOF))
+		return 0;
+	c->flags |= OBS_CF_EOF;
+	if (is_http(c))
+		emit_simple(c, OBS_EV_STATE, ret ? OBS_ST_RESET : OBS_ST_PEER_FIN, 0);
+	else if (c->proto == OBS_PROTO_UNKNOWN)
+		c->early |= 1 << (ret ? OBS_ST_RESET : OBS_ST_PEER_FIN);
+	return 0;
+}
+
+/* Once per socket read (any socket, any syscall), after it completed. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
+{
+	if (ret > 0)
+		return flags & MSG_PEEK ? 0 : sock_io(sk, ret, OBS_DIR_IN);
+	if (ret == 0 || ret == -ECONNRESET)
+		return sock_end(sk, ret);
+	return 0;
+}
+
+/* Once per socket write (write, send*, sendfile's pieces). */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send, struct sock *sk, int ret, int flags)
+{
+	if (ret > 0)
+		return sock_io(sk, ret, OBS_DIR_OUT);
+	if (ret == -EPIPE || ret == -ECONNRESET)
+		return sock_end(sk, ret);
+	return 0;
+}
+
+/* ---- connection state: TCP state machine, close ---- */
+
+/* A state change seen on a followed socket (may run in softirq). */
+static __always_inline void sock_event(struct sock *sk, __u32 what)
+{
+	struct obs_conn *st = bpf_sk_storage_get(&store, sk, 0, 0), *c;
+
+	if (!st || st->proto == OBS_PROTO_IGNORED)
+		return;
+	if (st->flags & OBS_CF_CLOSED) {
+		if (what == OBS_ST_RESET && st->proto != OBS_PROTO_OTHER)
+			emit_late_reset(st);
+		return;
+	}
+	c = state_of(st);
+	if (!c)
+		return;
+	if (is_http(c))
+		emit_simple(c, OBS_EV_STATE, what, 0);
+	else if (c->proto == OBS_PROTO_UNKNOWN || c->proto == OBS_PROTO_TLS)
+		c->early |= 1 << what;	/* e.g. request + FIN before the first read */
+}
+
+/* The server closed the socket (or its process is exiting): report once. */
+static __always_inline void sock_close(struct sock *sk)
+{
+	struct obs_conn *st = bpf_sk_storage_get(&store, sk, 0, 0), *c;
+	struct task_struct *t = bpf_get_current_task_btf();
+	bool exiting;
+
+	if (!st || st->proto == OBS_PROTO_IGNORED || (st->flags & OBS_CF_CLOSED))
+		return;
+	st->flags |= OBS_CF_CLOSED;
+	c = state_of(st);
+	if (!c)
+		return;
+	/* the exit event closes an exiting process's connections */
+	exiting = (BPF_CORE_READ(t, flags) & PF_EXITING) && BPF_CORE_READ(t, tgid) == c->tgid;
+	if (is_http(c) && !exiting)
+		emit_simple(c, OBS_EV_CLOSE, 0, 0);
+	if (c != st) {
+		st->proto = c->proto;	/* a late reset is reported if it was HTTP */
+		bpf_map_delete_elem(&hconns, &st->conn_id);
+	}
+}
+
+/* Is the process closing this socket? inet_release() detaches the socket
+ * before the protocol's close; shutdown() leaves it attached. */
+static __always_inline bool closing(struct sock *sk)
+{
+	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+
+	return !so || BPF_CORE_READ(so, sk) != sk;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	if (newstate == TCP_CLOSE_WAIT) {
+		sock_event(sk, OBS_ST_PEER_FIN);
+	} else if (newstate == TCP_ESTABLISHED) {
+		__u64 skp = (__u64)sk;	/* a new socket: no stale arrival */
+
+		if (queue_time)
+			bpf_map_delete_elem(&early, &skp);
+	} else if (newstate != TCP_SYN_RECV && closing(sk)) {
+		sock_close(sk);
+	}
+	return 0;
+}
+
+/* The socket is gone (a close after a reset changes no state). */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(tcp_destroy, struct sock *sk)
+{
+	sock_close(sk);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tcp_rst, struct sock *sk)
+{
+	sock_event(sk, OBS_ST_RESET);
+	return 0;
+}
+
+/* close() of a followed UNIX socket (needs tracefs; TCP closes come from the
+ * state machine above). */
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid(), cid, *idp;
+	struct obs_conn_key k = { .tgid = id >> 32, .fd = ctx->args[0] };
+	struct obs_conn *c;
+
+	if (!bpf_map_lookup_elem(&procs, &k.tgid))
+		return 0;
+	idp = bpf_map_lookup_elem(&fds, &k);
+	if (!idp)
+		return 0;
+	cid = *idp;
+	bpf_map_delete_elem(&fds, &k);
+	c = bpf_map_lookup_elem(&hconns, &cid);
+	if (!c)
+		return 0;
+	if (is_http(c) && !(c->flags & OBS_CF_CLOSED))
+		emit_simple(c, OBS_EV_CLOSE, 0, 0);
+	bpf_map_delete_elem(&hconns, &cid);
+	return 0;
+}
+
+/* Request bytes reached a socket (--queue-time): remember the first arrival
+ * before a read. */
+SEC("tp_btf/sk_data_ready")
+int BPF_PROG(data_ready, struct sock *sk)
+{
+	struct obs_conn *st = bpf_sk_storage_get(&store, sk, 0, 0), *c;
+	__u64 skp = (__u64)sk, now;
+
+	if (!st) {
+		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
+		    BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED)
+			return 0;
+		now = bpf_ktime_get_ns();
+		bpf_map_update_elem(&early, &skp, &now, BPF_NOEXIST);
 		return 0;
 	}
-	emit_data(&k, c, s, ret, cap, tail, a.dir);
+	if (st->proto == OBS_PROTO_IGNORED || (st->flags & OBS_CF_CLOSED))
+		return 0;
+	c = state_of(st);
+	if (c && !c->arrival_ns && c->proto != OBS_PROTO_OTHER)
+		c->arrival_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -702,24 +1060,19 @@ struct ssl_args {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct ssl_args);
 } ssl_calls SEC(".maps");
 
-/* SSL * -> connection, learnt from the thread's last ciphertext syscall. SSL
- * objects and fds are reused, so the connection id must still match. */
-struct ssl_ref {
-	struct obs_conn_key k;
-	__u64 conn_id;
-};
-
+/* SSL * -> conn_id, learnt from the thread's last ciphertext operation. SSL
+ * objects are reused, so the connection must still exist. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, OBS_MAX_CONNS);
 	__type(key, __u64);
-	__type(value, struct ssl_ref);
+	__type(value, __u64);
 } ssl_conns SEC(".maps");
 
 static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 bytes_ptr, __u8 dir, __u8 ex)
@@ -729,21 +1082,48 @@ static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 bytes_ptr, __u8
 	struct ssl_args a = { .ssl = ssl, .buf = buf, .bytes_ptr = bytes_ptr, .dir = dir, .ex = ex };
 
 	if (!bpf_map_lookup_elem(&procs, &tgid))
-		return 0;	/* not a process serving tracked connections */
-	bpf_map_update_elem(&ssl_calls, &id, &a, BPF_ANY);
+		return 0;	/* not a process serving followed connections */
+	if (bpf_map_update_elem(&ssl_calls, &id, &a, BPF_ANY))
+		count(OBS_C_LOST_ARGS_FULL);
 	return 0;
+}
+
+/* The connection an SSL object's plaintext belongs to, or NULL. */
+static __always_inline struct obs_conn *ssl_conn(__u64 ssl, __u32 tid)
+{
+	__u64 *idp = bpf_map_lookup_elem(&ssl_conns, &ssl), cid;
+	struct obs_conn *c = idp ? bpf_map_lookup_elem(&hconns, idp) : NULL;
+
+	if (c && c->ssl == ssl)
+		return c;
+	/* new (or reused) SSL object: the connection this thread just used */
+	idp = bpf_map_lookup_elem(&last_tls, &tid);
+	if (!idp)
+		return NULL;
+	cid = *idp;
+	c = bpf_map_lookup_elem(&hconns, &cid);
+	if (!c)
+		return NULL;
+	if (c->ssl && c->ssl != ssl) {
+		/* that connection has its SSL object: this one's connection is
+		 * unknown (concurrent handshakes on one thread) — drop, never
+		 * mix two connections' bytes */
+		count(OBS_C_TLS_UNMAPPED);
+		return NULL;
+	}
+	c->ssl = ssl;
+	bpf_map_update_elem(&ssl_conns, &ssl, &cid, BPF_ANY);
+	return c;
 }
 
 static __always_inline int ssl_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid(), len;
 	struct ssl_args *ap = bpf_map_lookup_elem(&ssl_calls, &id);
-	struct obs_conn_key *kp, k;
-	struct ssl_ref *ref, nref;
 	struct data_scratch *s;
 	struct obs_conn *c;
 	struct ssl_args a;
-	__u32 zero = 0, tid = (__u32)id, cap, tail;
+	__u32 zero = 0, cap, tail;
 
 	if (!ap)
 		return 0;
@@ -756,32 +1136,9 @@ static __always_inline int ssl_exit(long ret)
 		return 0;
 	if (!len)
 		return 0;
-	ref = bpf_map_lookup_elem(&ssl_conns, &a.ssl);
-	c = ref ? bpf_map_lookup_elem(&conns, &ref->k) : NULL;
-	if (c && c->conn_id == ref->conn_id) {
-		k = ref->k;
-	} else {	/* new (or reused) SSL object: the connection this thread just used */
-		kp = bpf_map_lookup_elem(&last_tls, &tid);
-		if (!kp)
-			return 0;
-		k = *kp;
-		c = bpf_map_lookup_elem(&conns, &k);
-		if (!c)
-			return 0;
-		if (c->ssl && c->ssl != a.ssl) {
-			/* that connection has its SSL object: this one's connection is
-			 * unknown (concurrent handshakes on one thread) — drop, never
-			 * mix two connections' bytes */
-			count(OBS_C_TLS_UNMAPPED);
-			return 0;
-		}
-		c->ssl = a.ssl;
-		nref.k = k;
-		nref.conn_id = c->conn_id;
-		bpf_map_update_elem(&ssl_conns, &a.ssl, &nref, BPF_ANY);
-	}
+	c = ssl_conn(a.ssl, (__u32)id);
 	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!c || !s || c->proto < OBS_PROTO_TLS || c->proto == OBS_PROTO_HTTP2)
+	if (!c || !s || !is_tls(c) || (c->flags & OBS_CF_CLOSED))
 		return 0;
 	capture(s, IO_BUF, a.buf, NULL, 0, len, cap_bytes, &cap, &tail);
 	if (c->proto == OBS_PROTO_TLS) {
@@ -791,19 +1148,19 @@ static __always_inline int ssl_exit(long ret)
 			return 0;
 		if (looks_h2(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_TLS_HTTP2;
-		} else if (a.dir != OBS_DIR_IN || !looks_http1(s->ev.data, cap)) {
+		} else if (!looks_http1(s->ev.data, cap)) {
 			c->proto = OBS_PROTO_TLS_OTHER;
 			count(OBS_C_CONNS_NOT_HTTP);
 			return 0;
 		} else {
 			c->proto = OBS_PROTO_TLS_HTTP1;
 		}
-		emit_open(&k, c);
-		emit_early_state(&k, c);
+		emit_open(c);
+		emit_early_state(c);
 	} else if (c->proto != OBS_PROTO_TLS_HTTP1 && c->proto != OBS_PROTO_TLS_HTTP2) {
 		return 0;
 	}
-	emit_data(&k, c, s, len, cap, tail, a.dir);
+	emit_data(c, s, len, cap, tail, a.dir);
 	return 0;
 }
 
@@ -855,202 +1212,43 @@ int BPF_KRETPROBE(ssl_write_ex_exit, int ret)
 	return ssl_exit(ret);
 }
 
-#define ENTER(name, fdarg, ptrarg, cnt, kind, dir)                                       \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                      \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
-	{                                                                                \
-		return enter_io(ctx->args[fdarg], ctx->args[ptrarg], cnt, kind, dir);    \
-	}                                                                                \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                       \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)                            \
-	{                                                                                \
-		return exit_io(ctx->ret);                                                \
-	}
+/* ---- log lines: CPython's _Py_write() to stdout/stderr ---- */
 
-ENTER(read, 0, 1, 0, IO_BUF, OBS_DIR_IN)
-ENTER(write, 0, 1, 0, IO_BUF, OBS_DIR_OUT)
-ENTER(sendto, 0, 1, 0, IO_BUF, OBS_DIR_OUT)
-ENTER(sendmsg, 0, 1, 0, IO_MSG, OBS_DIR_OUT)
-ENTER(sendfile64, 0, 1, 0, IO_SENDFILE, OBS_DIR_OUT)
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, OBS_DIR_IN);
-}
-
-SEC("tracepoint/syscalls/sys_exit_readv")
-int exit_readv(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_io(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_io(ctx->args[0], ctx->args[1], ctx->args[2], IO_IOV, OBS_DIR_OUT);
-}
-
-SEC("tracepoint/syscalls/sys_exit_writev")
-int exit_writev(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_io(ctx->ret);
-}
-
-/* MSG_PEEK reads leave the bytes in the socket: they will be read again. */
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-	if (ctx->args[3] & MSG_PEEK)
-		return 0;
-	return enter_io(ctx->args[0], ctx->args[1], 0, IO_BUF, OBS_DIR_IN);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_io(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	if (ctx->args[2] & MSG_PEEK)
-		return 0;
-	return enter_io(ctx->args[0], ctx->args[1], 0, IO_MSG, OBS_DIR_IN);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_io(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
+/*
+ * Every write a Python process makes through a file object (print, logging's
+ * StreamHandler, tracebacks) ends in _Py_write(fd, buf, count). A uprobe on it
+ * sees only those writes of processes that serve followed connections, where
+ * a write syscall tracepoint would tax every write of every process.
+ */
+SEC("uprobe")
+int BPF_KPROBE(py_write, int fd, const void *buf, size_t n)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct obs_conn_key k = { .tgid = id >> 32, .fd = ctx->args[0] };
-	struct obs_conn *c = bpf_map_lookup_elem(&conns, &k);
-	__u64 sk;
+	__u32 tgid = id >> 32, zero = 0, cap, tail;
+	struct data_scratch *s;
 
-	if (!c)
+	if ((fd != 1 && fd != 2) || !n || !bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
-	sk = c->sk;
-	if (is_http(c))
-		emit_simple(&k, c, OBS_EV_CLOSE, 0, 0);
-	if (is_http(c) &&
-	    BPF_CORE_READ((struct sock *)sk, __sk_common.skc_state) != TCP_CLOSE) {
-		struct sock_ref ref = { .k = k, .conn_id = c->conn_id, .closed = 1 };
-
-		bpf_map_update_elem(&socks, &sk, &ref, BPF_EXIST);
-	} else {
-		bpf_map_delete_elem(&socks, &sk);
-	}
-	bpf_map_delete_elem(&conns, &k);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_shutdown")
-int enter_shutdown(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct obs_conn_key k = { .tgid = id >> 32, .fd = ctx->args[0] };
-	struct obs_conn *c = bpf_map_lookup_elem(&conns, &k);
-
-	if (c && is_http(c))
-		emit_simple(&k, c, OBS_EV_STATE, OBS_ST_SHUTDOWN, ctx->args[1]);
-	return 0;
-}
-
-/* TCP state of a tracked socket changed (may run in softirq: no current task). */
-static __always_inline void on_sock(const void *skaddr, __u32 what)
-{
-	__u64 sk = (__u64)skaddr;
-	struct sock_ref *ref = bpf_map_lookup_elem(&socks, &sk);
-	struct obs_conn_key k;
-	struct obs_conn *c;
-
-	if (!ref)
-		return;
-	k = ref->k;
-	if (ref->closed) {
-		/* After close(): only a reset matters (the client never read the
-		 * last response); seq 0 marks an event past the connection's end. */
-		if (what == OBS_ST_RESET) {
-			struct obs_ev_state e = {};
-
-			e.h.ts_ns = bpf_ktime_get_ns();
-			e.h.conn_id = ref->conn_id;
-			e.h.type = OBS_EV_STATE;
-			e.h.pid = k.tgid;
-			e.h.fd = k.fd;
-			e.what = what;
-			rb_out(&e, sizeof(e));
-		} else if (what == OBS_ST_CLOSED) {
-			bpf_map_delete_elem(&socks, &sk);
-		}
-		return;
-	}
-	c = bpf_map_lookup_elem(&conns, &k);
-	if (!c || c->sk != sk)
-		return;
-	if (is_http(c))
-		emit_simple(&k, c, OBS_EV_STATE, what, 0);
-	else if (c->proto == OBS_PROTO_UNKNOWN || c->proto == OBS_PROTO_TLS)
-		c->early |= 1 << what;	/* e.g. request + FIN before the first read */
-}
-
-SEC("tracepoint/sock/inet_sock_set_state")
-int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
-{
-	if (ctx->protocol != IPPROTO_TCP)
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
 		return 0;
-	if (ctx->newstate == TCP_ESTABLISHED && ctx->oldstate == TCP_SYN_RECV) {
-		__u64 sk = (__u64)ctx->skaddr;	/* a new server socket: no stale arrival */
-
-		bpf_map_delete_elem(&early, &sk);
-		return 0;
-	}
-	if (ctx->newstate == TCP_CLOSE_WAIT)
-		on_sock(ctx->skaddr, OBS_ST_PEER_FIN);
-	else if (ctx->newstate == TCP_CLOSE)
-		on_sock(ctx->skaddr, OBS_ST_CLOSED);
-	return 0;
-}
-
-/* Request bytes reached a tracked socket: remember the first arrival before a read. */
-SEC("tracepoint/sock/sk_data_ready")
-int data_ready(struct trace_event_raw_sk_data_ready *ctx)
-{
-	__u64 sk = (__u64)ctx->skaddr;
-	struct sock_ref *ref = bpf_map_lookup_elem(&socks, &sk);
-	struct obs_conn *c;
-
-	if (!ref) {
-		__u64 now;
-
-		if (ctx->protocol != IPPROTO_TCP ||
-		    BPF_CORE_READ((struct sock *)ctx->skaddr, sk_socket) ||
-		    BPF_CORE_READ((struct sock *)ctx->skaddr, __sk_common.skc_state) !=
-			    TCP_ESTABLISHED)
-			return 0;	/* only sockets still waiting in an accept queue */
-		now = bpf_ktime_get_ns();
-		bpf_map_update_elem(&early, &sk, &now, BPF_NOEXIST);
-		return 0;
-	}
-	if (ref->closed)
-		return 0;
-	c = bpf_map_lookup_elem(&conns, &ref->k);
-	if (c && c->sk == sk && !c->arrival_ns && c->proto != OBS_PROTO_OTHER)
-		c->arrival_ns = bpf_ktime_get_ns();
-	return 0;
-}
-
-SEC("tracepoint/tcp/tcp_receive_reset")
-int tcp_rst(struct trace_event_raw_tcp_event_sk *ctx)
-{
-	on_sock(ctx->skaddr, OBS_ST_RESET);
+	/* a traceback is one write of several KB: logs get the whole capture */
+	capture(s, IO_BUF, (__u64)buf, NULL, 0, n, OBS_CAP_MAX, &cap, &tail);
+	s->ev.h.ts_ns = bpf_ktime_get_ns();
+	s->ev.h.conn_id = 0;
+	s->ev.h.seq = 0;
+	s->ev.h.type = OBS_EV_LOG;
+	s->ev.h.pid = tgid;
+	s->ev.h.tid = (__u32)id;
+	s->ev.h.fd = fd;
+	s->ev.h.pad = 0;
+	s->ev.arrival_ns = 0;
+	s->ev.len = n;
+	s->ev.cap = cap;
+	s->ev.tail = tail;
+	s->ev.dir = fd;
+	count(OBS_C_LOG_WRITES);
+	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
 	return 0;
 }
 
@@ -1085,10 +1283,11 @@ static __always_inline int loop_enter(void)
 {
 	__u64 id = bpf_get_current_pid_tgid(), now, busy, wait;
 	__u32 tgid = id >> 32, tid = (__u32)id, b;
+	__u8 *pf = bpf_map_lookup_elem(&procs, &tgid);
 	struct obs_loop *l;
 
-	if (!bpf_map_lookup_elem(&procs, &tgid))
-		return 0;
+	if (!pf || !(*pf & OBS_PF_LOOP))
+		return 0;	/* only Python event loops are timed */
 	l = bpf_map_lookup_elem(&loops, &tid);
 	if (!l) {
 		struct obs_loop z = { .tgid = tgid };
@@ -1163,6 +1362,8 @@ int exit_epoll_pwait(void *ctx)
 	return loop_exit();
 }
 
+/* ---- processes ---- */
+
 /* Follow forks of --pid targets (gunicorn and uvicorn --workers spawn workers). */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(fork, struct task_struct *parent, struct task_struct *child)
@@ -1177,41 +1378,53 @@ int BPF_PROG(fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
-static long drop_conn(struct bpf_map *map, struct obs_conn_key *k, struct obs_conn *c,
-		      __u32 *tgid)
+static long drop_hconn(struct bpf_map *map, __u64 *id, struct obs_conn *c, __u32 *tgid)
 {
-	__u64 sk = c->sk;
-
-	if (k->tgid == *tgid) {
-		bpf_map_delete_elem(&socks, &sk);
-		bpf_map_delete_elem(map, k);
-	}
+	if (c->tgid == *tgid)
+		bpf_map_delete_elem(map, id);
 	return 0;
 }
 
-/* A process with tracked connections exited: its fds closed without close(). */
-SEC("tracepoint/sched/sched_process_exit")
-int proc_exit(struct trace_event_raw_sched_process_template *ctx)
+static long drop_fd(struct bpf_map *map, struct obs_conn_key *k, __u64 *id, __u32 *tgid)
+{
+	if (k->tgid == *tgid)
+		bpf_map_delete_elem(map, k);
+	return 0;
+}
+
+/* A process with followed connections exited: its sockets close without a
+ * report of their own (sock_close sees it exiting). */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(proc_exit, struct task_struct *p)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
-	struct task_struct *t;
-	struct obs_ev_exit e = {};
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct obs_ev_exit *e;
 
 	bpf_map_delete_elem(&loops, &tid);
-	if ((__u32)id != tgid)
+	if (tid != tgid)
 		return 0;
 	bpf_map_delete_elem(&targets, &tgid);
 	if (!bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
 	bpf_map_delete_elem(&procs, &tgid);
-	bpf_for_each_map_elem(&conns, drop_conn, &tgid, 0);
-	t = (struct task_struct *)bpf_get_current_task();
-	e.h.ts_ns = bpf_ktime_get_ns();
-	e.h.type = OBS_EV_EXIT;
-	e.h.pid = tgid;
-	e.h.tid = tgid;
-	e.exit_code = BPF_CORE_READ(t, exit_code);
-	rb_out(&e, sizeof(e));
+	bpf_for_each_map_elem(&hconns, drop_hconn, &tgid, 0);
+	if (track_fds)
+		bpf_for_each_map_elem(&fds, drop_fd, &tgid, 0);
+	e = rb_reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	e->h.ts_ns = bpf_ktime_get_ns();
+	e->h.conn_id = 0;
+	e->h.seq = 0;
+	e->h.type = OBS_EV_EXIT;
+	e->h.pid = tgid;
+	e->h.tid = tgid;
+	e->h.fd = 0;
+	e->h.pad = 0;
+	e->exit_code = BPF_CORE_READ(t, exit_code);
+	e->pad = 0;
+	rb_submit(e);
 	return 0;
 }

@@ -44,6 +44,7 @@ enum obs_dir {
 enum {
 	OBS_DF_SENDFILE = 1 << 0,	/* bytes from sendfile(): never captured */
 	OBS_DF_IOV_SHORT = 1 << 1,	/* more iovecs than OBS_MAX_IOV: capture stopped early */
+	OBS_DF_UNDECODED = 1 << 2,	/* a call obs cannot decode (io_uring, splice, ...): not captured */
 };
 
 /* obs_ev_state.what */
@@ -141,7 +142,7 @@ struct obs_loop {
 	__u32 pad;
 };
 
-/* Connection table key and value (map "conns"). */
+/* (tgid, fd) of a connection: map "fds", for the close() tracepoint. */
 struct obs_conn_key {
 	__u32 tgid;
 	__u32 fd;
@@ -150,49 +151,70 @@ struct obs_conn_key {
 enum obs_proto {
 	OBS_PROTO_UNKNOWN = 0,	/* no bytes seen yet */
 	OBS_PROTO_HTTP1 = 1,	/* first bytes read looked like an HTTP/1 request */
-	OBS_PROTO_OTHER = 2,	/* not HTTP/1: no data events, close still tracked */
+	OBS_PROTO_OTHER = 2,	/* not HTTP: no data events */
 	OBS_PROTO_TLS = 3,	/* TLS: ciphertext ignored, plaintext not seen yet */
 	OBS_PROTO_TLS_HTTP1 = 4,/* TLS carrying HTTP/1: data from SSL_read/SSL_write */
 	OBS_PROTO_TLS_OTHER = 5,/* TLS carrying something else */
 	OBS_PROTO_HTTP2 = 6,	/* first bytes read were the HTTP/2 client preface (h2c) */
 	OBS_PROTO_TLS_HTTP2 = 7,/* TLS carrying HTTP/2 (ALPN h2) */
+	OBS_PROTO_IGNORED = 8,	/* a socket obs does not follow (filters, client side, ...) */
 };
 
+/*
+ * A followed connection. Kept in the socket's own storage (map "store", it
+ * lives and dies with the socket) or, for connections that programs without
+ * socket storage must reach (TLS uprobes, the close() tracepoint for UNIX
+ * sockets), in map "hconns" keyed by conn_id, with a stub in "store".
+ */
 struct obs_conn {
 	__u64 conn_id;
-	__u64 accept_ts_ns;
+	__u64 accept_ts_ns;	/* first seen */
 	__u64 arrival_ns;	/* first bytes not read yet arrived (sk_data_ready), 0: none */
-	__u64 sk;		/* struct sock *, key of map "socks" */
+	__u64 sk;		/* struct sock * */
 	__u64 ssl;		/* TLS: the SSL * whose plaintext is this connection's */
 	__u8 laddr[16];
 	__u8 raddr[16];
 	__u32 seq;		/* last event number handed out */
+	__u32 tgid;		/* the process that first read from it */
+	__u32 fd;
 	__u16 family;
 	__u16 lport;
 	__u16 rport;
 	__u8 proto;		/* enum obs_proto */
-	__u8 early;		/* OBS_ST_* bits seen before the first bytes (reported after OPEN),
-				   and OBS_CONN_ADOPTED */
+	__u8 early;		/* OBS_ST_* bits seen before the first bytes (reported after OPEN) */
+	__u8 flags;		/* OBS_CF_* */
+	__u8 sniffs;		/* reads that did not start a request yet (mid-stream adoption) */
+	__u16 pad;
 };
 
-/* obs_conn.early: the connection was open before obsd started (found in
- * /proc at start). Its first bytes may be mid-message: it is followed from
- * the first read that starts a request line. */
-#define OBS_CONN_ADOPTED	0x80
+/* obs_conn.flags */
+enum {
+	OBS_CF_HASHED = 1 << 0,	/* "store" holds a stub: the state is hconns[conn_id] */
+	OBS_CF_ADOPTED = 1 << 1,/* first seen mid-stream (open before obsd started) */
+	OBS_CF_CLOSED = 1 << 2,	/* the server closed it: only a late reset is reported */
+	OBS_CF_EOF = 1 << 3,	/* the peer's end of stream was reported (UNIX) */
+	OBS_CF_PYTHON = 1 << 4,	/* owned by a Python process (event-loop timing) */
+};
+
+/* Map "procs": tgid -> OBS_PF_* of processes that own followed connections. */
+enum {
+	OBS_PF_CONNS = 1 << 0,
+	OBS_PF_LOOP = 1 << 1,	/* a Python event loop: epoll_wait is timed */
+};
 
 /* Per-CPU counters (map "counters"), summed by userspace. */
 enum obs_counter {
 	OBS_C_EVENTS,		/* records written to the ring buffer */
 	OBS_C_LOST_RINGBUF,	/* records dropped: ring buffer full */
 	OBS_C_LOST_CONNS_FULL,	/* accepted connections not tracked: table full */
-	OBS_C_LOST_ARGS_FULL,	/* syscalls not captured: in-flight args table full */
+	OBS_C_LOST_ARGS_FULL,	/* TLS calls not captured: in-flight SSL call table full */
 	OBS_C_LOST_TARGETS_FULL,/* forked children not followed: target table full */
 	OBS_C_TRUNCATED,	/* data records with bytes beyond the capture */
 	OBS_C_CONNS_OPENED,	/* connections that entered the table */
 	OBS_C_CONNS_NOT_HTTP,	/* tracked connections whose first bytes were not HTTP/1 */
 	OBS_C_READ_FAULT,	/* user memory that could not be read */
 	OBS_C_LOG_WRITES,	/* stdout/stderr writes of observed processes captured */
-	OBS_C_ADOPT_SKIPPED,	/* data on adopted connections before a request start */
+	OBS_C_ADOPT_SKIPPED,	/* reads on connections first seen mid-stream, before a request start */
 	OBS_C_TLS_UNMAPPED,	/* TLS plaintext whose connection could not be told */
 	OBS_C_UNDECODED,	/* I/O on a tracked socket through a call obs cannot decode
 				   (io_uring, recvmmsg/sendmmsg, splice): its bytes are a gap */

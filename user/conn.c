@@ -32,6 +32,7 @@ struct conn {
 	struct conn *next;		/* hash chain */
 	struct conn_table *t;
 	uint64_t id;
+	uint64_t ino;			/* the socket's inode, 0 if its open event was lost */
 	uint64_t last_ns;		/* last event, CLOCK_MONOTONIC */
 	uint32_t pid, fd, last_seq, flags;
 	uint32_t seg_tid;		/* thread of the segment being fed */
@@ -828,6 +829,7 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	c->comm[sizeof(c->comm) - 1] = 0;
 	c->seg_ts = o->h.ts_ns;
 	c->lport = o->lport;
+	c->ino = o->ino;
 	c->tls = o->flags & OBS_OPEN_TLS;
 	c->h2_from_start = o->flags & OBS_OPEN_H2;
 	if (c->h2_from_start && !c->h2)
@@ -1038,7 +1040,8 @@ void conn_table__expire(struct conn_table *t, uint64_t now_ns)
 }
 
 void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
-		       bool (*alive)(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id),
+		       bool (*alive)(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino,
+				     uint64_t conn_id),
 		       void *ctx)
 {
 	for (size_t b = 0; b < t->n_buckets; b++) {
@@ -1046,7 +1049,7 @@ void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
 
 		for (; c; c = next) {
 			next = c->next;
-			if (c->last_ns < idle_before_ns && !alive(ctx, c->pid, c->fd, c->id))
+			if (c->last_ns < idle_before_ns && !alive(ctx, c->pid, c->fd, c->ino, c->id))
 				conn_close(t, c, close_reason(c));
 		}
 	}

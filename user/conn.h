@@ -87,11 +87,12 @@ void conn_table__expire(struct conn_table *t, uint64_t now_ns);
 
 /*
  * Close connections idle since before idle_before_ns (CLOCK_MONOTONIC) for which
- * alive(pid, fd, conn_id) says the kernel no longer tracks them (their close was
+ * alive(pid, fd, ino, conn_id) says the socket is gone (its close was
  * lost). Pending requests fail with "server_closed".
  */
 void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
-		       bool (*alive)(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id),
+		       bool (*alive)(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino,
+				     uint64_t conn_id),
 		       void *ctx);
 
 const struct conn_stats *conn_table__stats(const struct conn_table *t);

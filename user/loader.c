@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "loader.h"
 #include "log.h"
@@ -22,17 +23,27 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define TLS_MAX_LIBS	32	/* distinct libssl files probed */
+#define PY_MAX_FILES	32	/* distinct Python executables/libpython files probed */
+
+/* ELF files already looked at for a probe, by device and inode. */
+struct file_set {
+	struct {
+		dev_t dev;
+		ino_t ino;
+	} f[TLS_MAX_LIBS];
+	int n;
+};
 
 struct loader {
 	struct obs_bpf *skel;
 	int ncpus;
-	struct {
-		dev_t dev;
-		ino_t ino;
-	} ssl_libs[TLS_MAX_LIBS];
-	int n_ssl_libs;
+	bool tracefs;		/* syscall tracepoints attached (tracefs is mounted) */
+	struct file_set ssl_libs;
 	struct bpf_link *ssl_links[TLS_MAX_LIBS * 8];
 	int n_ssl_links;
+	struct file_set py_files;
+	struct bpf_link *py_links[PY_MAX_FILES];
+	int n_py_links;
 	/* The ring's consumer and producer positions, mapped read-only. */
 	const volatile unsigned long *cons_pos, *prod_pos;
 	size_t page;
@@ -127,27 +138,38 @@ static int libbpf_log(enum libbpf_print_level lvl, const char *fmt, va_list ap)
 	return vfprintf(stderr, fmt, ap);
 }
 
-/* Syscall tracepoints need tracefs; some hosts leave it unmounted. */
-static int ensure_tracefs(void)
+/*
+ * Syscall tracepoints need tracefs; a fresh host may leave it unmounted and
+ * the DaemonSet's capabilities cannot mount it. Everything essential attaches
+ * by BTF (tp_btf) without it: the syscall tracepoints are extras.
+ */
+static bool have_tracefs(void)
 {
 	struct stat st;
 
 	if (stat(TRACEFS "/events", &st) == 0)
-		return 0;
+		return true;
 	if (mount("nodev", TRACEFS, "tracefs", 0, NULL) && errno != EBUSY) {
-		pr_warn("loader: cannot mount tracefs on %s: %s", TRACEFS, strerror(errno));
-		return -errno;
+		pr_info("loader: no tracefs (%s on mounting it): event-loop timing and prompt close of UNIX connections are off (docs/deploy.md)",
+			strerror(errno));
+		return false;
 	}
 	pr_info("loader: mounted tracefs on %s", TRACEFS);
-	return 0;
+	return stat(TRACEFS "/events", &st) == 0;
 }
 
-static bool tracepoint_exists(const char *cat, const char *name)
+/* Does the kernel have this raw tracepoint (tp_btf attach by BTF name)? */
+static bool raw_tp_exists(const char *name)
 {
-	char path[256];
+	static struct btf *vmlinux;
+	char type[128];
 
-	snprintf(path, sizeof(path), TRACEFS "/events/%s/%s", cat, name);
-	return access(path, F_OK) == 0;
+	if (!vmlinux)
+		vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux)
+		return false;
+	snprintf(type, sizeof(type), "btf_trace_%s", name);
+	return btf__find_by_name_kind(vmlinux, type, BTF_KIND_TYPEDEF) >= 0;
 }
 
 /* Add the descendants of every --pid target that already exist (forks after
@@ -182,10 +204,20 @@ static void add_children(int map_fd, pid_t root)
 	closedir(d);
 }
 
-static int configure(struct obs_bpf *skel, const struct obs_filter *f)
+static int configure(struct loader *l, const struct obs_filter *f)
 {
+	struct obs_bpf *skel = l->skel;
 	struct obs_bpf__rodata *ro = skel->rodata;
+	struct bpf_program *syscall_tps[] = {
+		skel->progs.enter_close, skel->progs.enter_epoll_wait, skel->progs.exit_epoll_wait,
+		skel->progs.enter_epoll_pwait, skel->progs.exit_epoll_pwait,
+	};
 
+	/* One program run per socket operation: the kernel must say so. */
+	if (!raw_tp_exists("sock_recv_length") || !raw_tp_exists("sock_send_length")) {
+		pr_warn("loader: this kernel lacks the sock:sock_recv_length/sock_send_length tracepoints (Linux >= 6.3): obs cannot observe here");
+		return -EOPNOTSUPP;
+	}
 	ro->cap_bytes = f->cap_bytes ? f->cap_bytes : OBS_CAP_DEFAULT;
 	if (ro->cap_bytes > OBS_CAP_MAX)
 		ro->cap_bytes = OBS_CAP_MAX;
@@ -194,6 +226,7 @@ static int configure(struct obs_bpf *skel, const struct obs_filter *f)
 		ro->loop_block_ns = f->loop_block_ns;
 	ro->filter_pids = f->n_pids > 0;
 	ro->filter_ports = f->n_ports > 0;
+	ro->filter_unix = f->n_unix > 0;
 	ro->n_comms = f->n_comms;
 	for (int i = 0; i < f->n_comms; i++)
 		memcpy((void *)ro->comms[i], f->comms[i], OBS_COMM_LEN);
@@ -202,12 +235,19 @@ static int configure(struct obs_bpf *skel, const struct obs_filter *f)
 	skel->data->next_conn_id = ((__u64)time(NULL) << 24) + 1;
 	if (!f->n_pids)
 		bpf_program__set_autoload(skel->progs.fork, false);
-	if (!tracepoint_exists("tcp", "tcp_receive_reset"))
+	if (!raw_tp_exists("tcp_receive_reset"))
 		bpf_program__set_autoload(skel->progs.tcp_rst, false);
-	if (!tracepoint_exists("sock", "sk_data_ready"))	/* kernel >= 6.3 */
+	if (!raw_tp_exists("tcp_destroy_sock"))
+		bpf_program__set_autoload(skel->progs.tcp_destroy, false);
+	/* Queue time costs two program runs per request: opt-in. */
+	ro->queue_time = f->queue_time && raw_tp_exists("sk_data_ready");
+	if (!ro->queue_time)
 		bpf_program__set_autoload(skel->progs.data_ready, false);
-	if (!tracepoint_exists("sock", "inet_sock_set_state"))
-		bpf_program__set_autoload(skel->progs.sock_state, false);
+	l->tracefs = have_tracefs();
+	ro->track_fds = l->tracefs;
+	for (size_t i = 0; i < ARRAY_SIZE(syscall_tps); i++)
+		if (!l->tracefs)
+			bpf_program__set_autoload(syscall_tps[i], false);
 	return 0;
 }
 
@@ -229,6 +269,13 @@ static int fill_maps(struct obs_bpf *skel, const struct obs_filter *f)
 		__u16 port = f->ports[i];
 
 		if (bpf_map_update_elem(pfd, &port, &one, BPF_ANY))
+			return -errno;
+	}
+	for (int i = 0; i < f->n_unix; i++) {
+		char path[OBS_UNIX_PATH_LEN] = {};
+
+		memcpy(path, f->unix_paths[i], sizeof(path) - 1);
+		if (bpf_map_update_elem(bpf_map__fd(skel->maps.unix_paths), path, &one, BPF_ANY))
 			return -errno;
 	}
 	return 0;
@@ -262,6 +309,55 @@ double loader__ringbuf_fill(const struct loader *l)
 	return (double)(*l->prod_pos - *l->cons_pos) / bpf_map__max_entries(l->skel->maps.rb);
 }
 
+/* Remember an ELF file once: 0 if new, 1 if seen before, or -errno. */
+static int file_set__add(struct file_set *s, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		return -errno;
+	for (int i = 0; i < s->n; i++)
+		if (s->f[i].dev == st.st_dev && s->f[i].ino == st.st_ino)
+			return 1;
+	if (s->n >= TLS_MAX_LIBS)
+		return -E2BIG;
+	s->f[s->n].dev = st.st_dev;
+	s->f[s->n++].ino = st.st_ino;
+	return 0;
+}
+
+/* ---- log lines: a uprobe on CPython's _Py_write ---- */
+
+/* Probe one Python executable or libpython (all processes running it). */
+static int attach_py_file(struct loader *l, const char *path)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = "_Py_write");
+	struct bpf_link *link;
+	int err = file_set__add(&l->py_files, path);
+
+	if (err)
+		return err == 1 ? 0 : err;
+	if (l->n_py_links >= PY_MAX_FILES)
+		return -E2BIG;
+	link = bpf_program__attach_uprobe_opts(l->skel->progs.py_write, -1, path, 0, &o);
+	if (!link) {
+		pr_debug("loader: _Py_write in %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	l->py_links[l->n_py_links++] = link;
+	pr_info("loader: log-line probe on %s", path);
+	return 0;
+}
+
+/* Does a mapped file look like a Python interpreter or libpython? */
+static bool is_python_file(const char *path)
+{
+	const char *base = strrchr(path, '/');
+
+	base = base ? base + 1 : path;
+	return !strncmp(base, "python", 6) || !strncmp(base, "libpython", 9);
+}
+
 /* ---- TLS: uprobes on OpenSSL ---- */
 
 /* Attach the SSL_read/SSL_write(_ex) probes to one libssl file (all processes
@@ -282,18 +378,10 @@ static int attach_ssl_lib(struct loader *l, const char *path)
 		l->skel->progs.ssl_write_enter, l->skel->progs.ssl_write_exit,
 		l->skel->progs.ssl_write_ex_enter, l->skel->progs.ssl_write_ex_exit,
 	};
-	struct stat st;
-	int attached = 0;
+	int attached = 0, err = file_set__add(&l->ssl_libs, path);
 
-	if (stat(path, &st))
-		return -errno;
-	for (int i = 0; i < l->n_ssl_libs; i++)
-		if (l->ssl_libs[i].dev == st.st_dev && l->ssl_libs[i].ino == st.st_ino)
-			return 0;
-	if (l->n_ssl_libs >= TLS_MAX_LIBS)
-		return -E2BIG;
-	l->ssl_libs[l->n_ssl_libs].dev = st.st_dev;
-	l->ssl_libs[l->n_ssl_libs++].ino = st.st_ino;
+	if (err)
+		return err == 1 ? 0 : err;
 	for (size_t i = 0; i < ARRAY_SIZE(fns); i++) {
 		LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = fns[i].fn, .retprobe = fns[i].ret);
 		struct bpf_link *link = bpf_program__attach_uprobe_opts(progs[i], -1, path, 0, &o);
@@ -309,9 +397,9 @@ static int attach_ssl_lib(struct loader *l, const char *path)
 	return attached ? 0 : -ENOENT;
 }
 
-/* libssl files mapped by running processes (containers included, through
- * /proc/PID/root), plus the system's. Processes started later that map an
- * already probed file are covered; new files are found by the next scan. */
+/* libssl and Python files mapped by running processes (containers included,
+ * through /proc/PID/root), plus the system's. Processes started later that map
+ * an already probed file are covered; new files are found by the next scan. */
 void loader__scan_tls(struct loader *l)
 {
 	static const char *const system_libs[] = {
@@ -321,9 +409,17 @@ void loader__scan_tls(struct loader *l)
 	struct dirent *de;
 	DIR *d;
 
+	static const char *const system_pys[] = {
+		"/usr/bin/python3", "/usr/local/bin/python3",
+	};
+	char real[PATH_MAX];
+
 	for (size_t i = 0; i < ARRAY_SIZE(system_libs); i++)
 		if (!access(system_libs[i], R_OK))
 			attach_ssl_lib(l, system_libs[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(system_pys); i++)
+		if (realpath(system_pys[i], real))
+			attach_py_file(l, real);
 	d = opendir("/proc");
 	while (d && (de = readdir(d))) {
 		char path[64], line[512], lib[PATH_MAX + 64];
@@ -339,230 +435,19 @@ void loader__scan_tls(struct loader *l)
 		while (fgets(line, sizeof(line), fp)) {
 			char *p = strchr(line, '/');
 
-			if (!p || !strstr(p, "/libssl.so"))
+			if (!p)
 				continue;
 			p[strcspn(p, "\n")] = 0;
 			snprintf(lib, sizeof(lib), "/proc/%d/root%s", pid, p);
-			attach_ssl_lib(l, lib);
-			break;
+			if (strstr(p, "/libssl.so"))
+				attach_ssl_lib(l, lib);
+			else if (is_python_file(p))
+				attach_py_file(l, lib);
 		}
 		fclose(fp);
 	}
 	if (d)
 		closedir(d);
-}
-
-/* ---- connections open before we started ---- */
-
-#define ADOPT_MAX_SOCKS	65536
-
-struct tcp_sock_info {
-	unsigned long inode;
-	uint16_t family, lport, rport;
-	uint8_t laddr[16], raddr[16];
-	bool listen;
-};
-
-static int hexbytes(const char *s, uint8_t *out, int n)
-{
-	for (int i = 0; i < n; i++) {
-		unsigned v;
-
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
-			return -1;
-		out[i] = v;
-	}
-	return 0;
-}
-
-/* /proc/net/tcp{,6} address "0100007F:1F90": 32-bit words in host order. */
-static int parse_addr(const char *s, int v6, uint8_t *addr, uint16_t *port)
-{
-	int words = v6 ? 4 : 1;
-	unsigned p;
-
-	for (int w = 0; w < words; w++) {
-		uint8_t b[4];
-
-		if (hexbytes(s + 8 * w, b, 4))
-			return -1;
-		for (int i = 0; i < 4; i++)	/* little-endian words on x86/arm64 */
-			addr[4 * w + i] = b[3 - i];
-	}
-	if (s[8 * words] != ':' || sscanf(s + 8 * words + 1, "%4x", &p) != 1)
-		return -1;
-	*port = p;
-	return 0;
-}
-
-static size_t read_tcp_table(const char *path, int v6, struct tcp_sock_info *out, size_t n,
-			     size_t max)
-{
-	char line[512], la[64], ra[64];
-	unsigned st;
-	unsigned long inode;
-	FILE *fp = fopen(path, "r");
-
-	if (!fp)
-		return n;
-	while (n < max && fgets(line, sizeof(line), fp)) {
-		struct tcp_sock_info *t = &out[n];
-
-		if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*d %*d %lu", la, ra, &st, &inode) != 4)
-			continue;
-		if ((st != 0x01 && st != 0x0A) || !inode)	/* ESTABLISHED, LISTEN */
-			continue;
-		memset(t, 0, sizeof(*t));
-		if (parse_addr(la, v6, t->laddr, &t->lport) || parse_addr(ra, v6, t->raddr, &t->rport))
-			continue;
-		t->family = v6 ? AF_INET6 : AF_INET;
-		t->inode = inode;
-		t->listen = st == 0x0A;
-		n++;
-	}
-	fclose(fp);
-	return n;
-}
-
-static const struct tcp_sock_info *sock_by_inode(const struct tcp_sock_info *t, size_t n,
-						 unsigned long inode)
-{
-	for (size_t i = 0; i < n; i++)
-		if (t[i].inode == inode)
-			return &t[i];
-	return NULL;
-}
-
-static bool want_process(const struct loader *l, const struct obs_filter *f, int pid)
-{
-	char path[64], comm[32] = "";
-	FILE *fp;
-
-	if (pid == getpid())
-		return false;
-	if (f->n_pids) {
-		__u32 k = pid;
-		__u8 v;
-
-		if (bpf_map_lookup_elem(bpf_map__fd(l->skel->maps.targets), &k, &v))
-			return false;
-	}
-	if (!f->n_comms)
-		return true;
-	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
-	fp = fopen(path, "r");
-	if (!fp)
-		return false;
-	if (!fgets(comm, sizeof(comm), fp))
-		comm[0] = 0;
-	fclose(fp);
-	comm[strcspn(comm, "\n")] = 0;
-	for (int i = 0; i < f->n_comms; i++)
-		if (!strncmp(comm, f->comms[i], OBS_COMM_LEN - 1))
-			return true;
-	return false;
-}
-
-static bool port_wanted(const struct obs_filter *f, uint16_t port)
-{
-	if (!f->n_ports)
-		return true;
-	for (int i = 0; i < f->n_ports; i++)
-		if (f->ports[i] == port)
-			return true;
-	return false;
-}
-
-/* One process: its server-side sockets are ESTABLISHED ones whose local port
- * it also listens on. Returns connections adopted. */
-static int adopt_process(struct loader *l, const struct obs_filter *f, int pid,
-			 const struct tcp_sock_info *socks, size_t n)
-{
-	struct { int fd; const struct tcp_sock_info *s; } est[1024];
-	uint16_t lports[64];
-	int n_est = 0, n_l = 0, adopted = 0;
-	char path[64], link[64];
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
-	d = opendir(path);
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		unsigned long inode;
-		const struct tcp_sock_info *s;
-		char fdpath[64 + 256];
-		ssize_t ll;
-
-		snprintf(fdpath, sizeof(fdpath), "%s/%s", path, de->d_name);
-		ll = readlink(fdpath, link, sizeof(link) - 1);
-		if (ll <= 0)
-			continue;
-		link[ll] = 0;
-		if (sscanf(link, "socket:[%lu]", &inode) != 1 || !(s = sock_by_inode(socks, n, inode)))
-			continue;
-		if (s->listen && n_l < (int)ARRAY_SIZE(lports))
-			lports[n_l++] = s->lport;
-		else if (!s->listen && n_est < (int)ARRAY_SIZE(est))
-			est[n_est++] = (typeof(est[0])){ atoi(de->d_name), s };
-	}
-	closedir(d);
-	for (int i = 0; i < n_est; i++) {
-		struct obs_conn_key k = { .tgid = pid, .fd = est[i].fd };
-		const struct tcp_sock_info *s = est[i].s;
-		struct obs_conn c = {};
-		bool server_side = false;
-		__u8 one = 1;
-
-		for (int j = 0; j < n_l; j++)
-			server_side |= lports[j] == s->lport;
-		if (!server_side || !port_wanted(f, s->lport))
-			continue;
-		c.conn_id = __atomic_fetch_add(&l->skel->data->next_conn_id, 1, __ATOMIC_SEQ_CST);
-		c.family = s->family;
-		c.lport = s->lport;
-		c.rport = s->rport;
-		memcpy(c.laddr, s->laddr, 16);
-		memcpy(c.raddr, s->raddr, 16);
-		c.early = OBS_CONN_ADOPTED;
-		if (bpf_map_update_elem(bpf_map__fd(l->skel->maps.conns), &k, &c, BPF_NOEXIST))
-			continue;	/* accepted meanwhile, or the table is full */
-		bpf_map_update_elem(bpf_map__fd(l->skel->maps.procs), &k.tgid, &one, BPF_ANY);
-		pr_debug("loader: adopted pid %d fd %d port %u", pid, k.fd, s->lport);
-		adopted++;
-	}
-	return adopted;
-}
-
-/* Connections open before obsd started (after a restart, say): follow them
- * from their next request. Best effort; runs once, after attach. */
-static void adopt_existing(struct loader *l, const struct obs_filter *f)
-{
-	struct tcp_sock_info *socks = calloc(ADOPT_MAX_SOCKS, sizeof(*socks));
-	size_t n = 0;
-	int total = 0;
-	struct dirent *de;
-	DIR *d;
-
-	if (!socks)
-		return;
-	n = read_tcp_table("/proc/net/tcp", 0, socks, n, ADOPT_MAX_SOCKS);
-	n = read_tcp_table("/proc/net/tcp6", 1, socks, n, ADOPT_MAX_SOCKS);
-	d = opendir("/proc");
-	while (d && (de = readdir(d))) {
-		int pid = atoi(de->d_name);
-
-		if (pid > 0 && want_process(l, f, pid))
-			total += adopt_process(l, f, pid, socks, n);
-	}
-	if (d)
-		closedir(d);
-	free(socks);
-	pr_debug("loader: %zu TCP sockets in /proc/net, %d connection(s) adopted", n, total);
-	if (total)
-		pr_info("loader: following %d connection(s) opened before start, from their next request",
-			total);
 }
 
 struct loader *loader__open(const struct obs_filter *f)
@@ -573,9 +458,6 @@ struct loader *loader__open(const struct obs_filter *f)
 	if (!l)
 		return NULL;
 	libbpf_set_print(libbpf_log);
-	err = ensure_tracefs();
-	if (err)
-		goto out_free;
 	l->ncpus = libbpf_num_possible_cpus();
 	l->skel = obs_bpf__open();
 	if (!l->skel) {
@@ -583,7 +465,9 @@ struct loader *loader__open(const struct obs_filter *f)
 		pr_warn("loader: cannot open BPF object: %s", strerror(errno));
 		goto out_free;
 	}
-	configure(l->skel, f);
+	err = configure(l, f);
+	if (err)
+		goto out_destroy;
 	err = obs_bpf__load(l->skel);
 	if (err) {
 		pr_warn("loader: cannot load BPF programs: %s%s", strerror(-err),
@@ -601,7 +485,6 @@ struct loader *loader__open(const struct obs_filter *f)
 		goto out_destroy;
 	}
 	map_positions(l);
-	adopt_existing(l, f);
 	loader__scan_tls(l);
 	return l;
 
@@ -618,9 +501,14 @@ int loader__ringbuf_fd(const struct loader *l)
 	return bpf_map__fd(l->skel->maps.rb);
 }
 
-int loader__conns_fd(const struct loader *l)
+void loader__forget_conn(const struct loader *l, uint64_t conn_id)
 {
-	return bpf_map__fd(l->skel->maps.conns);
+	bpf_map_delete_elem(bpf_map__fd(l->skel->maps.hconns), &conn_id);
+}
+
+bool loader__has_tracefs(const struct loader *l)
+{
+	return l->tracefs;
 }
 
 int loader__loops_fd(const struct loader *l)
@@ -666,6 +554,8 @@ void loader__free(struct loader *l)
 		return;
 	for (int i = 0; i < l->n_ssl_links; i++)
 		bpf_link__destroy(l->ssl_links[i]);
+	for (int i = 0; i < l->n_py_links; i++)
+		bpf_link__destroy(l->py_links[i]);
 	if (l->cons_pos) {
 		munmap((void *)l->cons_pos, l->page);
 		munmap((void *)l->prod_pos, l->page);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * loader — open, configure, load and attach the kernel side; read its counters.
- * Everything here needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN for the
- * tracefs mount).
+ * Everything here needs root, or CAP_BPF + CAP_PERFMON (+ CAP_SYS_PTRACE and
+ * CAP_DAC_READ_SEARCH for /proc); tracefs is optional (docs/deploy.md).
  */
 #ifndef OBS_LOADER_H
 #define OBS_LOADER_H
@@ -24,20 +24,25 @@ struct obs_filter {
 	int n_unix;
 	uint32_t cap_bytes;		/* bytes captured per syscall, <= OBS_CAP_MAX */
 	uint64_t loop_block_ns;		/* event-loop iterations this long are "blocked" */
+	bool queue_time;		/* --queue-time: time requests waited in the socket */
 };
 
 struct loader;
 
 /*
- * Mount tracefs if needed, open the BPF object, apply f, load, seed, attach.
+ * Mount tracefs if possible, open the BPF object, apply f, load, seed, attach.
  * On error, NULL is returned with errno set and the reason logged; nothing is
  * left attached.
  */
 struct loader *loader__open(const struct obs_filter *f);
 
-/* Ring buffer map fd, and the conns map fd (for sweeping stale entries). */
+/* Ring buffer map fd. */
 int loader__ringbuf_fd(const struct loader *l);
-int loader__conns_fd(const struct loader *l);
+/* Userspace found a connection gone (its close was not seen): drop the
+ * kernel's state for it, if any. */
+void loader__forget_conn(const struct loader *l, uint64_t conn_id);
+/* Were the syscall tracepoints (tracefs) attached? */
+bool loader__has_tracefs(const struct loader *l);
 int loader__loops_fd(const struct loader *l);
 
 /* Fraction (0..1) of the ring buffer holding unconsumed records right now. */

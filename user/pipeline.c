@@ -407,16 +407,27 @@ int pipeline__consume(struct pipeline *p)
 	return n;
 }
 
-/* Does the kernel still track (pid, fd) as this connection? */
-static bool kernel_has_conn(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id)
+/* Is this connection's socket still open in its process? An idle connection
+ * whose close was not seen (UNIX sockets without tracefs, say) is found by
+ * /proc/PID/fd/FD no longer naming its socket inode; the kernel forgets it. */
+static bool conn_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino, uint64_t conn_id)
 {
 	struct pipeline *p = ctx;
-	struct obs_conn_key k = { .tgid = pid, .fd = fd };
-	struct obs_conn c;
+	char path[64], link[64], want[40];
+	ssize_t n;
 
-	if (bpf_map_lookup_elem(loader__conns_fd(p->l), &k, &c))
-		return false;
-	return c.conn_id == conn_id;
+	snprintf(path, sizeof(path), "/proc/%u/fd/%u", pid, fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n >= 0) {
+		link[n] = 0;
+		snprintf(want, sizeof(want), "socket:[%llu]", (unsigned long long)ino);
+		if (!ino || !strcmp(link, want))
+			return true;
+	} else if (errno != ENOENT) {
+		return true;	/* cannot tell: keep it */
+	}
+	loader__forget_conn(p->l, conn_id);
+	return false;
 }
 
 void pipeline__tick(struct pipeline *p)
@@ -438,7 +449,7 @@ void pipeline__tick(struct pipeline *p)
 		}
 	}
 	if (now > SWEEP_IDLE_NS)
-		conn_table__sweep(p->ct, now - SWEEP_IDLE_NS, kernel_has_conn, p);
+		conn_table__sweep(p->ct, now - SWEEP_IDLE_NS, conn_alive, p);
 	if (++p->ticks % TLS_RESCAN_TICKS == 0)	/* libssl files of new processes */
 		loader__scan_tls(p->l);
 }

@@ -1392,12 +1392,12 @@ static void test_fin_held(void)
 	}
 }
 
-static bool never_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id)
+static bool never_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino, uint64_t conn_id)
 {
 	return false;
 }
 
-static bool always_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id)
+static bool always_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino, uint64_t conn_id)
 {
 	return true;
 }
