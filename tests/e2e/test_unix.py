@@ -354,8 +354,9 @@ def test_django_killed_worker_fails_the_request(stack):
     att = [a for a in stack.attempts if a["rid"] == nrid]
     assert len(att) == 1 and att[0]["status"] == 502 and att[0]["bytes_out"] == 0, \
         f"harness: nginx logged the killed request as {att}"
+    app_pids = stack.app.pids()
     for name, recs in (("A", stack.recs_a), ("B", stack.recs_b)):
-        hang = [r for r in recs if r.get("path") == "/hang"]
+        hang = [r for r in recs if r.get("path") == "/hang" and r["pid"] in app_pids]
         assert len(hang) == 1, f"obsd {name}: {len(hang)} /hang records\n{stack.ctx()}"
         r = hang[0]
         assert (r["pid"], r["status"], r["outcome"], r["error"]) == \
@@ -443,9 +444,11 @@ def drive_asgi_unix(sock: str, workdir, pipelining: bool = True) -> List[clients
                        ("GET", "/boom", b""), ("GET", f"/nope-{uniq()}", b"")):
         T.append(us.uds_raw(sock, m, t, body))
     if pipelining:
+        # /stream last: a response queued behind its 1 MiB would share a
+        # coalesced write whose middle is not captured (docs/records.md)
         T += us.uds_pipeline(sock, [("GET", f"/users/{uniq()}"), ("GET", "/text"), ("GET", "/json"),
                                     ("GET", "/slow"), ("GET", f"/users/{uniq()}"), ("GET", "/nope"),
-                                    ("GET", "/stream"), ("GET", f"/users/{uniq()}")])
+                                    ("GET", f"/users/{uniq()}"), ("GET", "/stream")])
     items = [("GET", "/text", None), ("GET", "/json", None), ("GET", f"/users/{uniq()}", None),
              ("GET", "/stream", None), ("GET", "/slow", None), ("GET", "/boom", None),
              ("GET", "/nope", None), ("POST", "/upload", upload)]
@@ -455,15 +458,19 @@ def drive_asgi_unix(sock: str, workdir, pipelining: bool = True) -> List[clients
     return T
 
 
-def check_unix_records(truth, records, sock: str) -> List[str]:
+def check_unix_records(truth, records, sock: str, by_id: bool = True) -> List[str]:
     """Exact multiset; every request with an id of its own has exactly one
     record with that id and its exact method, path, status and bytes; the
-    raw clients' records name this process as the peer; curl's name curl."""
+    raw clients' records name this process as the peer; curl's name curl.
+    Without by_id (an observer that does not honour the ids), the raw
+    requests' exact fields are compared as a multiset."""
     problems = []
     d = harness.diff_truth(truth, records)
     if d:
         problems.append(d)
     me = os.getpid()
+    if not by_id:
+        return problems + check_raw_multiset(truth, records, sock)
     recs = by_rid(records)
     mine = set()
     for t in truth:
@@ -486,12 +493,27 @@ def check_unix_records(truth, records, sock: str) -> List[str]:
     for r in records:
         if id(r) in mine:
             continue
-        if (r["transport"], r["server"]) != ("unix", sock) or not re.match(r"^curl\[\d+\]$", r["client"]):
+        # curl may be gone before obsd reads its comm: then "[pid]"
+        if (r["transport"], r["server"]) != ("unix", sock) or \
+                not re.match(r"^(curl)?\[\d+\]$", r["client"]):
             problems.append(f"curl's record: transport/server/client {r['transport']!r} "
                             f"{r['server']!r} {r['client']!r}")
         if r["path"] == "/slow" and r["duration_us"] < SLOW_MIN_US:
             problems.append(f"/slow duration_us {r['duration_us']}: {harness.brief_record(r)}")
     return problems
+
+
+def check_raw_multiset(truth, records, sock: str) -> List[str]:
+    """The raw clients' requests (this process is the peer) against the
+    records naming this process, as multisets of their exact fields."""
+    peer = f"{us.my_comm()}[{os.getpid()}]"
+    want = collections.Counter((t.method, t.path, t.status, t.bytes_in, t.bytes_out, "unix", sock,
+                                peer, os.getpid()) for t in truth if t.bytes_in is not None)
+    got = collections.Counter((r["method"], r["path"], r["status"], r["bytes_in"], r["bytes_out"],
+                               r["transport"], r["server"], r["client"], r.get("peer_pid"))
+                              for r in records if r["client"] == peer)
+    d = multiset_diff(want, got, "raw requests")
+    return [d] if d else []
 
 
 @pytest.mark.parametrize("setup", ["uvicorn-h11", "uvicorn-httptools"])
@@ -518,7 +540,8 @@ def test_uvicorn_uds(setup, short_tmp, obsd_factory):
         time.sleep(harness.SETTLE)
         assert ctl.interrupt() == 0
         lines = [json.loads(l) for _, l in ctl.stdout_lines]
-        problems = check_unix_records(truth, [r for r in lines if r["pid"] in server.pids()], server.sock)
+        problems = check_unix_records(truth, [r for r in lines if r["pid"] in server.pids()],
+                                      server.sock, by_id=False)
         assert not problems, "obsctl trace --json:\n" + "\n".join(problems[:30])
         assert len(lines) == len(truth), f"obsctl printed {len(lines)} records for {len(truth)} requests"
 
@@ -527,7 +550,7 @@ def test_uvicorn_uds(setup, short_tmp, obsd_factory):
         raw_conns = sum(1 for t in truth if t.kind == "raw") + 1   # + the pipelined one
         assert len(opened) >= raw_conns, f"{len(opened)} ConnectionOpened events, {raw_conns}+ connections"
         bad = [e for e in opened if e["transport"] != "unix" or e["server"] != server.sock or
-               not re.match(r"^(curl|" + re.escape(us.my_comm()) + r")\[\d+\]$", e["client"])]
+               not re.match(r"^(curl|" + re.escape(us.my_comm()) + r")?\[\d+\]$", e["client"])]
         assert not bad, f"lifecycle events: {bad[:5]}"
         mine = [e for e in opened if e["client"] == f"{us.my_comm()}[{os.getpid()}]"]
         assert len(mine) == raw_conns, f"{len(mine)} connections from this process, {raw_conns} made"
