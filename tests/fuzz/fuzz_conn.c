@@ -46,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conn.h"
 
@@ -484,6 +485,13 @@ static void op_open(struct slot *s)
 	}
 	o.lport = 8000;
 	o.rport = u16();
+	if ((v & 0x0c) == 0x0c) {	/* AF_UNIX: a path without a NUL, a peer pid */
+		o.family = 1;
+		o.lport = o.rport = 0;
+		for (int i = 0; i < OBS_UNIX_PATH_LEN; i++)
+			o.path[i] = v & 0x10 ? '/' + (v + i) % 64 : (char)(v * i);
+		o.peer_pid = v & 0x20 ? (uint32_t)getpid() : v;
+	}
 	for (int i = 0; i < OBS_COMM_LEN; i++)	/* not terminated: conn.c must cope */
 		o.comm[i] = 'a' + (v + i) % 26;
 	s->opened = true;
@@ -885,13 +893,13 @@ static void op_garbage(struct slot *s)
 	deliver(raw, size, d->h.conn_id);
 }
 
-static bool never_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id)
+static bool never_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino, uint64_t conn_id)
 {
 	return false;
 }
 
 /* The kernel still tracks the slots' current connections; others maybe. */
-static bool maybe_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t conn_id)
+static bool maybe_alive(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino, uint64_t conn_id)
 {
 	for (int i = 0; i < NSLOT; i++)
 		if (F.sl[i].id == conn_id)
