@@ -426,6 +426,16 @@ def test_django_services_separate_nothing_twice(stack):
         sum(int(e["request_length"]) for e in stack.entries)
     assert metric_sum(tb, "http_bytes_sent_total", app) == sum(a["bytes_out"] for a in stack.attempts)
     assert metric_sum(tb, "http_bytes_received_total", app) == sum(a["bytes_in"] for a in stack.attempts)
+    # per route and status: /metrics of A == A's records, /items/<n> is one route
+    by_route = collections.Counter()
+    for lab, v in series(stack.metrics_a, "http_requests_total"):
+        if lab.get("service") == app:
+            by_route[(lab["method"], lab["route"], int(lab["status_code"]))] += int(v)
+    want = collections.Counter((r["method"], r["route"], r["status"]) for r in stack.recs_a)
+    d = multiset_diff(want, by_route, "http_requests_total by route and status vs records")
+    assert d is None, d
+    items = sum(1 for a in stack.attempts if a["path"].startswith("/items/"))
+    assert by_route[("GET", "/items/{id}", 200)] == items > 0, (items, by_route)
     services = {r["pid"]: r["service"] for r in stack.recs_b}
     assert {services[p] for p in services if p in stack.nginx.pids()} == {ng}
     assert {services[p] for p in services if p in stack.app.pids()} == {app}
