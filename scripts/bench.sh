@@ -168,7 +168,11 @@ UX_SOCK=$tmp/app.sock
 	echo "baseline=$BASELINE"
 	echo "label_b0=baseline $base_label"
 	echo "label_b1=current $cur_rev"
-	if [ "$base_rev" = "$cur_rev" ]; then echo "same_rev=1"; fi
+	# Same obsd sources in both: their differences are this machine's noise.
+	if [ "$base_rev" != none ] &&
+		git -C "$ROOT" diff --quiet "$base_rev" -- user bpf include proto vmlinux Makefile 2>/dev/null; then
+		echo "same_sources=1"
+	fi
 } >"$R/params.txt"
 
 # ---- servers ----

@@ -352,8 +352,9 @@ print(f"Versions: {machine.get('versions')}")
 print(f"Date: {machine.get('date')}   total bench time: {machine.get('elapsed')} s")
 print("obsd binaries: " + "; ".join(f"{b.upper()} = {LABEL[b]}" for b in BINS)
       + ("" if "b0" in BINS else "   (BENCH_BASELINE=none: no baseline)"))
-if params.get("same_rev"):
-    print("  (baseline and current are the same revision: their differences show this machine's noise)")
+if params.get("same_sources"):
+    print("  (baseline and current are built from the same obsd sources: their differences show this"
+          " machine's noise)")
 print()
 
 # ---- summary ----
@@ -364,10 +365,13 @@ print("  " + "".ljust(W0) + hdr[0].ljust(WT) + "".join(h[:WV - 1].ljust(WV) for 
 summary = []
 
 
-def srow(name, target, op, t, fmt, vals, cval=None, notes=None):
+NO_C = object()	# the row has no in-process (C) figure
+
+
+def srow(name, target, op, t, fmt, vals, cval=NO_C, notes=None):
     notes = notes or {}
     cells = [cell(vals.get(b), fmt, op, t, notes.get(b, "")) for b in BINS]
-    cells.append(cell(cval, fmt, op, t) if cval is not None else "")
+    cells.append("" if cval is NO_C else cell(cval, fmt, op, t))
     summary.append((name, op, t, vals))
     print(("  " + name.ljust(W0) + target.ljust(WT) + "".join(c.ljust(WV) for c in cells)).rstrip())
 
@@ -645,8 +649,9 @@ rows = [
     ["VmHWM (peak RSS) with them open"] + [f"{idle[b]['after'].get('VmHWM', 'n/a')} kB" for b in BINS],
     ["RSS growth per idle connection"] + [
         f"{idle[b]['per_conn']:,.0f} bytes" if idle[b]["per_conn"] is not None else "n/a" for b in BINS],
+] + ([] if IDLE_N == TARGET_CONNS else [
     [f"RSS estimated at {TARGET_CONNS:,} connections"] + [
-        f"{idle[b]['est_mb']:.1f} MB" if idle[b]["est_mb"] is not None else "n/a" for b in BINS],
+        f"{idle[b]['est_mb']:.1f} MB" if idle[b]["est_mb"] is not None else "n/a" for b in BINS]]) + [
     ["obs_connections_tracked before / open"] + [
         f"{fmt_n(idle[b]['m0'].get('obs_connections_tracked'))} / {fmt_n(idle[b]['mo'].get('obs_connections_tracked'))}"
         for b in BINS],
