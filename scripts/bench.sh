@@ -18,7 +18,7 @@
 # figures, asserts nothing: the machine is shared and noisy.
 # Knobs (environment): BENCH_PAIRS (6), BENCH_DURATION (5 s per wrk run),
 # BENCH_IDLE_CONNS (10000), BENCH_AB_REQUESTS (20000), BENCH_BASELINE (a git
-# revision, default fa0447d; "none": current obsd only), BENCH_DD_COUNT
+# revision, default de2ecf5; "none": current obsd only), BENCH_DD_COUNT
 # (2000000). Needs root, `make`, git.
 # The report also goes to build/bench.txt, raw outputs to build/bench-raw/.
 # See docs/bench.md.
@@ -31,7 +31,7 @@ PAIRS=${BENCH_PAIRS:-6}
 DUR=${BENCH_DURATION:-5}
 IDLE_N=${BENCH_IDLE_CONNS:-10000}
 AB_N=${BENCH_AB_REQUESTS:-20000}
-BASELINE=${BENCH_BASELINE:-fa0447d}
+BASELINE=${BENCH_BASELINE:-de2ecf5}
 DD_COUNT=${BENCH_DD_COUNT:-2000000}
 UX_CONNS=16	# keep-alive connections of the UNIX/TCP Python load client
 WRK_ARGS=(-t1 -c16 -d"${DUR}s" --latency)
