@@ -14,8 +14,8 @@
  * connections open before obsd started are found the same way.
  *
  * Syscall tracepoints (they need tracefs) are extras: close() of UNIX
- * sockets (TCP closes come from the TCP state machine) and epoll_wait timing
- * of Python event loops. Every drop is counted in the per-CPU "counters" map.
+ * sockets (TCP closes come from the TCP state machine), epoll_wait timing of
+ * Python event loops, and servers' writes to stdout/stderr (log lines). Every drop is counted in the per-CPU "counters" map.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -1212,28 +1212,33 @@ int BPF_KRETPROBE(ssl_write_ex_exit, int ret)
 	return ssl_exit(ret);
 }
 
-/* ---- log lines: CPython's _Py_write() to stdout/stderr ---- */
+/* ---- log lines: writes to stdout/stderr ---- */
 
 /*
- * Every write a Python process makes through a file object (print, logging's
- * StreamHandler, tracebacks) ends in _Py_write(fd, buf, count). A uprobe on it
- * sees only those writes of processes that serve followed connections, where
- * a write syscall tracepoint would tax every write of every process.
+ * What a server process writes to fd 1 or 2 (logging, tracebacks) may go to a
+ * pipe or a file, which no socket tracepoint sees: the write() syscall
+ * tracepoint does (it needs tracefs). Other processes pay one compare when
+ * they write to another fd, and one lookup when they write to stdout/stderr.
  */
-SEC("uprobe")
-int BPF_KPROBE(py_write, int fd, const void *buf, size_t n)
+SEC("tracepoint/syscalls/sys_enter_write")
+int enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, zero = 0, cap, tail;
+	__u64 fd = ctx->args[0], buf = ctx->args[1], n = ctx->args[2];
+	__u32 tgid, zero = 0, cap, tail;
 	struct data_scratch *s;
+	__u64 id;
 
-	if ((fd != 1 && fd != 2) || !n || !bpf_map_lookup_elem(&procs, &tgid))
+	if (fd - 1 > 1)
+		return 0;	/* not stdout/stderr: the common case, first */
+	id = bpf_get_current_pid_tgid();
+	tgid = id >> 32;
+	if (!n || !bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
 	/* a traceback is one write of several KB: logs get the whole capture */
-	capture(s, IO_BUF, (__u64)buf, NULL, 0, n, OBS_CAP_MAX, &cap, &tail);
+	capture(s, IO_BUF, buf, NULL, 0, n, OBS_CAP_MAX, &cap, &tail);
 	s->ev.h.ts_ns = bpf_ktime_get_ns();
 	s->ev.h.conn_id = 0;
 	s->ev.h.seq = 0;

@@ -8,17 +8,21 @@
 #ifndef OBS_SYSREGS_H
 #define OBS_SYSREGS_H
 
+/* r is the trusted pointer bpf_task_pt_regs() returns: direct loads. */
 #if defined(__TARGET_ARCH_x86)
-#define SYSCALL_NR(r)	BPF_CORE_READ((r), orig_ax)
+#define SYSCALL_NR(r)	((r)->orig_ax)
+#define SYSCALL_ARG1(r)	((r)->di)
+#define SYSCALL_ARG2(r)	((r)->si)
+#define SYSCALL_ARG3(r)	((r)->dx)
 enum {
 	NR_read = 0, NR_write = 1, NR_readv = 19, NR_writev = 20, NR_sendfile = 40,
 	NR_sendto = 44, NR_recvfrom = 45, NR_sendmsg = 46, NR_recvmsg = 47,
 };
 #elif defined(__TARGET_ARCH_arm64)
-#define SYSCALL_NR(r)	BPF_CORE_READ((struct pt_regs___arm64_nr *)(r), syscallno)
-struct pt_regs___arm64_nr {
-	int syscallno;
-} __attribute__((preserve_access_index));
+#define SYSCALL_NR(r)	((r)->syscallno)
+#define SYSCALL_ARG1(r)	((r)->orig_x0)
+#define SYSCALL_ARG2(r)	((r)->regs[1])
+#define SYSCALL_ARG3(r)	((r)->regs[2])
 enum {
 	NR_read = 63, NR_write = 64, NR_readv = 65, NR_writev = 66, NR_sendfile = 71,
 	NR_sendto = 206, NR_recvfrom = 207, NR_sendmsg = 211, NR_recvmsg = 212,
@@ -26,9 +30,5 @@ enum {
 #else
 #error "obs: syscall numbers for this architecture are missing (bpf/sysregs.h)"
 #endif
-
-#define SYSCALL_ARG1(r)	PT_REGS_PARM1_CORE_SYSCALL(r)
-#define SYSCALL_ARG2(r)	PT_REGS_PARM2_CORE_SYSCALL(r)
-#define SYSCALL_ARG3(r)	PT_REGS_PARM3_CORE_SYSCALL(r)
 
 #endif

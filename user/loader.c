@@ -23,7 +23,6 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define TLS_MAX_LIBS	32	/* distinct libssl files probed */
-#define PY_MAX_FILES	32	/* distinct Python executables/libpython files probed */
 
 /* ELF files already looked at for a probe, by device and inode. */
 struct file_set {
@@ -41,9 +40,7 @@ struct loader {
 	struct file_set ssl_libs;
 	struct bpf_link *ssl_links[TLS_MAX_LIBS * 8];
 	int n_ssl_links;
-	struct file_set py_files;
-	struct bpf_link *py_links[PY_MAX_FILES];
-	int n_py_links;
+
 	/* The ring's consumer and producer positions, mapped read-only. */
 	const volatile unsigned long *cons_pos, *prod_pos;
 	size_t page;
@@ -150,7 +147,7 @@ static bool have_tracefs(void)
 	if (stat(TRACEFS "/events", &st) == 0)
 		return true;
 	if (mount("nodev", TRACEFS, "tracefs", 0, NULL) && errno != EBUSY) {
-		pr_info("loader: no tracefs (%s on mounting it): event-loop timing and prompt close of UNIX connections are off (docs/deploy.md)",
+		pr_info("loader: no tracefs (%s on mounting it): log lines, event-loop timing and prompt close of UNIX connections are off (docs/deploy.md)",
 			strerror(errno));
 		return false;
 	}
@@ -209,7 +206,8 @@ static int configure(struct loader *l, const struct obs_filter *f)
 	struct obs_bpf *skel = l->skel;
 	struct obs_bpf__rodata *ro = skel->rodata;
 	struct bpf_program *syscall_tps[] = {
-		skel->progs.enter_close, skel->progs.enter_epoll_wait, skel->progs.exit_epoll_wait,
+		skel->progs.enter_close, skel->progs.enter_write, skel->progs.enter_epoll_wait,
+		skel->progs.exit_epoll_wait,
 		skel->progs.enter_epoll_pwait, skel->progs.exit_epoll_pwait,
 	};
 
@@ -239,8 +237,8 @@ static int configure(struct loader *l, const struct obs_filter *f)
 		bpf_program__set_autoload(skel->progs.tcp_rst, false);
 	if (!raw_tp_exists("tcp_destroy_sock"))
 		bpf_program__set_autoload(skel->progs.tcp_destroy, false);
-	/* Queue time costs two program runs per request: opt-in. */
-	ro->queue_time = f->queue_time && raw_tp_exists("sk_data_ready");
+	/* Queue time: one short run per data arrival (docs/bench.md). */
+	ro->queue_time = !f->no_queue_time && raw_tp_exists("sk_data_ready");
 	if (!ro->queue_time)
 		bpf_program__set_autoload(skel->progs.data_ready, false);
 	l->tracefs = have_tracefs();
@@ -326,38 +324,6 @@ static int file_set__add(struct file_set *s, const char *path)
 	return 0;
 }
 
-/* ---- log lines: a uprobe on CPython's _Py_write ---- */
-
-/* Probe one Python executable or libpython (all processes running it). */
-static int attach_py_file(struct loader *l, const char *path)
-{
-	LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = "_Py_write");
-	struct bpf_link *link;
-	int err = file_set__add(&l->py_files, path);
-
-	if (err)
-		return err == 1 ? 0 : err;
-	if (l->n_py_links >= PY_MAX_FILES)
-		return -E2BIG;
-	link = bpf_program__attach_uprobe_opts(l->skel->progs.py_write, -1, path, 0, &o);
-	if (!link) {
-		pr_debug("loader: _Py_write in %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	l->py_links[l->n_py_links++] = link;
-	pr_info("loader: log-line probe on %s", path);
-	return 0;
-}
-
-/* Does a mapped file look like a Python interpreter or libpython? */
-static bool is_python_file(const char *path)
-{
-	const char *base = strrchr(path, '/');
-
-	base = base ? base + 1 : path;
-	return !strncmp(base, "python", 6) || !strncmp(base, "libpython", 9);
-}
-
 /* ---- TLS: uprobes on OpenSSL ---- */
 
 /* Attach the SSL_read/SSL_write(_ex) probes to one libssl file (all processes
@@ -397,9 +363,9 @@ static int attach_ssl_lib(struct loader *l, const char *path)
 	return attached ? 0 : -ENOENT;
 }
 
-/* libssl and Python files mapped by running processes (containers included,
- * through /proc/PID/root), plus the system's. Processes started later that map
- * an already probed file are covered; new files are found by the next scan. */
+/* libssl files mapped by running processes (containers included, through
+ * /proc/PID/root), plus the system's. Processes started later that map an
+ * already probed file are covered; new files are found by the next scan. */
 void loader__scan_tls(struct loader *l)
 {
 	static const char *const system_libs[] = {
@@ -409,17 +375,10 @@ void loader__scan_tls(struct loader *l)
 	struct dirent *de;
 	DIR *d;
 
-	static const char *const system_pys[] = {
-		"/usr/bin/python3", "/usr/local/bin/python3",
-	};
-	char real[PATH_MAX];
-
 	for (size_t i = 0; i < ARRAY_SIZE(system_libs); i++)
 		if (!access(system_libs[i], R_OK))
 			attach_ssl_lib(l, system_libs[i]);
-	for (size_t i = 0; i < ARRAY_SIZE(system_pys); i++)
-		if (realpath(system_pys[i], real))
-			attach_py_file(l, real);
+
 	d = opendir("/proc");
 	while (d && (de = readdir(d))) {
 		char path[64], line[512], lib[PATH_MAX + 64];
@@ -441,8 +400,6 @@ void loader__scan_tls(struct loader *l)
 			snprintf(lib, sizeof(lib), "/proc/%d/root%s", pid, p);
 			if (strstr(p, "/libssl.so"))
 				attach_ssl_lib(l, lib);
-			else if (is_python_file(p))
-				attach_py_file(l, lib);
 		}
 		fclose(fp);
 	}
@@ -554,8 +511,7 @@ void loader__free(struct loader *l)
 		return;
 	for (int i = 0; i < l->n_ssl_links; i++)
 		bpf_link__destroy(l->ssl_links[i]);
-	for (int i = 0; i < l->n_py_links; i++)
-		bpf_link__destroy(l->py_links[i]);
+
 	if (l->cons_pos) {
 		munmap((void *)l->cons_pos, l->page);
 		munmap((void *)l->prod_pos, l->page);

@@ -1,7 +1,11 @@
-"""Exactly N keep-alive HTTP/1.1 GET requests over C connections (round robin:
-one request in flight per connection), for a fixed, reproducible recording.
+"""Keep-alive HTTP/1.1 GET requests over C connections (round robin: one
+request in flight per connection, so up to C queued at the server): exactly N
+of them for a fixed, reproducible recording, or as many as fit in --duration
+seconds for a rate-bound run (then N is a cap, 0 for none).
 
-Usage: keepalive_load.py HOST PORT PATH N C
+Usage: keepalive_load.py HOST PORT PATH N C [--duration SECONDS]
+HOST "unix:/path/to.sock" connects to a UNIX stream socket instead (PORT is
+then ignored; Host: localhost).
 Prints "requests=<n> failed=<n> seconds=<t>" lines. Bounded in count and time.
 """
 import socket
@@ -33,17 +37,34 @@ def read_response(s, pending):
     return rest[length:]
 
 
+def connect(host, port):
+    if host.startswith("unix:"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(host[len("unix:"):])
+        return s
+    s = socket.create_connection((host, port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
 def main():
-    host, port, path, n, c = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-    req = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
-    socks = []
-    for _ in range(c):
-        s = socket.create_connection((host, port), timeout=10)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        socks.append([s, b""])
+    args = sys.argv[1:]
+    duration = None
+    if "--duration" in args:
+        i = args.index("--duration")
+        duration = float(args[i + 1])
+        del args[i:i + 2]
+    host, port, path, n, c = args[0], int(args[1]), args[2], int(args[3]), int(args[4])
+    if duration is not None and n <= 0:
+        n = 1 << 62
+    hosthdr = "localhost" if host.startswith("unix:") else f"{host}:{port}"
+    req = f"GET {path} HTTP/1.1\r\nHost: {hosthdr}\r\n\r\n".encode()
+    socks = [[connect(host, port), b""] for _ in range(c)]
     done = failed = 0
     t0 = time.monotonic()
-    while done + failed < n and socks:
+    end = t0 + duration if duration is not None else None
+    while done + failed < n and socks and (end is None or time.monotonic() < end):
         batch = socks[:n - done - failed]
         for s, _ in batch:
             s.sendall(req)
@@ -55,9 +76,10 @@ def main():
                 failed += 1
                 entry[0].close()
                 socks.remove(entry)
+    took = time.monotonic() - t0
     for s, _ in socks:
         s.close()
-    print(f"requests={done}\nfailed={failed}\nseconds={time.monotonic() - t0:.2f}")
+    print(f"requests={done}\nfailed={failed}\nseconds={took:.2f}")
 
 
 if __name__ == "__main__":
