@@ -229,13 +229,18 @@ static __always_inline int rb_out(void *data, __u64 size)
 	return 0;
 }
 
-/* Reserve a fixed-size record in the ring (written in place, no copy). */
-static __always_inline void *rb_reserve(__u64 size)
+/* Reserve a fixed-size record of connection c in the ring (written in place,
+ * no copy). When the ring is full the event still takes its sequence number,
+ * so that userspace sees the gap on this connection. */
+static __always_inline void *rb_reserve(struct obs_conn *c, __u64 size)
 {
 	void *p = bpf_ringbuf_reserve(&rb, size, 0);
 
-	if (!p)
+	if (!p) {
 		count(OBS_C_LOST_RINGBUF);
+		if (c)
+			__sync_fetch_and_add(&c->seq, 1);
+	}
 	return p;
 }
 
@@ -634,7 +639,7 @@ static __always_inline struct obs_conn *adopt(struct sock *sk, long ret, __u32 f
 
 static __always_inline void emit_open(struct obs_conn *c)
 {
-	struct obs_ev_open *o = rb_reserve(sizeof(*o));
+	struct obs_ev_open *o = rb_reserve(c, sizeof(*o));
 	struct sock *sk = (struct sock *)c->sk;
 
 	if (!o)
@@ -666,7 +671,7 @@ static __always_inline void emit_open(struct obs_conn *c)
 
 static __always_inline void emit_simple(struct obs_conn *c, __u32 type, __u32 what, __u32 arg)
 {
-	struct obs_ev_state *e = rb_reserve(sizeof(*e));
+	struct obs_ev_state *e = rb_reserve(c, sizeof(*e));
 
 	if (!e)
 		return;
@@ -680,7 +685,7 @@ static __always_inline void emit_simple(struct obs_conn *c, __u32 type, __u32 wh
  * last response); seq 0 marks an event past the connection's end. */
 static __always_inline void emit_late_reset(struct obs_conn *c)
 {
-	struct obs_ev_state *e = rb_reserve(sizeof(*e));
+	struct obs_ev_state *e = rb_reserve(NULL, sizeof(*e));
 
 	if (!e)
 		return;
@@ -1417,7 +1422,7 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	bpf_for_each_map_elem(&hconns, drop_hconn, &tgid, 0);
 	if (track_fds)
 		bpf_for_each_map_elem(&fds, drop_fd, &tgid, 0);
-	e = rb_reserve(sizeof(*e));
+	e = rb_reserve(NULL, sizeof(*e));
 	if (!e)
 		return 0;
 	e->h.ts_ns = bpf_ktime_get_ns();
