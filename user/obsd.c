@@ -68,6 +68,7 @@ struct daemon {
 	struct otlp_metrics *om;	/* NULL: no metrics endpoint, or OTEL_METRICS_EXPORTER=none */
 	struct otlp_metrics_config mcfg;
 	bool in_file;			/* parse_opt is applying a --config value */
+	enum otlpm_source traces_ep_src;	/* where --otlp-traces-endpoint came from */
 	struct sentry *sentry;		/* NULL: no SENTRY_DSN */
 	struct sentry_config scfg;
 	struct services *svc;
@@ -800,18 +801,20 @@ static bool env_set(const char *name)
 /*
  * A shared OTLP option (--otlp-endpoint, --otlp-header) applies to traces
  * and metrics; from the file, not to a signal whose own variable is set
- * (the environment beats the file).
+ * (the environment beats the file). The base URL does not replace a signal's
+ * own URL given at the same level or above (flags, file), in either order.
  */
 static int otlp_shared(struct daemon *d, int o, const char *arg)
 {
 	bool file = d->in_file;
+	enum otlpm_source src = file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG;
 	int err = 0;
 
 	if (o == OPT_OTLP_EP) {
-		if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")))
+		if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) &&
+		    d->traces_ep_src < src)
 			err = otlp_config_endpoint(&d->ocfg, arg, false);
-		return err ?: otlp_metrics_config_endpoint(&d->mcfg, arg, false,
-							   file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG);
+		return err ?: otlp_metrics_config_endpoint(&d->mcfg, arg, false, src);
 	}
 	if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))
 		err = otlp_config_header(&d->ocfg, arg);
@@ -868,6 +871,7 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	case OPT_OTLP_HEADER:
 		return otlp_shared(d, o, arg);
 	case OPT_OTLP_TRACES_EP:
+		d->traces_ep_src = d->in_file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG;
 		return otlp_config_endpoint(&d->ocfg, arg, true);
 	case OPT_OTLP_METRICS_EP:
 		return otlp_metrics_config_endpoint(&d->mcfg, arg, true,
