@@ -595,8 +595,8 @@ void metrics__render(struct metrics *m, struct pipeline *p, struct jbuf *out)
 
 /* ---- snapshot (exporters) ---- */
 
-#define SNAP_MAX_FIELDS	9	/* service, method, route, status, scheme, error, worker,
-				   container_id, pod_uid */
+#define SNAP_DUR_LABELS	6	/* by_status: service, method, route, status, scheme, error */
+#define SNAP_MAX_FIELDS	(SNAP_DUR_LABELS + 3)	/* then worker, container_id, pod_uid */
 
 /* Split labels (a copy of a key) in place into n values; missing ones are "". */
 static void split_labels(char *labels, const char **f, int n)
@@ -622,7 +622,7 @@ static void point_labels(const struct metrics *m, struct metrics_point *pt, int 
 	split_labels(pt->labels, f, n_base + m->o.worker_label + 2 * m->o.container_label);
 	pt->service = f[0];
 	pt->method = pt->route = pt->scheme = pt->error = "";
-	if (n_base == 6) {
+	if (n_base == SNAP_DUR_LABELS) {
 		pt->method = f[1];
 		pt->route = f[2];
 		pt->status = atoi(f[3]);
@@ -752,7 +752,7 @@ struct metrics_snapshot *metrics__snapshot(struct metrics *m, struct pipeline *p
 		return NULL;
 	sn->n_bounds = m->o.n_buckets;
 	memcpy(sn->bounds, m->o.buckets, sizeof(sn->bounds));
-	if (snap_table(sn, m, METRICS_DURATION, &m->by_status, 6) ||
+	if (snap_table(sn, m, METRICS_DURATION, &m->by_status, SNAP_DUR_LABELS) ||
 	    snap_table(sn, m, METRICS_BYTES_IN, &m->bytes_in, 1) ||
 	    snap_table(sn, m, METRICS_BYTES_OUT, &m->bytes_out, 1) ||
 	    (p && snap_pipeline(sn, m, p))) {
