@@ -12,10 +12,13 @@
 #define MAX_KEYS	64
 #define KEY_NAME_MAX	64	/* bytes of a key quoted in a message */
 
-#define OTLP_ENDPOINT_ENV \
+/* The shared OTLP keys feed every signal: only the shared variable replaces
+ * them whole; obsd keeps a signal-specific variable from being replaced by
+ * them (see config_env_override). */
+#define OTLP_TRACES_ENDPOINT_ENV \
 	{ "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT" }
-#define OTLP_HEADERS_ENV \
-	{ "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS" }
+#define OTLP_METRICS_ENDPOINT_ENV \
+	{ "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT" }
 
 const struct config_key config_keys[] = {
 	{ "listen", CONFIG_VALUE },
@@ -30,12 +33,17 @@ const struct config_key config_keys[] = {
 	{ "container-label", CONFIG_FLAG },
 	{ "buckets", CONFIG_CSV },
 	{ "trusted-proxy", CONFIG_LIST },
-	{ "otlp-endpoint", CONFIG_VALUE, OTLP_ENDPOINT_ENV },
-	{ "otlp-traces-endpoint", CONFIG_VALUE, OTLP_ENDPOINT_ENV },
-	{ "otlp-header", CONFIG_LIST, OTLP_HEADERS_ENV },
+	{ "otlp-endpoint", CONFIG_VALUE, { "OTEL_EXPORTER_OTLP_ENDPOINT" } },
+	{ "otlp-traces-endpoint", CONFIG_VALUE, OTLP_TRACES_ENDPOINT_ENV },
+	{ "otlp-metrics-endpoint", CONFIG_VALUE, OTLP_METRICS_ENDPOINT_ENV },
+	{ "otlp-header", CONFIG_LIST, { "OTEL_EXPORTER_OTLP_HEADERS" } },
 	{ "service-name", CONFIG_VALUE, { "OTEL_SERVICE_NAME" } },
 	{ "traces-sampler", CONFIG_VALUE, { "OTEL_TRACES_SAMPLER" } },
 	{ "traces-sampler-arg", CONFIG_VALUE, { "OTEL_TRACES_SAMPLER_ARG" } },
+	{ "metrics-exporter", CONFIG_VALUE, { "OTEL_METRICS_EXPORTER" } },
+	{ "metric-export-interval", CONFIG_VALUE, { "OTEL_METRIC_EXPORT_INTERVAL" } },
+	{ "metrics-temporality", CONFIG_VALUE,
+	  { "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE" } },
 	{ "sentry-dsn", CONFIG_VALUE, { "SENTRY_DSN" } },
 	{ "sentry-environment", CONFIG_VALUE, { "SENTRY_ENVIRONMENT" } },
 	{ "sentry-release", CONFIG_VALUE, { "SENTRY_RELEASE" } },

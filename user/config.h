@@ -48,9 +48,12 @@ const struct config_key *config_key_find(const char *name);
 
 /*
  * The environment variable (set and non-empty) that overrides the file's
- * value of key, or NULL when there is none (or key is unknown). Both OTLP
- * endpoint variables override both endpoint keys: a signal-specific URL in
- * the environment must not lose to a base URL from the file.
+ * value of key, or NULL when there is none (or key is unknown). A
+ * signal-specific key (otlp-traces-endpoint) is overridden by its signal's
+ * variable and by the shared one; the shared keys (otlp-endpoint,
+ * otlp-header) only by the shared variable, since they also feed the signals
+ * whose variables are not set: keeping a signal-specific variable from being
+ * replaced by a shared key of the file is the caller's part.
  */
 const char *config_env_override(const char *key);
 

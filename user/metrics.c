@@ -32,6 +32,7 @@ struct metrics {
 	struct table bytes_in;
 	struct table grpc;	/* service, grpc_service, grpc_method, grpc_code[, worker] */
 	struct table grpc_dur;	/* service, grpc_service, grpc_method[, worker] */
+	struct table by_status;	/* service, method, route, status, scheme, error[, worker] */
 };
 
 static const char *const grpc_codes[] = {
@@ -141,6 +142,7 @@ void metrics__free(struct metrics *m)
 	table_free(&m->bytes_in);
 	table_free(&m->grpc);
 	table_free(&m->grpc_dur);
+	table_free(&m->by_status);
 	free(m);
 }
 
@@ -198,6 +200,30 @@ static void grpc_record(struct metrics *m, const struct record *r, double secs, 
 	snprintf(key, sizeof(key), "%s\x1f%.*s\x1f%s%s", r->service, (int)(slash - path), path,
 		 slash + 1, worker);
 	s = table_get(&m->grpc_dur, key, m->o.n_buckets);
+	if (!s)
+		return;
+	for (b = 0; b < m->o.n_buckets && secs > m->o.buckets[b]; b++)
+		;
+	if (b < m->o.n_buckets)
+		s->buckets[b]++;
+	s->count++;
+	s->sum += secs;
+}
+
+/* by_status: the duration also by status, scheme and failure reason (the
+ * attributes of OTel's http.server.request.duration). */
+static void status_record(struct metrics *m, const struct record *r, double secs,
+			  const char *extra)
+{
+	const char *error = r->outcome == REC_FAILED && r->error ? r->error : "";
+	char key[600];
+	struct series *s;
+	int b;
+
+	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%d\x1f%s\x1f%s%s", r->service,
+		 method_label(r->method), r->route, r->status, r->tls ? "https" : "http", error,
+		 extra);
+	s = table_get(&m->by_status, key, m->o.n_buckets);
 	if (!s)
 		return;
 	for (b = 0; b < m->o.n_buckets && secs > m->o.buckets[b]; b++)
@@ -274,6 +300,8 @@ void metrics__record(void *ctx, const struct record *r)
 		s->count += r->bytes_in;
 	if (!strncmp(r->content_type, "application/grpc", 16))
 		grpc_record(m, r, secs, worker);
+	if (m->o.by_status)
+		status_record(m, r, secs, worker);
 }
 
 /* ---- exposition ---- */
@@ -563,4 +591,188 @@ void metrics__render(struct metrics *m, struct pipeline *p, struct jbuf *out)
 		render_loops(p, out);
 		render_obs(p, pipeline__routes(p), out);
 	}
+}
+
+/* ---- snapshot (exporters) ---- */
+
+#define SNAP_DUR_LABELS	6	/* by_status: service, method, route, status, scheme, error */
+#define SNAP_MAX_FIELDS	(SNAP_DUR_LABELS + 3)	/* then worker, container_id, pod_uid */
+
+/* Split labels (a copy of a key) in place into n values; missing ones are "". */
+static void split_labels(char *labels, const char **f, int n)
+{
+	char *p = labels;
+
+	for (int i = 0; i < n; i++) {
+		char *sep = p ? strchr(p, '\x1f') : NULL;
+
+		f[i] = p ? p : "";
+		if (sep)
+			*sep = 0;
+		p = sep ? sep + 1 : NULL;
+	}
+}
+
+/* The label values of pt from its key: n_base of the table, then the optional ones. */
+static void point_labels(const struct metrics *m, struct metrics_point *pt, int n_base)
+{
+	const char *f[SNAP_MAX_FIELDS];
+	int n = n_base;
+
+	split_labels(pt->labels, f, n_base + m->o.worker_label + 2 * m->o.container_label);
+	pt->service = f[0];
+	pt->method = pt->route = pt->scheme = pt->error = "";
+	if (n_base == SNAP_DUR_LABELS) {
+		pt->method = f[1];
+		pt->route = f[2];
+		pt->status = atoi(f[3]);
+		pt->scheme = f[4];
+		pt->error = f[5];
+	}
+	if (m->o.worker_label)
+		pt->worker = strtoul(f[n++], NULL, 10);
+	pt->container_id = pt->pod_uid = "";
+	if (m->o.container_label) {
+		pt->container_id = f[n++];
+		pt->pod_uid = f[n++];
+	}
+}
+
+/* Histogram buckets as n_bounds + 1 counts, the last one above every bound. */
+static uint64_t *copy_buckets(const struct metrics *m, const struct series *s)
+{
+	uint64_t *b = malloc((m->o.n_buckets + 1) * sizeof(*b)), below = 0;
+
+	if (!b)
+		return NULL;
+	for (int i = 0; i < m->o.n_buckets; i++)
+		below += b[i] = s->buckets[i];
+	b[m->o.n_buckets] = s->count - below;
+	return b;
+}
+
+/* Append series s of a table with n_base label values as a point. 0 or -ENOMEM. */
+static int snap_series(struct metrics_snapshot *sn, const struct metrics *m, enum metrics_kind kind,
+		       const struct series *s, int n_base)
+{
+	struct metrics_point *pt;
+
+	if (sn->n_points == sn->cap_points) {
+		size_t cap = sn->cap_points ? sn->cap_points * 2 : 64;
+		struct metrics_point *np = realloc(sn->points, cap * sizeof(*np));
+
+		if (!np)
+			return -ENOMEM;
+		sn->points = np;
+		sn->cap_points = cap;
+	}
+	pt = &sn->points[sn->n_points];
+	memset(pt, 0, sizeof(*pt));
+	pt->kind = kind;
+	pt->key = strdup(s->key);
+	pt->labels = strdup(s->key);
+	pt->buckets = kind == METRICS_DURATION ? copy_buckets(m, s) : NULL;
+	if (!pt->key || !pt->labels || (kind == METRICS_DURATION && !pt->buckets)) {
+		free(pt->key);
+		free(pt->labels);
+		free(pt->buckets);
+		return -ENOMEM;
+	}
+	point_labels(m, pt, n_base);
+	pt->value = s->count;
+	pt->sum = s->sum;
+	sn->n_points++;
+	return 0;
+}
+
+static int snap_table(struct metrics_snapshot *sn, const struct metrics *m, enum metrics_kind kind,
+		      const struct table *t, int n_base)
+{
+	for (size_t i = 0; i < t->n_buckets; i++)
+		for (const struct series *s = t->b[i]; s; s = s->next)
+			if (snap_series(sn, m, kind, s, n_base))
+				return -ENOMEM;
+	return 0;
+}
+
+struct snap_procs {
+	struct metrics_snapshot *sn;
+	struct pipeline *p;
+	int err;
+};
+
+static void snap_proc(void *ctx, const struct proc_view *v)
+{
+	struct snap_procs *sp = ctx;
+	struct metrics_snapshot *sn = sp->sn;
+	struct metrics_proc *mp;
+
+	if (sn->n_procs == sn->cap_procs) {
+		size_t cap = sn->cap_procs ? sn->cap_procs * 2 : 16;
+		struct metrics_proc *np = realloc(sn->procs, cap * sizeof(*np));
+
+		if (!np) {
+			sp->err = -ENOMEM;
+			return;
+		}
+		sn->procs = np;
+		sn->cap_procs = cap;
+	}
+	mp = &sn->procs[sn->n_procs++];
+	mp->pid = v->pid;
+	snprintf(mp->service, sizeof(mp->service), "%s",
+		 pipeline__service_of(sp->p, v->pid, v->comm, v->lport));
+	snprintf(mp->comm, sizeof(mp->comm), "%s", v->comm);
+	mp->container = *pipeline__container_of(sp->p, v->pid);
+}
+
+/* The in-flight gauges (as /metrics computes them) and the observed processes. */
+static int snap_pipeline(struct metrics_snapshot *sn, struct metrics *m, struct pipeline *p)
+{
+	struct conn_agg a = { .m = m, .p = p };
+	struct snap_procs sp = { .sn = sn, .p = p };
+	int err;
+
+	pipeline__foreach_proc(p, agg_proc, &a);
+	pipeline__foreach_conn(p, agg_conn, &a);
+	err = snap_table(sn, m, METRICS_IN_FLIGHT, &a.in_flight, 1);
+	table_free(&a.active);
+	table_free(&a.in_flight);
+	if (err)
+		return err;
+	pipeline__foreach_proc(p, snap_proc, &sp);
+	return sp.err;
+}
+
+struct metrics_snapshot *metrics__snapshot(struct metrics *m, struct pipeline *p)
+{
+	struct metrics_snapshot *sn = calloc(1, sizeof(*sn));
+
+	if (!sn)
+		return NULL;
+	sn->n_bounds = m->o.n_buckets;
+	memcpy(sn->bounds, m->o.buckets, sizeof(sn->bounds));
+	if (snap_table(sn, m, METRICS_DURATION, &m->by_status, SNAP_DUR_LABELS) ||
+	    snap_table(sn, m, METRICS_BYTES_IN, &m->bytes_in, 1) ||
+	    snap_table(sn, m, METRICS_BYTES_OUT, &m->bytes_out, 1) ||
+	    (p && snap_pipeline(sn, m, p))) {
+		metrics_snapshot__free(sn);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return sn;
+}
+
+void metrics_snapshot__free(struct metrics_snapshot *sn)
+{
+	if (!sn)
+		return;
+	for (size_t i = 0; i < sn->n_points; i++) {
+		free(sn->points[i].key);
+		free(sn->points[i].labels);
+		free(sn->points[i].buckets);
+	}
+	free(sn->points);
+	free(sn->procs);
+	free(sn);
 }

@@ -27,6 +27,8 @@ struct metrics_opts {
 	int n_buckets;				/* 0: the default 1 ms .. 10 s */
 	bool worker_label;
 	bool container_label;	/* container_id="…",pod_uid="…" on http_* series */
+	bool by_status;		/* also durations by status, scheme and failure (the
+				   OTLP metrics export's, see metrics__snapshot) */
 };
 
 struct metrics;
@@ -44,5 +46,62 @@ void metrics__record(void *m, const struct record *r);
 void metrics__render(struct metrics *m, struct pipeline *p, struct jbuf *out);
 
 void metrics__free(struct metrics *m);
+
+/*
+ * A copy of the http series for an exporter (otlp_metrics.h), so that it
+ * never reads the tables, the pipeline or the kernel itself. Values are
+ * totals since obsd started (counters only grow), but the gauge.
+ */
+enum metrics_kind {
+	METRICS_DURATION,	/* histogram: service, method, route, status, scheme,
+				   failure (only with by_status) */
+	METRICS_BYTES_IN,	/* counter: request bytes read, per service */
+	METRICS_BYTES_OUT,	/* counter: response bytes written, per service */
+	METRICS_IN_FLIGHT,	/* gauge: requests being processed, per service */
+	METRICS_KINDS
+};
+
+struct metrics_point {
+	enum metrics_kind kind;
+	char *key;		/* identity of the series within its kind (owned) */
+	const char *service;
+	const char *method;	/* METRICS_DURATION: as the method label ("_OTHER") */
+	const char *route;	/* METRICS_DURATION */
+	int status;		/* METRICS_DURATION: 0 when no response head was seen */
+	const char *scheme;	/* METRICS_DURATION: "http" or "https" */
+	const char *error;	/* METRICS_DURATION: failure reason, "" when it completed */
+	uint32_t worker;	/* its pid with worker_label, else 0 */
+	const char *container_id, *pod_uid;	/* with container_label, else "" */
+	uint64_t value;		/* counters and the gauge; histograms: the count */
+	double sum;		/* histograms: seconds */
+	uint64_t *buckets;	/* histograms: n_bounds + 1 counts, not cumulative,
+				   the last one above every bound (owned) */
+	char *labels;		/* storage of the strings above (owned) */
+};
+
+/* An observed process, for resource attributes. */
+struct metrics_proc {
+	uint32_t pid;
+	char service[SERVICE_NAME_MAX];
+	char comm[16];
+	struct cgroup_ident container;
+};
+
+struct metrics_snapshot {
+	double bounds[METRICS_MAX_BUCKETS];	/* histogram bucket upper bounds, seconds */
+	int n_bounds;
+	struct metrics_point *points;
+	size_t n_points, cap_points;
+	struct metrics_proc *procs;
+	size_t n_procs, cap_procs;
+};
+
+/*
+ * Copy every http series (durations only with by_status) and, with p, the
+ * in-flight gauges and the observed processes. NULL with errno set. Free
+ * with metrics_snapshot__free (NULL-safe).
+ */
+struct metrics_snapshot *metrics__snapshot(struct metrics *m, struct pipeline *p);
+void metrics_snapshot__free(struct metrics_snapshot *s);
 
 #endif

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "otlp.h"
+#include "otlp_metrics.h"
 #include "sender.h"
 #include "sentry.h"
 #include "span.h"
@@ -64,6 +65,10 @@ struct daemon {
 	struct metrics *metrics;
 	struct otlp *otlp;		/* NULL: no endpoint, spans only in the store */
 	struct otlp_config ocfg;
+	struct otlp_metrics *om;	/* NULL: no metrics endpoint, or OTEL_METRICS_EXPORTER=none */
+	struct otlp_metrics_config mcfg;
+	bool in_file;			/* parse_opt is applying a --config value */
+	enum otlpm_source traces_ep_src;	/* where --otlp-traces-endpoint came from */
 	struct sentry *sentry;		/* NULL: no SENTRY_DSN */
 	struct sentry_config scfg;
 	struct services *svc;
@@ -184,6 +189,8 @@ static void render_export_metrics(struct daemon *d, struct jbuf *o)
 {
 	const struct otlp_stats *st = d->otlp ? otlp__stats(d->otlp) : NULL;
 
+	if (d->om)
+		otlp_metrics__render(d->om, o);
 	jb_printf(o, "# HELP obs_traceparent_invalid_total Incoming traceparent headers ignored as invalid\n"
 		"# TYPE obs_traceparent_invalid_total counter\nobs_traceparent_invalid_total %llu\n",
 		(unsigned long long)(d->p ? pipeline__traceparent_invalid(d->p) : 0));
@@ -608,6 +615,19 @@ static int adopt_pipeline(struct daemon *d, int ep)
 	return 0;
 }
 
+/* OTLP metrics: a snapshot of the aggregates when one is due, then sending. */
+static void export_metrics(struct daemon *d)
+{
+	if (otlp_metrics__due(d->om)) {
+		struct metrics_snapshot *s = metrics__snapshot(d->metrics, d->p);
+
+		if (s)
+			otlp_metrics__collect(d->om, s);
+		metrics_snapshot__free(s);
+	}
+	otlp_metrics__poll(d->om);
+}
+
 static int run(struct daemon *d)
 {
 	struct epoll_event ev = { .events = EPOLLIN }, evs[4];
@@ -632,6 +652,8 @@ static int run(struct daemon *d)
 			pipeline__consume(d->p);
 		if (d->otlp)
 			otlp__poll(d->otlp);
+		if (d->om)
+			export_metrics(d);
 		if (d->sentry)
 			sentry__poll(d->sentry);
 		for (int i = 0; i < n; i++) {
@@ -684,11 +706,19 @@ static void usage(FILE *f)
 		"  --otlp-endpoint URL    OTLP/HTTP base URL, /v1/traces appended\n"
 		"                         (OTEL_EXPORTER_OTLP_ENDPOINT); none: spans stay local\n"
 		"  --otlp-traces-endpoint URL  full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)\n"
+		"  --otlp-metrics-endpoint URL full metrics URL (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);\n"
+		"                         with an endpoint, metrics are exported too (docs/config.md)\n"
 		"  --otlp-header K=V      extra export header (OTEL_EXPORTER_OTLP_HEADERS)\n"
-		"  --service-name NAME    resource service.name for every span (OTEL_SERVICE_NAME)\n"
+		"  --service-name NAME    resource service.name of every span and metric\n"
+		"                         (OTEL_SERVICE_NAME)\n"
 		"  --traces-sampler NAME  always_on, always_off, traceidratio, parentbased_always_on\n"
 		"                         (default), parentbased_traceidratio (OTEL_TRACES_SAMPLER)\n"
 		"  --traces-sampler-arg R ratio for the ratio samplers (OTEL_TRACES_SAMPLER_ARG)\n"
+		"  --metrics-exporter E   otlp (default) or none (OTEL_METRICS_EXPORTER)\n"
+		"  --metric-export-interval MS  OTLP metrics export interval (default 60000)\n"
+		"                         (OTEL_METRIC_EXPORT_INTERVAL)\n"
+		"  --metrics-temporality T  cumulative (default), delta or lowmemory\n"
+		"                         (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)\n"
 		"  --sentry-dsn DSN       send error events to Sentry (SENTRY_DSN)\n"
 		"  --sentry-environment E, --sentry-release R, --sentry-sample-rate X\n"
 		"                         (SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE)\n"
@@ -712,7 +742,8 @@ enum {
 	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
 	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
 	OPT_LOOP_BLOCK, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
-	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_UNIX,
+	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_UNIX, OPT_OTLP_METRICS_EP,
+	OPT_METRICS_EXPORTER, OPT_METRIC_INTERVAL, OPT_METRICS_TEMPORALITY,
 };
 
 static const struct option long_opts[] = {
@@ -738,6 +769,10 @@ static const struct option long_opts[] = {
 	{ "service-name", required_argument, NULL, OPT_SVC_NAME },
 	{ "traces-sampler", required_argument, NULL, OPT_SAMPLER },
 	{ "traces-sampler-arg", required_argument, NULL, OPT_SAMPLER_ARG },
+	{ "otlp-metrics-endpoint", required_argument, NULL, OPT_OTLP_METRICS_EP },
+	{ "metrics-exporter", required_argument, NULL, OPT_METRICS_EXPORTER },
+	{ "metric-export-interval", required_argument, NULL, OPT_METRIC_INTERVAL },
+	{ "metrics-temporality", required_argument, NULL, OPT_METRICS_TEMPORALITY },
 	{ "errors-file", required_argument, NULL, OPT_ERRORS_FILE },
 	{ "record", required_argument, NULL, OPT_RECORD },
 	{ "loop-block-ms", required_argument, NULL, OPT_LOOP_BLOCK },
@@ -758,6 +793,38 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 	errno = 0;
 	*out = strtoul(s, &end, 10);
 	return errno || end == s || *end || s[0] == '-' || *out < min || *out > max ? -EINVAL : 0;
+}
+
+static bool env_set(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v;
+}
+
+/*
+ * A shared OTLP option (--otlp-endpoint, --otlp-header) applies to traces
+ * and metrics; from the file, not to a signal whose own variable is set
+ * (the environment beats the file). The base URL does not replace a signal's
+ * own URL given at the same level or above (flags, file), in either order.
+ */
+static int otlp_shared(struct daemon *d, int o, const char *arg)
+{
+	bool file = d->in_file;
+	enum otlpm_source src = file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG;
+	int err = 0;
+
+	if (o == OPT_OTLP_EP) {
+		if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) &&
+		    d->traces_ep_src < src)
+			err = otlp_config_endpoint(&d->ocfg, arg, false);
+		return err ?: otlp_metrics_config_endpoint(&d->mcfg, arg, false, src);
+	}
+	if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))
+		err = otlp_config_header(&d->ocfg, arg);
+	if (!err && !(file && env_set("OTEL_EXPORTER_OTLP_METRICS_HEADERS")))
+		err = otlp_metrics_config_header(&d->mcfg, arg);
+	return err;
 }
 
 static int parse_opt(struct daemon *d, int o, const char *arg)
@@ -807,14 +874,27 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	case OPT_TRUSTED:
 		return trust_add(&d->trust, arg);
 	case OPT_OTLP_EP:
-	case OPT_OTLP_TRACES_EP:
-		return otlp_config_endpoint(&d->ocfg, arg, o == OPT_OTLP_TRACES_EP);
 	case OPT_OTLP_HEADER:
-		return otlp_config_header(&d->ocfg, arg);
+		return otlp_shared(d, o, arg);
+	case OPT_OTLP_TRACES_EP:
+		d->traces_ep_src = d->in_file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG;
+		return otlp_config_endpoint(&d->ocfg, arg, true);
+	case OPT_OTLP_METRICS_EP:
+		return otlp_metrics_config_endpoint(&d->mcfg, arg, true,
+						    d->in_file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG);
+	case OPT_METRICS_EXPORTER:
+		return otlp_metrics_config_exporter(&d->mcfg, arg);
+	case OPT_METRIC_INTERVAL:
+		err = parse_uint(arg, 1, 100000000, &v);
+		d->mcfg.interval_ms = v;
+		return err;
+	case OPT_METRICS_TEMPORALITY:
+		return otlp_metrics_config_temporality(&d->mcfg, arg);
 	case OPT_SVC_NAME:
 		if (!*arg || strlen(arg) >= sizeof(d->ocfg.service_name))
 			return -EINVAL;
 		strcpy(d->ocfg.service_name, arg);
+		strcpy(d->mcfg.service_name, arg);
 		return 0;
 	case OPT_SAMPLER:
 		snprintf(d->sampler_name, sizeof(d->sampler_name), "%s", arg);
@@ -869,6 +949,7 @@ static int config_apply(void *ctx, const char *key, const char *value, const cha
 	const struct option *o = long_opt_named(key);
 	struct daemon *d = ctx;
 	char *v;
+	int err;
 
 	if (!o || o->val < OPT_LISTEN)
 		return -ENOENT;
@@ -882,7 +963,10 @@ static int config_apply(void *ctx, const char *key, const char *value, const cha
 	if (!v)
 		return -ENOMEM;
 	d->cfg_strs[d->n_cfg_strs++] = v;	/* parse_opt may keep it, as it keeps argv's */
-	return parse_opt(d, o->val, v);
+	d->in_file = true;
+	err = parse_opt(d, o->val, v);
+	d->in_file = false;
+	return err;
 }
 
 /* First pass: which options are flags, --config, --check-config; then the
@@ -943,6 +1027,18 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 	return 0;
 }
 
+/* At exit: one last collection, so that what happened since the last one is sent. */
+static void flush_metrics(struct daemon *d)
+{
+	struct metrics_snapshot *s;
+
+	if (!d->om)
+		return;
+	s = metrics__snapshot(d->metrics, d->p);
+	otlp_metrics__flush(d->om, s, SHUTDOWN_FLUSH_MS);
+	metrics_snapshot__free(s);
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d = { .listen = DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
@@ -953,7 +1049,8 @@ int main(int argc, char **argv)
 	d.rt = routes__new(ROUTE_CAP_DEFAULT);
 	if (!d.svc || !d.rt)
 		goto out;
-	if (otlp_config_env(&d.ocfg) || sentry_config_env(&d.scfg)) {	/* flags override */
+	if (otlp_config_env(&d.ocfg) || otlp_metrics_config_env(&d.mcfg) ||
+	    sentry_config_env(&d.scfg)) {	/* flags override */
 		err = 2;
 		goto out;
 	}
@@ -996,6 +1093,14 @@ int main(int argc, char **argv)
 			goto out;
 		pr_info("obsd: exporting spans to %s (sampler %s)", d.ocfg.traces_url,
 			sampler_name(&d.sampler));
+	}
+	if (d.mcfg.url[0] && !d.mcfg.off) {
+		d.mopts.by_status = true;	/* the durations' attributes */
+		d.om = otlp_metrics__new(&d.mcfg);
+		if (!d.om)
+			goto out;
+		pr_info("obsd: exporting metrics to %s every %u ms (%s)", d.mcfg.url,
+			d.mcfg.interval_ms, d.mcfg.delta ? "delta" : "cumulative");
 	}
 	if (d.route_cap)
 		routes__with_cap(d.rt, d.route_cap);
@@ -1042,9 +1147,11 @@ int main(int argc, char **argv)
 	pr_info("obsd: stopping");
 	/* best effort, bounded: SIGTERM must end obsd within a few seconds */
 	otlp__flush(d.otlp, SHUTDOWN_FLUSH_MS);
+	flush_metrics(&d);
 	sentry__flush(d.sentry, SHUTDOWN_FLUSH_MS);
 out:
 	otlp__free(d.otlp);
+	otlp_metrics__free(d.om);
 	sentry__free(d.sentry);
 	pipeline__free(d.p);
 	api__free(d.api);

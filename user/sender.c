@@ -148,13 +148,28 @@ static void finish_body(struct sender *s, bool delivered)
 		s->done(s->ctx, delivered, s->resp, s->resp_len);
 }
 
+/*
+ * How long to wait before the next attempt: what a 429 or 503 answer's
+ * Retry-After asks for (seconds or an HTTP date; capped), otherwise the
+ * exponential backoff.
+ */
+static uint64_t retry_delay_ms(const struct sender *s, long code, curl_off_t retry_after)
+{
+	if ((code == 429 || code == 503) && retry_after > 0)
+		return retry_after < SENDER_RETRY_AFTER_MAX_MS / 1000 ? (uint64_t)retry_after * 1000
+								      : SENDER_RETRY_AFTER_MAX_MS;
+	return (uint64_t)BACKOFF_FIRST_MS << (s->attempts - 1);
+}
+
 static void finish_request(struct sender *s, CURLcode res)
 {
 	long code = 0;
+	curl_off_t retry_after = 0;
 	char detail[128];
 	bool retry = false;
 
 	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_getinfo(s->easy, CURLINFO_RETRY_AFTER, &retry_after);
 	curl_multi_remove_handle(s->multi, s->easy);
 	curl_easy_cleanup(s->easy);
 	s->easy = NULL;
@@ -176,8 +191,7 @@ static void finish_request(struct sender *s, CURLcode res)
 		sender__error(s, SEND_E_REJECTED, detail);
 	}
 	if (retry && s->attempts < SENDER_MAX_ATTEMPTS) {
-		s->retry_at_ns = mono_ns() + (uint64_t)BACKOFF_FIRST_MS * 1000000ull *
-						     (1u << (s->attempts - 1));
+		s->retry_at_ns = mono_ns() + retry_delay_ms(s, code, retry_after) * 1000000ull;
 		return;
 	}
 	if (retry)

@@ -3,8 +3,9 @@
  * sender — one HTTP POST at a time to a fixed URL, without ever blocking the
  * caller: libcurl's multi interface, advanced by sender__poll() from obsd's
  * loop. Transport errors and 429/502/503/504 are retried with exponential
- * backoff (1 s doubling, SENDER_MAX_ATTEMPTS tries); any other non-2xx drops
- * the body. Each kind of failure is logged once (until the next success) and
+ * backoff (1 s doubling, SENDER_MAX_ATTEMPTS tries), or after the delay a
+ * 429 or 503 answer's Retry-After asks for (at most SENDER_RETRY_AFTER_MAX_MS);
+ * any other non-2xx drops the body. Each kind of failure is logged once (until the next success) and
  * always counted. Used by the OTLP and Sentry exporters.
  */
 #ifndef OBS_SENDER_H
@@ -17,6 +18,7 @@
 #define SENDER_MAX_ATTEMPTS	5
 #define SENDER_MAX_HEADERS	16
 #define SENDER_RESPONSE_MAX	4096	/* bytes of an answer kept for the caller */
+#define SENDER_RETRY_AFTER_MAX_MS	60000	/* a longer Retry-After is cut to this */
 
 enum send_err {
 	SEND_E_CONNECT,		/* could not connect / timeout / transport error */

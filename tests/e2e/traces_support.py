@@ -47,15 +47,17 @@ def shutil_which(cmd: str) -> Optional[str]:
 
 
 class Receiver:
-    """node tests/otlp/receiver.js PORT OUT_FILE [--status CODE]: one JSON
-    line per received span in OUT_FILE; GET /stats."""
+    """node tests/otlp/receiver.js PORT OUT_FILE [--status CODE] [args]: one
+    JSON line per received span in OUT_FILE, per metric data point in
+    OUT_FILE.metrics; GET /stats."""
 
     def __init__(self, out_file: Path, port: Optional[int] = None, status: Optional[int] = None,
-                 name: str = "otlp-receiver"):
+                 name: str = "otlp-receiver", args: Sequence[str] = ()):
         self.out = Path(out_file)
         self.port = port or harness.free_port()
         self.status = status
         self.name = name
+        self.args = list(args)
         self.proc = None
 
     @property
@@ -73,6 +75,7 @@ class Receiver:
         cmd = ["node", str(RECEIVER_JS), str(self.port), str(self.out)]
         if self.status is not None:
             cmd += ["--status", str(self.status)]
+        cmd += self.args
         self.proc = harness.spawn(cmd, self.name)
         deadline = time.monotonic() + timeout
         while True:

@@ -1,24 +1,40 @@
-// Test OTLP/HTTP receiver. Decodes ExportTraceServiceRequest bodies with the
-// decoder generated from the official OpenTelemetry protos (shipped by
-// @opentelemetry/otlp-transformer@0.52.1 in build/src/generated/root.js) and
-// appends one JSON line per received span to the output file.
+// Test OTLP/HTTP receiver. Decodes ExportTraceServiceRequest and
+// ExportMetricsServiceRequest bodies with the decoder generated from the
+// official OpenTelemetry protos (shipped by @opentelemetry/otlp-transformer@0.52.1
+// in build/src/generated/root.js) and appends one JSON line per received span
+// to OUT_FILE, one per metric data point to the metrics file (OUT_FILE.metrics
+// unless --metrics-out).
 //
 // usage: node receiver.js PORT OUT_FILE [--status CODE] [--delay-ms N]
-// GET /stats answers {"requests":n,"spans":n}. SIGTERM exits.
+//            [--fail-first N] [--retry-after S] [--metrics-out FILE]
+// --status CODE answers every request with CODE; with --fail-first N only the
+// first N requests (later ones are decoded and answered 200). --retry-after S
+// adds "Retry-After: S" to those answers.
+// GET /stats answers {"requests":n,"spans":n,"bad":n,"metric_requests":n,
+// "points":n,"metric_bad":n,"metric_log":[{"t_ms":…,"status":…},…]}
+// (requests counts /v1/traces and other paths, metric_requests /v1/metrics).
+// SIGTERM exits.
 'use strict';
 const http = require('http');
 const fs = require('fs');
 const root = require('@opentelemetry/otlp-transformer/build/src/generated/root');
 
 const Req = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
+const MReq = root.opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest;
 const [port, out] = [Number(process.argv[2]), process.argv[3]];
-const opt = (name, def) => {
+const optStr = (name, def) => {
   const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
+  return i > 0 ? process.argv[i + 1] : def;
 };
+const opt = (name, def) => Number(optStr(name, def));
 const status = opt('--status', 200);
 const delay = opt('--delay-ms', 0);
-let requests = 0, spans = 0, bad = 0;
+const failFirst = opt('--fail-first', -1);   // -1: --status applies to every request
+const retryAfter = optStr('--retry-after', null);
+const metricsOut = optStr('--metrics-out', out + '.metrics');
+let requests = 0, spans = 0, bad = 0, posts = 0;
+let metricRequests = 0, points = 0, metricBad = 0;
+const metricLog = [];
 
 const hex = (b) => Buffer.from(b || []).toString('hex');
 const anyValue = (v) => {
@@ -29,21 +45,76 @@ const anyValue = (v) => {
   return null;
 };
 const attrs = (list) => Object.fromEntries((list || []).map((kv) => [kv.key, anyValue(kv.value || {})]));
+// fixed64/sfixed64 decode as Long objects: exact as long as they fit in 2^53
+const num = (x) => (x === undefined || x === null ? null : Number(String(x)));
+const has = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
+
+// One JSON object per data point of an ExportMetricsServiceRequest.
+const metricLines = (msg, seq) => {
+  const lines = [];
+  for (const rm of msg.resourceMetrics || []) {
+    const resource = attrs(rm.resource && rm.resource.attributes);
+    for (const sm of rm.scopeMetrics || []) {
+      const scope = sm.scope ? { name: sm.scope.name, version: sm.scope.version } : null;
+      for (const m of sm.metrics || []) {
+        const base = { export: seq, resource, scope, name: m.name, unit: m.unit,
+                       description: m.description };
+        if (m.histogram) {
+          for (const p of m.histogram.dataPoints || []) {
+            lines.push({ ...base, type: 'histogram', temporality: m.histogram.aggregationTemporality,
+              attributes: attrs(p.attributes), start: String(p.startTimeUnixNano),
+              time: String(p.timeUnixNano), count: num(p.count),
+              sum: has(p, 'sum') ? p.sum : null,
+              bucketCounts: (p.bucketCounts || []).map(num),
+              explicitBounds: p.explicitBounds || [] });
+          }
+        } else if (m.sum || m.gauge) {
+          const d = m.sum || m.gauge;
+          for (const p of d.dataPoints || []) {
+            lines.push({ ...base, type: m.sum ? 'sum' : 'gauge',
+              temporality: m.sum ? m.sum.aggregationTemporality : null,
+              monotonic: m.sum ? !!m.sum.isMonotonic : null,
+              attributes: attrs(p.attributes), start: String(p.startTimeUnixNano),
+              time: String(p.timeUnixNano),
+              value: has(p, 'asInt') ? num(p.asInt) : has(p, 'asDouble') ? p.asDouble : null });
+          }
+        } else {
+          lines.push({ ...base, type: 'other' });
+        }
+      }
+    }
+  }
+  return lines;
+};
 
 http.createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/stats') {
     res.setHeader('Content-Type', 'application/json');
-    res.end(JSON.stringify({ requests, spans, bad }));
+    res.end(JSON.stringify({ requests, spans, bad, metric_requests: metricRequests, points,
+                             metric_bad: metricBad, metric_log: metricLog }));
     return;
   }
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
-    requests++;
+    const isMetrics = req.url === '/v1/metrics';
+    const code = failFirst < 0 || posts < failFirst ? status : 200;
+    posts++;
+    if (isMetrics) {
+      metricRequests++;
+      metricLog.push({ t_ms: Date.now(), status: code });
+    } else {
+      requests++;
+    }
     const answer = () => {
-      if (status !== 200) {
-        res.statusCode = status;
+      if (code !== 200) {
+        res.statusCode = code;
+        if (retryAfter !== null) res.setHeader('Retry-After', retryAfter);
         res.end();
+        return;
+      }
+      if (isMetrics) {
+        answerMetrics();
         return;
       }
       let msg;
@@ -78,6 +149,28 @@ http.createServer((req, res) => {
         }
       }
       if (lines.length) fs.appendFileSync(out, lines.join('\n') + '\n');
+      res.setHeader('Content-Type', 'application/x-protobuf');
+      res.end();
+    };
+    const answerMetrics = () => {
+      let msg;
+      try {
+        if (req.headers['content-type'] !== 'application/x-protobuf')
+          throw new Error(`unexpected ${req.url} ${req.headers['content-type']}`);
+        msg = MReq.decode(Buffer.concat(chunks));
+      } catch (e) {
+        metricBad++;
+        process.stderr.write(`receiver: ${e}\n`);
+        res.statusCode = 400;
+        res.end();
+        return;
+      }
+      const lines = metricLines(msg, metricRequests).map((l) => {
+        l.headers = { authorization: req.headers['authorization'] || null };
+        return JSON.stringify(l);
+      });
+      points += lines.length;
+      if (lines.length) fs.appendFileSync(metricsOut, lines.join('\n') + '\n');
       res.setHeader('Content-Type', 'application/x-protobuf');
       res.end();
     };

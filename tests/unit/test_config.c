@@ -134,7 +134,14 @@ static const char valid[] =
 	"capture-bytes: 4096\n"						/* 29 */
 	"store-size: 16384\n"						/* 30 */
 	"loop-block-ms: 100\n"						/* 31 */
+<<<<<<< HEAD
 	"unix: [/run/app.sock, \"@abstract\"]\n";			/* 32 */
+=======
+	"otlp-metrics-endpoint: http://otel-collector:4318/v1/metrics\n"	/* 32 */
+	"metrics-exporter: otlp\n"					/* 33 */
+	"metric-export-interval: 15000\n"				/* 34 */
+	"metrics-temporality: delta\n";					/* 35 */
+>>>>>>> otlpm
 
 static const struct call valid_calls[] = {
 	{ "listen", "0.0.0.0:9464", 2 },
@@ -167,8 +174,15 @@ static const struct call valid_calls[] = {
 	{ "capture-bytes", "4096", 29 },
 	{ "store-size", "16384", 30 },
 	{ "loop-block-ms", "100", 31 },
+<<<<<<< HEAD
 	{ "unix", "/run/app.sock", 32 },
 	{ "unix", "@abstract", 32 },
+=======
+	{ "otlp-metrics-endpoint", "http://otel-collector:4318/v1/metrics", 32 },
+	{ "metrics-exporter", "otlp", 33 },
+	{ "metric-export-interval", "15000", 34 },
+	{ "metrics-temporality", "delta", 35 },
+>>>>>>> otlpm
 };
 
 static void test_valid(void)
@@ -389,17 +403,28 @@ static void test_env(void)
 	cur_case = "environment overrides";
 	unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
 	unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+	unsetenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
 	unsetenv("OTEL_SERVICE_NAME");
 	CHECK(config_env_override("otlp-endpoint") == NULL);
 	CHECK(config_env_override("listen") == NULL);
 	CHECK(config_env_override("no-such-key") == NULL);
 	setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces", 1);
-	CHECK_S(config_env_override("otlp-endpoint") ?: "", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+	/* the shared key still feeds metrics: obsd keeps it off traces */
+	CHECK(config_env_override("otlp-endpoint") == NULL);
 	CHECK_S(config_env_override("otlp-traces-endpoint") ?: "",
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+	CHECK(config_env_override("otlp-metrics-endpoint") == NULL);
 	unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+	setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://c:4318/v1/metrics", 1);
+	CHECK(config_env_override("otlp-endpoint") == NULL);
+	CHECK(config_env_override("otlp-traces-endpoint") == NULL);
+	CHECK_S(config_env_override("otlp-metrics-endpoint") ?: "",
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+	unsetenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
 	setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318", 1);
+	CHECK_S(config_env_override("otlp-endpoint") ?: "", "OTEL_EXPORTER_OTLP_ENDPOINT");
 	CHECK_S(config_env_override("otlp-traces-endpoint") ?: "", "OTEL_EXPORTER_OTLP_ENDPOINT");
+	CHECK_S(config_env_override("otlp-metrics-endpoint") ?: "", "OTEL_EXPORTER_OTLP_ENDPOINT");
 	setenv("OTEL_SERVICE_NAME", "", 1);	/* set but empty: no override */
 	CHECK(config_env_override("service-name") == NULL);
 	setenv("OTEL_SERVICE_NAME", "shop", 1);
