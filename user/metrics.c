@@ -490,7 +490,19 @@ static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
 	} lost[] = {
 		{ OBS_C_LOST_RINGBUF, "ringbuf_full" },	   { OBS_C_LOST_CONNS_FULL, "conn_table_full" },
 		{ OBS_C_LOST_ARGS_FULL, "args_table_full" }, { OBS_C_LOST_TARGETS_FULL, "targets_full" },
-		{ OBS_C_READ_FAULT, "read_fault" },
+		{ OBS_C_READ_FAULT, "read_fault" },	   { OBS_C_STORE_FULL, "socket_storage_full" },
+		{ OBS_C_TLS_UNMAPPED, "tls_unmapped" },
+	};
+	static const struct {
+		enum obs_counter c;
+		const char *name, *help;
+	} kernel[] = {
+		{ OBS_C_UNDECODED, "obs_capture_undecoded_total",
+		  "Socket reads/writes through calls obs cannot decode (io_uring, splice, recvmmsg): exact-length gaps" },
+		{ OBS_C_ADOPT_SKIPPED, "obs_adopt_skipped_reads_total",
+		  "Reads on connections first seen mid-stream, before a request start" },
+		{ OBS_C_LOG_WRITES, "obs_log_writes_total",
+		  "stdout/stderr writes of observed processes captured" },
 	};
 	const uint64_t *kc = pipeline__kcounters(p);
 	const struct conn_stats *st = pipeline__stats(p);
@@ -504,6 +516,10 @@ static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
 	header(o, "obs_capture_truncated_total", "counter",
 	       "Reads/writes longer than the capture (bytes counted, not all copied)");
 	jb_printf(o, "obs_capture_truncated_total %llu\n", (unsigned long long)kc[OBS_C_TRUNCATED]);
+	for (size_t i = 0; i < sizeof(kernel) / sizeof(kernel[0]); i++) {
+		header(o, kernel[i].name, "counter", kernel[i].help);
+		jb_printf(o, "%s %llu\n", kernel[i].name, (unsigned long long)kc[kernel[i].c]);
+	}
 	header(o, "obs_parse_errors_total", "counter", "HTTP/1 parse errors by direction and kind");
 	for (int d = 0; d < 2; d++)
 		for (int e = 1; e < H1E_MAX; e++)
@@ -513,13 +529,13 @@ static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
 	header(o, "obs_connections_lost_events_total", "counter",
 	       "Connections on which lost kernel records were noticed");
 	jb_printf(o, "obs_connections_lost_events_total %llu\n", (unsigned long long)st->seq_gaps);
-	header(o, "obs_connections_tracked", "gauge", "HTTP/1 connections followed right now");
+	header(o, "obs_connections_tracked", "gauge", "HTTP connections (TCP and UNIX) followed right now");
 	jb_printf(o, "obs_connections_tracked %zu\n", pipeline__active_conns(p));
-	header(o, "obs_connections_opened_total", "counter", "Accepted TCP connections tracked");
+	header(o, "obs_connections_opened_total", "counter", "Server-side connections (TCP and UNIX) adopted at their first read");
 	jb_printf(o, "obs_connections_opened_total %llu\n",
 		   (unsigned long long)kc[OBS_C_CONNS_OPENED]);
 	header(o, "obs_connections_not_http_total", "counter",
-	       "Tracked connections whose first bytes were not HTTP/1");
+	       "Adopted connections whose first bytes were not HTTP");
 	jb_printf(o, "obs_connections_not_http_total %llu\n",
 		   (unsigned long long)kc[OBS_C_CONNS_NOT_HTTP]);
 	header(o, "obs_requests_total", "counter", "Request records completed, by outcome");
