@@ -115,7 +115,12 @@ static void check_trust(const char *s, const uint8_t probe[16])
 			abort();
 		return;
 	}
-	if (t.n != 1 || t.nets[0].bits < 0 || t.nets[0].bits > 128)
+	if (!strcmp(s, "unix")) {	/* UNIX peers: no network, no address matches */
+		if (t.n || !trust_unix(&t) || trust_match(&t, probe))
+			abort();
+		return;
+	}
+	if (trust_unix(&t) || t.n != 1 || t.nets[0].bits < 0 || t.nets[0].bits > 128)
 		abort();
 	/* an IPv4 network is a v4-mapped prefix of at least 96 bits */
 	if (!strchr(s, ':') && (t.nets[0].bits < 96 || t.nets[0].addr[10] != 0xff))
