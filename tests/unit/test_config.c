@@ -133,7 +133,9 @@ static const char valid[] =
 	"sentry-sample-rate: .5\n"					/* 28 */
 	"capture-bytes: 4096\n"						/* 29 */
 	"store-size: 16384\n"						/* 30 */
-	"loop-block-ms: 100\n";						/* 31 */
+	"loop-block-ms: 100\n"						/* 31 */
+	"otlp-logs-endpoint: http://otel-collector:4318/v1/logs\n"	/* 32 */
+	"logs-exporter: otlp\n";					/* 33 */
 
 static const struct call valid_calls[] = {
 	{ "listen", "0.0.0.0:9464", 2 },
@@ -166,6 +168,8 @@ static const struct call valid_calls[] = {
 	{ "capture-bytes", "4096", 29 },
 	{ "store-size", "16384", 30 },
 	{ "loop-block-ms", "100", 31 },
+	{ "otlp-logs-endpoint", "http://otel-collector:4318/v1/logs", 32 },
+	{ "logs-exporter", "otlp", 33 },
 };
 
 static void test_valid(void)
