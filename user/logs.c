@@ -28,11 +28,14 @@ struct stream {
 	char line[LOG_LINE_MAX];
 };
 
-/* The newest end of a finished request per thread (never removed: a stale
- * entry is older than any request it could be compared with). */
+/*
+ * A thread on which a request finished. Until the thread is seen doing socket
+ * I/O again (moved_on), what it writes may be that request's post-response
+ * code. A moved-on thread is like one never seen, so its slot may be reused.
+ */
 struct thread_slot {
 	uint32_t pid, tid;	/* tid 0: free */
-	uint64_t done_ns;
+	bool moved_on;
 };
 
 struct logs {
@@ -43,7 +46,8 @@ struct logs {
 	int n_sinks;
 	struct stream streams[LOG_STREAMS_MAX];
 	struct thread_slot threads[LOG_THREADS_MAX];
-	uint64_t threads_floor_ns;	/* newest done_ns ever evicted: unknown threads get it */
+	bool risky_evicted;		/* a not-moved-on thread was forgotten: unknown
+					   threads are not trusted from then on */
 	struct log_stats st;
 	char ansi[LOG_LINE_MAX];
 	char clean[CLEAN_MAX];
@@ -86,7 +90,6 @@ void log_inflight_visit(void *ctx, const struct record *r)
 		memcpy(f->first.trace_id, r->trace_id, sizeof(r->trace_id));
 		memcpy(f->first.span_id, r->span_id, sizeof(r->span_id));
 		f->first.sampled = r->sampled;
-		f->first_start_ns = r->start_ns;
 	}
 }
 
@@ -95,7 +98,7 @@ static size_t thread_hash(uint32_t pid, uint32_t tid)
 	return ((uint64_t)tid * 2654435761u ^ pid) % LOG_THREADS_MAX;
 }
 
-static uint64_t thread_done(const struct logs *l, uint32_t pid, uint32_t tid)
+static struct thread_slot *thread_find(const struct logs *l, uint32_t pid, uint32_t tid)
 {
 	size_t h = thread_hash(pid, tid);
 
@@ -103,36 +106,47 @@ static uint64_t thread_done(const struct logs *l, uint32_t pid, uint32_t tid)
 		const struct thread_slot *s = &l->threads[(h + i) % LOG_THREADS_MAX];
 
 		if (s->tid == tid && s->pid == pid)
-			return s->done_ns > l->threads_floor_ns ? s->done_ns : l->threads_floor_ns;
+			return (struct thread_slot *)s;
 	}
-	return l->threads_floor_ns;
+	return NULL;
+}
+
+/* Has the thread moved on since its last finished request? */
+static bool thread_moved_on(const struct logs *l, uint32_t pid, uint32_t tid)
+{
+	const struct thread_slot *s = thread_find(l, pid, tid);
+
+	return s ? s->moved_on : !l->risky_evicted;
 }
 
 void logs__request_done(struct logs *l, const struct record *r)
 {
 	size_t h = thread_hash(r->pid, r->tid);
-	struct thread_slot *victim = NULL;
+	struct thread_slot *s = thread_find(l, r->pid, r->tid), *victim = NULL;
 
-	for (int i = 0; i < THREAD_PROBE; i++) {
-		struct thread_slot *s = &l->threads[(h + i) % LOG_THREADS_MAX];
+	for (int i = 0; i < THREAD_PROBE && !s; i++) {
+		struct thread_slot *c = &l->threads[(h + i) % LOG_THREADS_MAX];
 
-		if ((s->tid == r->tid && s->pid == r->pid) || !s->tid) {
-			s->pid = r->pid;
-			s->tid = r->tid;
-			if (r->end_ns > s->done_ns)
-				s->done_ns = r->end_ns;
-			return;
-		}
-		if (!victim || s->done_ns < victim->done_ns)
-			victim = s;
+		if (!c->tid || c->moved_on)	/* free, or as good as free */
+			s = c;
+		else if (!victim)
+			victim = c;
 	}
-	/* Evicted threads lose their own entry: every unknown thread now
-	 * counts as having finished a request then (stricter, never wrong). */
-	if (victim->done_ns > l->threads_floor_ns)
-		l->threads_floor_ns = victim->done_ns;
-	victim->pid = r->pid;
-	victim->tid = r->tid;
-	victim->done_ns = r->end_ns;
+	if (!s) {	/* forgetting a thread that has not moved on: trust no unknown one */
+		l->risky_evicted = true;
+		s = victim;
+	}
+	s->pid = r->pid;
+	s->tid = r->tid;
+	s->moved_on = false;
+}
+
+void logs__io(struct logs *l, uint32_t pid, uint32_t tid)
+{
+	struct thread_slot *s = thread_find(l, pid, tid);
+
+	if (s)
+		s->moved_on = true;
 }
 
 void logs__link(const struct logs *l, uint32_t pid, const struct log_inflight *f,
@@ -141,7 +155,7 @@ void logs__link(const struct logs *l, uint32_t pid, const struct log_inflight *f
 	memset(out, 0, sizeof(*out));
 	if (!f->n)
 		out->kind = LOG_NO_REQUEST;
-	else if (f->n > 1 || thread_done(l, pid, f->tid) >= f->first_start_ns)
+	else if (f->n > 1 || !thread_moved_on(l, pid, f->tid))
 		out->kind = LOG_AMBIGUOUS;
 	else
 		*out = f->first, out->kind = LOG_LINKED;

@@ -22,15 +22,17 @@
  * python-json-logger): their top-level fields become attributes,
  * "event"/"message"/"msg" the body, "level"/"levelname" the severity.
  *
- * Linking (the caller decides per write with log_link_decide, the rule being
+ * Linking (the caller decides per write with logs__link, the rule being
  * here): a write is linked to request R when R is the only request of that
  * process in flight (head read, response not complete) on the writing thread
- * AND no other request of that thread finished after R started. The second
- * half matters for asyncio servers: code that runs after a response is
- * complete (hypercorn's and daphne's access log, ASGI middleware that logs
- * after the last send) writes while the next request may already be the only
- * one in flight; such a line is ambiguous, not R's. A line joined from writes
- * with different decisions is ambiguous. A write of at least LOG_FLUSH_MIN
+ * AND, if another request of that thread finished before, the thread has
+ * done socket I/O since (it "moved on"). The second half matters for asyncio
+ * servers: code that runs right after a response is complete (hypercorn's
+ * and daphne's access log, ASGI middleware that logs after the last send)
+ * writes while the next request may already be the only one in flight; until
+ * the thread is seen doing something else, a line could be the finished
+ * request's, so it is ambiguous. A line joined from writes with different
+ * decisions is ambiguous. A write of at least LOG_FLUSH_MIN
  * bytes that ends mid-line is a stdio buffer flush (block-buffered stdout):
  * its lines were produced earlier, at unknown times, so none is linked
  * ("buffered"). Everything not linked is counted by reason.
@@ -50,7 +52,7 @@
 #define LOG_PARTIAL_IDLE_NS	(500ull * 1000000ull)
 #define LOG_FLUSH_MIN		4096
 #define LOG_ATTRS_MAX		32	/* JSON fields kept as attributes; more are counted */
-#define LOG_THREADS_MAX		4096	/* threads whose last finished request is remembered */
+#define LOG_THREADS_MAX		4096	/* threads remembered until they move on */
 #define LOG_SINKS_MAX		4
 
 enum log_link_kind {
@@ -75,7 +77,6 @@ struct log_inflight {
 	uint32_t tid;		/* set by the caller */
 	size_t n;		/* requests of that thread in flight */
 	struct log_link first;	/* the ids of the first one */
-	uint64_t first_start_ns;
 };
 
 /* conn_table__foreach_pending() visitor: counts records of f->tid. */
@@ -164,8 +165,12 @@ int logs__add_sink(struct logs *l, log_sink_fn fn, void *ctx);
 void logs__link(const struct logs *l, uint32_t pid, const struct log_inflight *f,
 		struct log_link *out);
 
-/* A request is complete (or failed): remembered for its thread. */
+/* A request is complete (or failed): its thread has not moved on yet. */
 void logs__request_done(struct logs *l, const struct record *r);
+
+/* Socket I/O of a followed connection on thread tid (call before the event
+ * is applied, so the completion it may cause comes after). */
+void logs__io(struct logs *l, uint32_t pid, uint32_t tid);
 
 /* One write to fd 1 or 2 (see the top of this file for data/cap/gap/tail). */
 void logs__write(struct logs *l, const struct log_src *src, const struct log_link *link,

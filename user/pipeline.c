@@ -288,6 +288,8 @@ static int on_ring(void *ctx, void *data, size_t size)
 		on_loop(p, data);
 		return 0;
 	}
+	if (size >= sizeof(*h) && h->type == OBS_EV_DATA)
+		logs__io(p->logs, h->pid, h->tid);
 	conn_table__event(p->ct, data, size);
 	if (size >= sizeof(struct obs_ev_open) && h->type == OBS_EV_OPEN)
 		proc_add(p, data);

@@ -427,9 +427,8 @@ static void test_clean(void)
 static void test_link_rule(void)
 {
 	struct logs *l = logs__new();
-	struct record r1 = { .pid = 1, .tid = 1, .start_ns = 100, .end_ns = 200 };
-	struct record r2 = { .pid = 1, .tid = 1, .start_ns = 150 };
-	struct record other = { .pid = 1, .tid = 2, .start_ns = 120 };
+	struct record r1 = { .pid = 1, .tid = 1 }, r2 = { .pid = 1, .tid = 1 };
+	struct record other = { .pid = 1, .tid = 2 };
 	struct log_inflight f = { .tid = 1 };
 	struct log_link k;
 
@@ -447,27 +446,31 @@ static void test_link_rule(void)
 	log_inflight_visit(&f, &r2);
 	logs__link(l, 1, &f, &k);
 	CHECK_I(k.kind, LOG_AMBIGUOUS);
-	/* r1 finished at 200 after r2 started: a line now may be r1's trailer */
+	/* r1 finished; r2 alone in flight, but the thread may still run r1's code */
+	logs__io(l, 1, 1);
 	logs__request_done(l, &r1);
 	f = (struct log_inflight){ .tid = 1 };
 	log_inflight_visit(&f, &r2);
 	logs__link(l, 1, &f, &k);
 	CHECK_I(k.kind, LOG_AMBIGUOUS);
-	/* a request that started after the last one finished: linked */
-	r2.start_ns = 201;
-	f = (struct log_inflight){ .tid = 1 };
-	log_inflight_visit(&f, &r2);
+	logs__io(l, 1, 2);			/* another thread's I/O: no news */
+	logs__link(l, 1, &f, &k);
+	CHECK_I(k.kind, LOG_AMBIGUOUS);
+	logs__io(l, 1, 1);			/* the thread moved on */
 	logs__link(l, 1, &f, &k);
 	CHECK_I(k.kind, LOG_LINKED);
 	CHECK_I(k.span_id[0], 2);
 	/* the same tid in another process is another thread */
+	logs__request_done(l, &r2);
 	logs__link(l, 9, &f, &k);
 	CHECK_I(k.kind, LOG_LINKED);
+	logs__link(l, 1, &f, &k);
+	CHECK_I(k.kind, LOG_AMBIGUOUS);
 	logs__free(l);
 }
 
-/* Past LOG_THREADS_MAX threads, an evicted thread's end is not forgotten:
- * every unknown thread counts as having finished a request then. */
+/* Many threads: moved-on ones are forgotten losslessly; forgetting one that
+ * has not moved on makes every unknown thread untrusted. */
 static void test_link_evict(void)
 {
 	struct logs *l = logs__new();
@@ -477,14 +480,22 @@ static void test_link_evict(void)
 
 	cur_case = "link evict";
 	n_cases++;
+	for (uint32_t t = 1; t <= LOG_THREADS_MAX * 4; t++) {
+		r.tid = t;
+		logs__request_done(l, &r);
+		logs__io(l, 1, t);
+	}
+	f = (struct log_inflight){ .tid = 77 };
+	r.tid = 77;
+	log_inflight_visit(&f, &r);
+	logs__link(l, 1, &f, &k);
+	CHECK_I(k.kind, LOG_LINKED);
 	for (uint32_t t = 1; t <= LOG_THREADS_MAX * 2; t++) {
 		r.tid = t;
-		r.end_ns = 1000 + t;
-		logs__request_done(l, &r);
+		logs__request_done(l, &r);	/* none moves on */
 	}
-	for (uint32_t t = 1; t <= LOG_THREADS_MAX * 2; t += 7) {
+	for (uint32_t t = 1; t <= LOG_THREADS_MAX * 3; t += 7) {
 		r.tid = t;
-		r.start_ns = 1000 + t;	/* started when its own thread's last request ended */
 		f = (struct log_inflight){ .tid = t };
 		log_inflight_visit(&f, &r);
 		logs__link(l, 1, &f, &k);
