@@ -31,6 +31,8 @@ async def app(scope, receive, send):
             elif m["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    while (await receive()).get("more_body"):  # the (empty) body: hypercorn wants it read
+        pass
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     rid = headers.get("x-request-id", "")
     path = scope["path"]

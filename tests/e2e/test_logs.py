@@ -37,18 +37,23 @@ SECRETS = ("SECRET-AUTH-123", "SECRET-COOKIE-456", "SECRET-QUERY-789")
 LOG_TIMEOUT = 30.0
 UNLINKED_REASONS = ("no_request", "ambiguous", "buffered")
 PY_LINE = re.compile(r"^WARNING:logsapp:handling /work/(\S+) rid=(\S+)$")
-ACCESS_LINE = re.compile(r'^INFO: +\S+ - "GET /work/(\S+) HTTP/1\.1" 200')
+# uvicorn's access line (before the response), hypercorn's (after it)
+ACCESS_LINE = re.compile(r'^INFO: +\S+ - "GET /work/(\S+) HTTP/1\.1" 200|'
+                         r'^\[[^]]*\] \[\d+\] \[INFO\] \S+ - - \[[^]]*\] "GET /work/(\S+) 1\.1" 200')
 
 
 class LogsServer(Server):
-    """uvicorn (h11, asyncio) serving logs_app:app."""
+    """uvicorn (h11, asyncio) or hypercorn (with its access log on stdout)
+    serving logs_app:app."""
 
-    def __init__(self, workdir: Path):
-        super().__init__("uvicorn-h11", workdir)
+    def __init__(self, setup: str, workdir: Path):
+        super().__init__(setup, workdir)
         shutil.copy(harness.HERE / "logs_app.py", self.dir / "logs_app.py")
 
     def start(self, timeout: float = harness.READY_TIMEOUT) -> "LogsServer":
         cmd = ["logs_app:app" if a == "app:app" else a for a in harness._server_cmd(self.setup, self.port)]
+        if self.setup == "hypercorn":
+            cmd[-1:-1] = ["--access-logfile", "-"]
         self.proc = harness.spawn(cmd, "server-logs", cwd=str(self.dir))
         deadline = time.monotonic() + timeout
         while not harness.listening(self.port):
@@ -127,7 +132,8 @@ def truth_lines(text: str) -> "collections.Counter":
         elif line.startswith("{"):
             got[(json.loads(line).get("request_id"), "json")] += 1
         elif ACCESS_LINE.match(line):
-            got[(ACCESS_LINE.match(line).group(1), "access")] += 1
+            m = ACCESS_LINE.match(line)
+            got[(m.group(1) or m.group(2), "access")] += 1
     return got
 
 
@@ -141,28 +147,29 @@ def kind_of(rec: dict):
         return (rec["attributes"].get("request_id"), "json")
     m = ACCESS_LINE.match(body)
     if m:
-        return (m.group(1), "access")
+        return (m.group(1) or m.group(2), "access")
     return None
 
 
 class Rig:
-    def __init__(self, tmp: Path):
-        self.receiver = Receiver(tmp / "spans.jsonl", name="otlp-receiver-logs").start()
+    def __init__(self, tmp: Path, setup: str = "uvicorn-h11", levels: Dict[int, int] = CONCURRENCY):
+        self.levels = levels
+        self.receiver = Receiver(tmp / "spans.jsonl", name=f"otlp-receiver-logs-{setup}").start()
         self.logs_file = Path(str(tmp / "spans.jsonl") + ".logs")
-        self.server = LogsServer(tmp / "server")
+        self.server = LogsServer(setup, tmp / "server")
         self.obsd = ObsdOtel(["--port", str(self.server.port), "--trusted-proxy", "127.0.0.1/32",
                               "--otlp-endpoint", self.receiver.base],
                              {"OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_BLRP_SCHEDULE_DELAY": "200",
                               "OTEL_BLRP_MAX_QUEUE_SIZE": "16384"},
-                             name="obsd-logs")
+                             name=f"obsd-logs-{setup}")
         self.obsd.start()
         self.server.start()
         self.rids: Dict[int, List[str]] = {}
-        for c, n in CONCURRENCY.items():
+        for c, n in levels.items():
             self.rids[c] = [f"c{c}-{secrets.token_hex(12)}" for _ in range(n)]
             drive(self.server.port, self.rids[c], c)
         secret_request(self.server.port)
-        self.n_requests = sum(CONCURRENCY.values()) + 1
+        self.n_requests = sum(levels.values()) + 1
         self.records = harness.wait_records(self.obsd.requests, self.server.pids, self.n_requests)
         self.by_rid = {r["request_id"]: r for r in self.records}
         self.logs = self.wait_logs()
@@ -254,10 +261,10 @@ def test_severity_body_attributes_resource(rig):
     assert not problems, "\n".join(problems[:20])
 
 
-def test_links_never_wrong(rig):
-    """A line carrying an X-Request-ID is linked to that request's trace and
-    span, or not linked and says why; never another request's. Every line is
-    linked at concurrency 1. The counters agree with what was exported."""
+def check_links(rig) -> None:
+    """Every exported /work line is linked to its own request's trace and
+    span, or not linked and says why; never to another request. Prints the
+    linked share per concurrency and checks the counters."""
     wrong, unlinked_bad = [], []
     linked = collections.Counter()
     total = collections.Counter()
@@ -276,18 +283,47 @@ def test_links_never_wrong(rig):
                              f"{rec['trace_id']}/{rec['span_id']}")
         elif l["attributes"].get("obs.trace_link") not in UNLINKED_REASONS:
             unlinked_bad.append(f"{k}: no ids and no reason: {l['attributes']}")
-    for c in CONCURRENCY:
-        print(f"concurrency {c:2d}: {linked[c]}/{total[c]} lines linked "
+    for c in rig.levels:
+        print(f"{rig.server.setup} concurrency {c:2d}: {linked[c]}/{total[c]} lines linked "
               f"({100.0 * linked[c] / max(total[c], 1):.1f}%)")
     assert not wrong, f"{len(wrong)} WRONG links:\n" + "\n".join(wrong[:10])
     assert not unlinked_bad, "\n".join(unlinked_bad[:10])
-    assert linked[1] == total[1] == 3 * CONCURRENCY[1], \
-        f"concurrency 1: {linked[1]} of {total[1]} lines linked {rig.ctx()}"
     n_linked = sum(1 for l in rig.logs if l["traceId"])
     assert metric(rig.obsd, "obs_log_records_linked_total") == n_linked
     for reason in UNLINKED_REASONS:
         n = sum(1 for l in rig.logs if l["attributes"].get("obs.trace_link") == reason)
         assert metric(rig.obsd, f'obs_log_records_unlinked_total{{reason="{reason}"}}') == n, reason
+    return linked, total
+
+
+def test_links_never_wrong(rig):
+    """A line carrying an X-Request-ID is linked to that request's trace and
+    span, or not linked and counted; never another request's. At concurrency
+    1 every line is linked."""
+    linked, total = check_links(rig)
+    assert linked[1] == total[1] == 3 * CONCURRENCY[1], \
+        f"concurrency 1: {linked[1]} of {total[1]} lines linked {rig.ctx()}"
+
+
+def test_post_response_lines_never_linked_to_the_next_request(tmp_path):
+    """hypercorn writes its access line after the response is complete, when
+    the next request may already be the only one in flight: at concurrency 8
+    no line (its access lines included) is linked to another request, and
+    every line is exported once; at concurrency 1 the handler's lines are
+    linked."""
+    r = Rig(tmp_path, "hypercorn", {1: 60, 8: 300})
+    try:
+        truth = truth_lines(r.server_out)
+        got = collections.Counter(k for k in map(kind_of, r.logs) if k)
+        assert truth == got and len(truth) == 3 * 360, \
+            f"exported != written: missing {list(truth - got)[:3]} extra {list(got - truth)[:3]}"
+        check_links(r)
+        c1 = [l for l in r.logs if kind_of(l) and kind_of(l)[0].startswith("c1-") and
+              kind_of(l)[1] != "access"]
+        assert c1 and all(l["traceId"] for l in c1), \
+            f"{sum(1 for l in c1 if not l['traceId'])} of {len(c1)} handler lines at concurrency 1 unlinked"
+    finally:
+        r.stop()
 
 
 def find_secrets(text: str) -> List[str]:
