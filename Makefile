@@ -103,7 +103,7 @@ bench: all
 # failed check fails the target once all have run. Short CI pass:
 # make fuzz FUZZ_SECONDS=10.
 FUZZ_SECONDS ?= 60
-FUZZERS  := http1 conn h2 ids route json api diff_http1
+FUZZERS  := http1 conn h2 ids route json api diff_http1 logs
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	       -fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter \
 	       -Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser
@@ -113,6 +113,7 @@ FUZZ_SRCS_h2    := user/h2.c -lnghttp2
 FUZZ_SRCS_ids   := user/ids.c user/trust.c
 FUZZ_SRCS_route := user/route.c
 FUZZ_SRCS_json  := user/json.c
+FUZZ_SRCS_logs  := user/logs.c
 FUZZ_SRCS_api   := user/api.c user/json.c user/log.c
 FUZZ_SRCS_diff_http1 := user/http1.c -lhttp_parser
 
