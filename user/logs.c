@@ -1041,6 +1041,9 @@ void logs__forget(struct logs *l, uint32_t pid)
 	for (int i = 0; i < LOG_STREAMS_MAX; i++)
 		if (l->streams[i].pid == pid)
 			stream_flush(l, &l->streams[i]);
+	for (int i = 0; i < LOG_THREADS_MAX; i++)	/* no code of it runs any more */
+		if (l->threads[i].tid && l->threads[i].pid == pid)
+			l->threads[i].moved_on = true;
 }
 
 const struct log_stats *logs__stats(const struct logs *l)

@@ -180,7 +180,7 @@ void logs__write(struct logs *l, const struct log_src *src, const struct log_lin
 /* Emit partial lines idle since LOG_PARTIAL_IDLE_NS. Call after each drain. */
 void logs__tick(struct logs *l, uint64_t now_ns);
 
-/* A process exited: emit its partial lines, forget its threads. */
+/* A process exited: emit its partial lines; its threads run nothing any more. */
 void logs__forget(struct logs *l, uint32_t pid);
 
 const struct log_stats *logs__stats(const struct logs *l);

@@ -488,6 +488,7 @@ void pipeline__tick(struct pipeline *p)
 	for (size_t i = 0; i < p->n_procs; i++) {	/* exits whose event was lost */
 		if (kill(p->procs[i].pid, 0) && errno == ESRCH) {
 			services__forget(p->svc, p->procs[i].pid);
+			logs__forget(p->logs, p->procs[i].pid);
 			if (p->cgroups)
 				cgroup_cache__forget(p->cgroups, p->procs[i].pid);
 			proc_del(p, p->procs[i--].pid);

@@ -466,6 +466,9 @@ static void test_link_rule(void)
 	CHECK_I(k.kind, LOG_LINKED);
 	logs__link(l, 1, &f, &k);
 	CHECK_I(k.kind, LOG_AMBIGUOUS);
+	logs__forget(l, 1);			/* the process exited: a new one with its pid */
+	logs__link(l, 1, &f, &k);		/* has no finished request's code to run */
+	CHECK_I(k.kind, LOG_LINKED);
 	logs__free(l);
 }
 
