@@ -366,3 +366,41 @@ def test_api_and_obsctl_logs(rig):
                            f"{HOST}:{rig.obsd.port}"], capture_output=True, text=True, timeout=20)
     assert text.returncode == 0 and text.stdout.startswith("TIME"), text.stdout + text.stderr
     assert len(text.stdout.splitlines()) == 6
+
+
+def test_logs_endpoint_and_exporter_none(tmp_path):
+    """OTEL_EXPORTER_OTLP_LOGS_ENDPOINT sends log records to their own URL
+    while spans go to OTEL_EXPORTER_OTLP_ENDPOINT; OTEL_LOGS_EXPORTER=none
+    exports no log records (they stay in /api/logs)."""
+    spans_rx = Receiver(tmp_path / "a.jsonl", name="otlp-receiver-logs-a").start()
+    logs_rx = Receiver(tmp_path / "b.jsonl", name="otlp-receiver-logs-b").start()
+    server = LogsServer("uvicorn-h11", tmp_path / "server")
+    env = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": spans_rx.base,
+           "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": logs_rx.base + "/v1/logs"}
+    split = ObsdOtel(["--port", str(server.port)], env, name="obsd-logs-split")
+    off = ObsdOtel(["--port", str(server.port)], dict(env, OTEL_LOGS_EXPORTER="none"),
+                   name="obsd-logs-off")
+    try:
+        split.start()
+        off.start()
+        server.start()
+        drive(server.port, [f"e-{secrets.token_hex(8)}" for _ in range(5)], 1)
+        deadline = time.monotonic() + LOG_TIMEOUT
+        while time.monotonic() < deadline and (
+                len(read_jsonl(Path(str(logs_rx.out) + ".logs"))) < 15 or len(spans_rx.spans()) < 10):
+            time.sleep(0.2)
+        time.sleep(harness.SETTLE)
+        assert len(read_jsonl(Path(str(logs_rx.out) + ".logs"))) == 15
+        assert not read_jsonl(Path(str(spans_rx.out) + ".logs")), "log records sent to the spans URL"
+        assert len(spans_rx.spans()) == 10 and not logs_rx.spans()   # both obsds export spans
+        m = off.metrics()
+        assert "obs_log_records_exported_total" not in m and m.get("obs_log_records_total") == 15, \
+            {k: v for k, v in m.items() if k.startswith("obs_log")}
+        assert off.get_json("/api/logs")["count"] == 15
+    finally:
+        for d in (split, off):
+            stop_obsd_checked(d)
+        server.stop()
+        spans_rx.stop()
+        logs_rx.stop()
