@@ -21,7 +21,7 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-LIB_SRCS := user/h2.c user/loops.c user/sentry.c user/sender.c user/errors.c user/events.c user/otlp.c user/otlp_encode.c user/otlp_metrics.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
+LIB_SRCS := user/h2.c user/loops.c user/sentry.c user/sender.c user/errors.c user/logs.c user/logstore.c user/otlp_logs.c user/events.c user/otlp.c user/otlp_encode.c user/otlp_metrics.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
 	    user/pipeline.c user/route.c user/ids.c user/api.c user/log.c user/cgroup.c user/config.c
 LIB_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(filter user/%,$(LIB_SRCS))) $(OUT)/otlp.pb-c.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/%,$(wildcard tests/unit/test_*.c))
@@ -52,7 +52,7 @@ $(OUT)/otlp.pb-c.o: $(OUT)/otlp.pb-c.c
 	$(call msg,CC,$@)
 	$(Q)$(CC) -O2 -g -Wall -Werror -I$(OUT) -c $< -o $@
 
-$(OUT)/otlp_encode.o $(OUT)/otlp.o $(OUT)/otlp_metrics.o: $(OUT)/otlp.pb-c.h
+$(OUT)/otlp_encode.o $(OUT)/otlp.o $(OUT)/otlp_metrics.o $(OUT)/otlp_logs.o: $(OUT)/otlp.pb-c.h
 
 $(OUT)/%.o: user/%.c $(wildcard user/*.h) include/obs.h | $(OUT)
 	$(call msg,CC,$@)
@@ -73,7 +73,7 @@ $(OUT)/obsctl: $(CTL_OBJS) $(OUT)/libobs.a
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lncursesw -o $@
 
 # Unit tests: each tests/unit/test_X.c links the pure modules, under ASan+UBSan.
-UNIT_SRCS := user/h2.c user/errors.c user/events.c user/span.c user/sampler.c user/trust.c user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
+UNIT_SRCS := user/h2.c user/errors.c user/logs.c user/events.c user/span.c user/sampler.c user/trust.c user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
 	     user/ids.c user/log.c user/cgroup.c user/config.c
 $(OUT)/test_%: tests/unit/test_%.c $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)
 	$(call msg,CC-SAN,$@)
@@ -103,7 +103,7 @@ bench: all
 # failed check fails the target once all have run. Short CI pass:
 # make fuzz FUZZ_SECONDS=10.
 FUZZ_SECONDS ?= 60
-FUZZERS  := http1 conn h2 ids route json api diff_http1
+FUZZERS  := http1 conn h2 ids route json api diff_http1 logs
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	       -fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter \
 	       -Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser
@@ -113,6 +113,7 @@ FUZZ_SRCS_h2    := user/h2.c -lnghttp2
 FUZZ_SRCS_ids   := user/ids.c user/trust.c
 FUZZ_SRCS_route := user/route.c
 FUZZ_SRCS_json  := user/json.c
+FUZZ_SRCS_logs  := user/logs.c
 FUZZ_SRCS_api   := user/api.c user/json.c user/log.c
 FUZZ_SRCS_diff_http1 := user/http1.c -lhttp_parser
 

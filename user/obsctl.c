@@ -2,6 +2,7 @@
 /*
  * obsctl — the ad-hoc side of obs.
  *   obsctl trace [--json] [filters]   stream completed requests (loads the probes itself)
+ *   obsctl logs [--json] [--follow]   a running obsd's log records (/api/logs)
  *   obsctl health [--daemon ADDR]     ask a running obsd how it is
  */
 #include <arpa/inet.h>
@@ -385,6 +386,123 @@ static int do_traces(int argc, char **argv)
 	return 0;
 }
 
+/* ---- obsctl logs ---- */
+
+#define LOGS_FOLLOW_MS	500
+#define LOGS_FETCH_MAX	100000
+
+/* One record of /api/logs as a line of text. */
+static void print_log_text(const char *obj)
+{
+	char when[40], sev[16], pid[16], tid[40], link[16], body[4096];
+
+	json_field(obj, "time", when, sizeof(when));
+	json_field(obj, "severity_text", sev, sizeof(sev));
+	json_field(obj, "pid", pid, sizeof(pid));
+	json_field(obj, "trace_id", tid, sizeof(tid));
+	json_field(obj, "link", link, sizeof(link));
+	json_field(obj, "body", body, sizeof(body));
+	printf("%-15.15s %-8s %7s %-32s %s\n", strlen(when) > 11 ? when + 11 : when,
+	       sev[0] ? sev : "-", pid, tid[0] ? tid : link, body);
+}
+
+/*
+ * Print the records of an /api/logs answer oldest first (it lists them newest
+ * first). Records are the objects starting with {"ts_ns": (a string value
+ * cannot hold that unescaped). Returns the answer's "total", or -1.
+ */
+static long long print_logs(char *body, bool json)
+{
+	char *starts[8192], total[24];
+	int n = 0;
+
+	json_field(body, "total", total, sizeof(total));
+	for (char *p = strstr(body, "{\"ts_ns\":"); p && n < 8192; p = strstr(p + 1, "{\"ts_ns\":"))
+		starts[n++] = p;
+	for (int i = n - 1; i >= 0; i--) {
+		char *end = i + 1 < n ? starts[i + 1] - 1 : strrchr(starts[i], ']');
+
+		if (!end)
+			continue;
+		*end = 0;	/* the ',' before the next record, or the closing ']' */
+		if (json)
+			printf("%s\n", starts[i]);
+		else
+			print_log_text(starts[i]);
+	}
+	fflush(stdout);
+	return total[0] ? atoll(total) : -1;
+}
+
+static int fetch_logs(const char *addr, long long since, int limit, char **body)
+{
+	char path[96];
+	int status;
+
+	if (since >= 0)
+		snprintf(path, sizeof(path), "/api/logs?limit=%d&since=%lld", limit, since);
+	else
+		snprintf(path, sizeof(path), "/api/logs?limit=%d", limit);
+	status = http_fetch(addr, path, body);
+	if (status != 200 && status > 0)
+		fprintf(stderr, "obsctl: obsd answered %d: %s\n", status, *body);
+	return status == 200 ? 0 : -1;
+}
+
+static int do_logs(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "daemon", required_argument, NULL, 'd' },
+		{ "limit", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "follow", no_argument, NULL, 'f' },
+		{},
+	};
+	struct sigaction sa = { .sa_handler = on_signal };
+	const char *addr = DEFAULT_DAEMON;
+	bool json = false, follow = false;
+	int o, limit = 50;
+	long long total;
+	char *body = NULL;
+
+	while ((o = getopt_long(argc, argv, "n:f", opts, NULL)) != -1) {
+		if (o == 'd') {
+			addr = optarg;
+		} else if (o == 'n') {
+			limit = atoi(optarg);
+		} else if (o == 'j') {
+			json = true;
+		} else if (o == 'f') {
+			follow = true;
+		} else {
+			fprintf(stderr, "usage: obsctl logs [--daemon ADDR:PORT] [--limit N] [--json] "
+					"[--follow]\n");
+			return 2;
+		}
+	}
+	if (!json)
+		printf("%-15s %-8s %7s %-32s %s\n", "TIME", "LEVEL", "PID", "TRACE_ID", "BODY");
+	if (fetch_logs(addr, -1, limit > 0 ? limit : 50, &body))
+		return free(body), 1;
+	total = print_logs(body, json);
+	free(body);
+	if (!follow)
+		return 0;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!stop && total >= 0) {	/* new records since the last answer's total */
+		usleep(LOGS_FOLLOW_MS * 1000);
+		body = NULL;
+		if (stop || fetch_logs(addr, total, LOGS_FETCH_MAX, &body)) {
+			free(body);
+			break;
+		}
+		total = print_logs(body, json);
+		free(body);
+	}
+	return stop ? 0 : 1;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -393,6 +511,7 @@ static const struct {
 	{ "trace", do_trace, "stream completed requests (standalone: loads the probes)" },
 	{ "events", do_events, "stream lifecycle and error events (standalone: loads the probes)" },
 	{ "traces", do_traces, "list a running obsd's recent spans (/api/traces)" },
+	{ "logs", do_logs, "a running obsd's log records (/api/logs; --follow, --json)" },
 	{ "health", do_health, "show a running obsd's /health" },
 	{ "top", top_main, "live latency table per route (ncurses; --batch, --json)" },
 };

@@ -23,9 +23,11 @@
 #include "cgroup.h"
 #include "config.h"
 #include "log.h"
+#include "logstore.h"
 #include "metrics.h"
 #include "otlp.h"
 #include "otlp_metrics.h"
+#include "otlp_logs.h"
 #include "sender.h"
 #include "sentry.h"
 #include "span.h"
@@ -69,6 +71,10 @@ struct daemon {
 	struct otlp_metrics_config mcfg;
 	bool in_file;			/* parse_opt is applying a --config value */
 	enum otlpm_source traces_ep_src;	/* where --otlp-traces-endpoint came from */
+	struct log_store *logs;		/* newest log records, /api/logs */
+	struct otlp_logs *otlp_logs;	/* NULL: no logs endpoint, or OTEL_LOGS_EXPORTER=none */
+	struct otlp_logs_config lcfg;
+	const char *logs_ep[2][2];	/* [file, flag][base, full] URLs (resolved after parsing) */
 	struct sentry *sentry;		/* NULL: no SENTRY_DSN */
 	struct sentry_config scfg;
 	struct services *svc;
@@ -220,7 +226,9 @@ static void render_export_metrics(struct daemon *d, struct jbuf *o)
 			(unsigned long long)ss->sent, (unsigned long long)ss->dropped_queue,
 			(unsigned long long)ss->dropped_send, (unsigned long long)ss->sampled_out);
 	}
-	if (!st && !d->sentry)
+	if (d->p)
+		log_metrics(pipeline__log_stats(d->p), d->otlp_logs, o);
+	if (!st && !d->sentry && !d->otlp_logs)
 		return;
 	if (st)
 		export_otlp_metrics(d, st, o);
@@ -231,6 +239,10 @@ static void render_export_metrics(struct daemon *d, struct jbuf *o)
 			jb_printf(o, "obs_export_errors_total{exporter=\"otlp\",kind=\"%s\"} %llu\n",
 				send_err_name(e),
 				(unsigned long long)otlp__sender_stats(d->otlp)->errors[e]);
+		if (d->otlp_logs)
+			jb_printf(o, "obs_export_errors_total{exporter=\"otlp_logs\",kind=\"%s\"} %llu\n",
+				send_err_name(e),
+				(unsigned long long)otlp_logs__sender_stats(d->otlp_logs)->errors[e]);
 		if (d->sentry)
 			jb_printf(o, "obs_export_errors_total{exporter=\"sentry\",kind=\"%s\"} %llu\n",
 				send_err_name(e),
@@ -498,6 +510,35 @@ static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
 	jb_obj_close(&rep->body);
 }
 
+/* {"count":n,"total":t,"logs":[…]} newest first; ?since=T: only records
+ * after the T-th ever stored (T = an earlier "total"), for obsctl logs --follow. */
+static void h_logs(struct daemon *d, const char *query, struct api_reply *rep)
+{
+	size_t limit = API_LIMIT_DEFAULT, n = log_store__count(d->logs);
+	char v[24];
+
+	if (!api_query_get(query, "limit", v, sizeof(v)))
+		limit = strtoul(v, NULL, 10);
+	if (!api_query_get(query, "since", v, sizeof(v))) {
+		uint64_t since = strtoull(v, NULL, 10);
+
+		if (since >= d->logs->total)
+			n = 0;
+		else if (d->logs->total - since < n)
+			n = d->logs->total - since;
+	}
+	if (limit > n)
+		limit = n;
+	jb_obj_open(&rep->body);
+	jb_u64(&rep->body, "count", limit);
+	jb_u64(&rep->body, "total", d->logs->total);
+	jb_arr_open(&rep->body, "logs");
+	for (size_t i = 0; i < limit; i++)
+		log_rec_json(log_store__get(d->logs, i), &rep->body);
+	jb_arr_close(&rep->body);
+	jb_obj_close(&rep->body);
+}
+
 static void handler(void *ctx, const char *path, const char *query, struct api_reply *rep)
 {
 	struct daemon *d = ctx;
@@ -518,6 +559,8 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 		h_textring(d->errors, "errors", query, rep);
 	} else if (!strcmp(path, "/api/events")) {
 		h_events(d, query, rep);
+	} else if (!strcmp(path, "/api/logs")) {
+		h_logs(d, query, rep);
 	} else if (!strcmp(path, "/api/loops")) {
 		h_textring(d->blocks, "blocked", query, rep);
 	} else {
@@ -548,6 +591,7 @@ static int replay(struct daemon *d)
 	pipeline__add_error_sink(d->p, error_sink, d);
 	pipeline__add_life_sink(d->p, life_sink, d);
 	pipeline__add_block_sink(d->p, block_sink, d);
+	pipeline__add_log_sink(d->p, log_store__push, d->logs);
 	n = pipeline__replay(d->p);
 	if (n < 0)
 		return 1;
@@ -565,6 +609,7 @@ static int replay(struct daemon *d)
 	jb_u64(&jb, "parse_errors", perr);
 	jb_u64(&jb, "lost_event_gaps", st->seq_gaps);
 	jb_u64(&jb, "error_events", pipeline__err_stats(d->p)->events);
+	jb_u64(&jb, "log_records", pipeline__log_stats(d->p)->records);
 	jb_obj_close(&jb);
 	printf("%s\n", jb.oom ? "{}" : jb.buf);
 	jb_free(&jb);
@@ -608,6 +653,9 @@ static int adopt_pipeline(struct daemon *d, int ep)
 		pipeline__add_error_sink(d->p, sentry__event, d->sentry);
 	pipeline__add_life_sink(d->p, life_sink, d);
 	pipeline__add_block_sink(d->p, block_sink, d);
+	pipeline__add_log_sink(d->p, log_store__push, d->logs);
+	if (d->otlp_logs)
+		pipeline__add_log_sink(d->p, otlp_logs__record, d->otlp_logs);
 	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
 	pipeline__tick(d->p);
 	pr_info("obsd: attached; API on http://%s (/metrics /health /ready /api/requests)",
@@ -654,6 +702,8 @@ static int run(struct daemon *d)
 			otlp__poll(d->otlp);
 		if (d->om)
 			export_metrics(d);
+		if (d->otlp_logs)
+			otlp_logs__poll(d->otlp_logs);
 		if (d->sentry)
 			sentry__poll(d->sentry);
 		for (int i = 0; i < n; i++) {
@@ -708,6 +758,9 @@ static void usage(FILE *f)
 		"  --otlp-traces-endpoint URL  full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)\n"
 		"  --otlp-metrics-endpoint URL full metrics URL (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);\n"
 		"                         with an endpoint, metrics are exported too (docs/config.md)\n"
+		"  --otlp-logs-endpoint URL  full logs URL (OTEL_EXPORTER_OTLP_LOGS_ENDPOINT); else\n"
+		"                         the base URL + /v1/logs\n"
+		"  --logs-exporter NAME   otlp (default) or none (OTEL_LOGS_EXPORTER)\n"
 		"  --otlp-header K=V      extra export header (OTEL_EXPORTER_OTLP_HEADERS)\n"
 		"  --service-name NAME    resource service.name of every span and metric\n"
 		"                         (OTEL_SERVICE_NAME)\n"
@@ -743,7 +796,8 @@ enum {
 	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
 	OPT_LOOP_BLOCK, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
 	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_UNIX, OPT_OTLP_METRICS_EP,
-	OPT_METRICS_EXPORTER, OPT_METRIC_INTERVAL, OPT_METRICS_TEMPORALITY,
+	OPT_METRICS_EXPORTER, OPT_METRIC_INTERVAL, OPT_METRICS_TEMPORALITY, OPT_OTLP_LOGS_EP,
+	OPT_LOGS_EXPORTER,
 };
 
 static const struct option long_opts[] = {
@@ -765,6 +819,8 @@ static const struct option long_opts[] = {
 	{ "trusted-proxy", required_argument, NULL, OPT_TRUSTED },
 	{ "otlp-endpoint", required_argument, NULL, OPT_OTLP_EP },
 	{ "otlp-traces-endpoint", required_argument, NULL, OPT_OTLP_TRACES_EP },
+	{ "otlp-logs-endpoint", required_argument, NULL, OPT_OTLP_LOGS_EP },
+	{ "logs-exporter", required_argument, NULL, OPT_LOGS_EXPORTER },
 	{ "otlp-header", required_argument, NULL, OPT_OTLP_HEADER },
 	{ "service-name", required_argument, NULL, OPT_SVC_NAME },
 	{ "traces-sampler", required_argument, NULL, OPT_SAMPLER },
@@ -815,6 +871,7 @@ static int otlp_shared(struct daemon *d, int o, const char *arg)
 	int err = 0;
 
 	if (o == OPT_OTLP_EP) {
+		d->logs_ep[!file][0] = arg;
 		if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) &&
 		    d->traces_ep_src < src)
 			err = otlp_config_endpoint(&d->ocfg, arg, false);
@@ -824,6 +881,8 @@ static int otlp_shared(struct daemon *d, int o, const char *arg)
 		err = otlp_config_header(&d->ocfg, arg);
 	if (!err && !(file && env_set("OTEL_EXPORTER_OTLP_METRICS_HEADERS")))
 		err = otlp_metrics_config_header(&d->mcfg, arg);
+	if (!err && !(file && env_set("OTEL_EXPORTER_OTLP_LOGS_HEADERS")))
+		err = otlp_logs_config_header(&d->lcfg, arg);
 	return err;
 }
 
@@ -890,11 +949,17 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 		return err;
 	case OPT_METRICS_TEMPORALITY:
 		return otlp_metrics_config_temporality(&d->mcfg, arg);
+	case OPT_OTLP_LOGS_EP:
+		d->logs_ep[!d->in_file][1] = arg;
+		return otlp_logs_config_endpoint(&d->lcfg, arg, true);
+	case OPT_LOGS_EXPORTER:
+		return otlp_logs_config_exporter(&d->lcfg, arg);
 	case OPT_SVC_NAME:
 		if (!*arg || strlen(arg) >= sizeof(d->ocfg.service_name))
 			return -EINVAL;
 		strcpy(d->ocfg.service_name, arg);
 		strcpy(d->mcfg.service_name, arg);
+		strcpy(d->lcfg.service_name, arg);
 		return 0;
 	case OPT_SAMPLER:
 		snprintf(d->sampler_name, sizeof(d->sampler_name), "%s", arg);
@@ -1039,6 +1104,26 @@ static void flush_metrics(struct daemon *d)
 	metrics_snapshot__free(s);
 }
 
+/*
+ * The logs URL: a flag beats the environment beats the file, and within one
+ * source the logs-specific URL beats the base URL + /v1/logs.
+ */
+static int resolve_logs_endpoint(struct daemon *d)
+{
+	const char *full = d->logs_ep[1][1], *base = d->logs_ep[1][0];
+
+	if (!full && !base && !env_set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") &&
+	    !env_set("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+		full = d->logs_ep[0][1];
+		base = d->logs_ep[0][0];
+	}
+	if (full)
+		return otlp_logs_config_endpoint(&d->lcfg, full, true);
+	if (base)
+		return otlp_logs_config_endpoint(&d->lcfg, base, false);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d = { .listen = DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
@@ -1050,6 +1135,7 @@ int main(int argc, char **argv)
 	if (!d.svc || !d.rt)
 		goto out;
 	if (otlp_config_env(&d.ocfg) || otlp_metrics_config_env(&d.mcfg) ||
+	    otlp_logs_config_env(&d.lcfg) ||
 	    sentry_config_env(&d.scfg)) {	/* flags override */
 		err = 2;
 		goto out;
@@ -1057,7 +1143,7 @@ int main(int argc, char **argv)
 	snprintf(d.sampler_name, sizeof(d.sampler_name), "%s",
 		 getenv("OTEL_TRACES_SAMPLER") ?: "parentbased_always_on");
 	snprintf(d.sampler_arg, sizeof(d.sampler_arg), "%s", getenv("OTEL_TRACES_SAMPLER_ARG") ?: "");
-	if (parse_args(argc, argv, &d)) {
+	if (parse_args(argc, argv, &d) || resolve_logs_endpoint(&d)) {
 		err = 2;
 		goto out;
 	}
@@ -1102,6 +1188,12 @@ int main(int argc, char **argv)
 		pr_info("obsd: exporting metrics to %s every %u ms (%s)", d.mcfg.url,
 			d.mcfg.interval_ms, d.mcfg.delta ? "delta" : "cumulative");
 	}
+	if (d.lcfg.url[0] && !d.lcfg.off) {
+		d.otlp_logs = otlp_logs__new(&d.lcfg);
+		if (!d.otlp_logs)
+			goto out;
+		pr_info("obsd: exporting log records to %s", d.lcfg.url);
+	}
 	if (d.route_cap)
 		routes__with_cap(d.rt, d.route_cap);
 	sigaction(SIGINT, &sa, NULL);
@@ -1109,6 +1201,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	d.start_ns = mono_ns();
 	d.store = store__new(d.store_size);
+	d.logs = log_store__new(LOG_STORE_DEFAULT);
 	d.errors = textring__new(512);
 	d.events = calloc(EVENTS_KEPT, sizeof(*d.events));
 	d.blocks = textring__new(512);
@@ -1123,7 +1216,7 @@ int main(int argc, char **argv)
 	}
 	d.metrics = metrics__new(&d.mopts);
 	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!d.store || !d.metrics || !d.errors || !d.events || !d.blocks || d.load_efd < 0) {
+	if (!d.store || !d.logs || !d.metrics || !d.errors || !d.events || !d.blocks || d.load_efd < 0) {
 		pr_warn("obsd: out of memory at start: %s", strerror(errno));
 		goto out;
 	}
@@ -1148,15 +1241,18 @@ int main(int argc, char **argv)
 	/* best effort, bounded: SIGTERM must end obsd within a few seconds */
 	otlp__flush(d.otlp, SHUTDOWN_FLUSH_MS);
 	flush_metrics(&d);
+	otlp_logs__flush(d.otlp_logs, SHUTDOWN_FLUSH_MS);
 	sentry__flush(d.sentry, SHUTDOWN_FLUSH_MS);
 out:
+	pipeline__free(d.p);	/* first: what it still emits goes to live sinks */
 	otlp__free(d.otlp);
 	otlp_metrics__free(d.om);
+	otlp_logs__free(d.otlp_logs);
 	sentry__free(d.sentry);
-	pipeline__free(d.p);
 	api__free(d.api);
 	metrics__free(d.metrics);
 	store__free(d.store);
+	log_store__free(d.logs);
 	textring__free(d.errors);
 	free(d.events);
 	textring__free(d.blocks);

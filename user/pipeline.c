@@ -13,6 +13,7 @@
 #include "route.h"
 #include "errors.h"
 #include "events.h"
+#include "logs.h"
 #include "loops.h"
 
 #define SWEEP_IDLE_NS	(30ull * 1000000000ull)
@@ -40,6 +41,7 @@ struct pipeline {
 	struct proc procs[MAX_PROCS];	/* small unordered set */
 	size_t n_procs;
 	struct errors *errs;
+	struct logs *logs;
 	struct loops *loops;
 	struct {
 		block_sink_fn fn;
@@ -168,6 +170,7 @@ static void on_conn_event(void *ctx, const struct conn_event *ce)
 		break;
 	case CONN_EV_REQ_DONE:
 		life(p, ce->r->outcome == REC_OK ? LIFE_RESPONSE_COMPLETED : LIFE_REQUEST_FAILED, ce);
+		logs__request_done(p->logs, ce->r);
 		errors__record(p->errs, ce->r);
 		break;
 	case CONN_EV_DISCONNECTED:
@@ -233,6 +236,37 @@ static void on_loop(struct pipeline *p, const struct obs_ev_loop *e)
 		p->block_sinks[i].fn(p->block_sinks[i].ctx, &b);
 }
 
+static const struct proc *proc_find(const struct pipeline *p, uint32_t pid)
+{
+	for (size_t i = 0; i < p->n_procs; i++)
+		if (p->procs[i].pid == pid)
+			return &p->procs[i];
+	return NULL;
+}
+
+/* A write to stdout/stderr: linked by the requests of its thread in flight
+ * now (same-thread events reach the ring in program order), then cut into
+ * log records (logs.h). */
+static void on_log(struct pipeline *p, const struct obs_ev_data *d)
+{
+	const struct obs_ev_hdr *h = &d->h;
+	const struct proc *pr = proc_find(p, h->pid);
+	const char *comm = pr ? pr->comm : "";
+	struct log_inflight f = { .tid = h->tid };
+	struct log_link link;
+	struct log_src src = {
+		.pid = h->pid, .tid = h->tid, .fd = h->fd, .ts_ns = h->ts_ns,
+		.wall_ns = h->ts_ns + p->wall_offset_ns, .comm = comm,
+		.service = services__of(p->svc, h->pid, comm, pr ? pr->lport : 0),
+		.container = pipeline__container_of(p, h->pid),
+	};
+
+	conn_table__foreach_pending(p->ct, h->pid, log_inflight_visit, &f);
+	logs__link(p->logs, h->pid, &f, &link);
+	logs__write(p->logs, &src, &link, d->data, d->cap, d->len - d->cap - d->tail,
+		    d->data + d->cap, d->tail);
+}
+
 static int on_ring(void *ctx, void *data, size_t size)
 {
 	struct pipeline *p = ctx;
@@ -250,21 +284,26 @@ static int on_ring(void *ctx, void *data, size_t size)
 	if (size >= sizeof(struct obs_ev_data) && h->type == OBS_EV_LOG) {
 		const struct obs_ev_data *d = data;
 
-		if (size >= sizeof(*d) + d->cap + d->tail && d->cap + d->tail <= d->len)
+		if (size >= sizeof(*d) + d->cap + d->tail && d->cap + d->tail <= d->len) {
 			errors__log(p->errs, h->pid, h->tid, h->fd, h->ts_ns, d->data, d->cap,
 				    d->len - d->cap - d->tail, d->data + d->cap, d->tail);
+			on_log(p, d);
+		}
 		return 0;
 	}
 	if (size >= sizeof(struct obs_ev_loop) && h->type == OBS_EV_LOOP) {
 		on_loop(p, data);
 		return 0;
 	}
+	if (size >= sizeof(*h) && h->type == OBS_EV_DATA)
+		logs__io(p->logs, h->pid, h->tid);
 	conn_table__event(p->ct, data, size);
 	if (size >= sizeof(struct obs_ev_open) && h->type == OBS_EV_OPEN)
 		proc_add(p, data);
 	if (size >= sizeof(*h) && h->type == OBS_EV_EXIT) {
 		services__forget(p->svc, h->pid);
 		errors__forget(p->errs, h->pid);
+		logs__forget(p->logs, h->pid);
 		if (p->cgroups)
 			cgroup_cache__forget(p->cgroups, h->pid);
 		proc_del(p, h->pid);
@@ -296,7 +335,8 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o)
 	p->errs = errors__new(error_event, release_record, p);
 	p->ct = conn_table__new(on_conn_event, p);
 	p->loops = loops__new();
-	if (!p->ct || !p->errs || !p->loops) {
+	p->logs = logs__new();
+	if (!p->ct || !p->errs || !p->loops || !p->logs) {
 		err = -errno;
 		goto out_free;
 	}
@@ -344,6 +384,7 @@ out_table:
 	conn_table__free(p->ct);
 	errors__free(p->errs);
 	loops__free(p->loops);
+	logs__free(p->logs);
 out_free:
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
@@ -380,6 +421,16 @@ int pipeline__add_life_sink(struct pipeline *p, life_sink_fn fn, void *ctx)
 	return 0;
 }
 
+int pipeline__add_log_sink(struct pipeline *p, log_sink_fn fn, void *ctx)
+{
+	return logs__add_sink(p->logs, fn, ctx);
+}
+
+const struct log_stats *pipeline__log_stats(const struct pipeline *p)
+{
+	return logs__stats(p->logs);
+}
+
 const struct err_stats *pipeline__err_stats(const struct pipeline *p)
 {
 	return errors__stats(p->errs);
@@ -402,6 +453,7 @@ int pipeline__consume(struct pipeline *p)
 	n = ring_buffer__consume(p->rb);
 	conn_table__expire(p->ct, now_ns(p));
 	errors__tick(p->errs, now_ns(p));
+	logs__tick(p->logs, now_ns(p));
 
 	p->last_consume_ns = mono_ns();
 	return n;
@@ -443,6 +495,7 @@ void pipeline__tick(struct pipeline *p)
 	for (size_t i = 0; i < p->n_procs; i++) {	/* exits whose event was lost */
 		if (kill(p->procs[i].pid, 0) && errno == ESRCH) {
 			services__forget(p->svc, p->procs[i].pid);
+			logs__forget(p->logs, p->procs[i].pid);
 			if (p->cgroups)
 				cgroup_cache__forget(p->cgroups, p->procs[i].pid);
 			proc_del(p, p->procs[i--].pid);
@@ -512,6 +565,7 @@ void pipeline__free(struct pipeline *p)
 	loader__free(p->l);
 	conn_table__free(p->ct);
 	errors__free(p->errs);	/* releases held error requests to the sinks */
+	logs__free(p->logs);	/* emits partial lines */
 	loops__free(p->loops);
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
@@ -578,11 +632,13 @@ long pipeline__replay(struct pipeline *p)
 		if (++n % 256 == 0) {	/* what the 50 ms drain cadence does live */
 			conn_table__expire(p->ct, p->replay_now);
 			errors__tick(p->errs, p->replay_now);
+			logs__tick(p->logs, p->replay_now);
 		}
 	}
 	p->replay_now += 10ull * 1000000000ull;	/* let every hold and linger expire */
 	conn_table__expire(p->ct, p->replay_now);
 	errors__tick(p->errs, p->replay_now);
+	logs__tick(p->logs, p->replay_now);
 	free(buf);
 	return n;
 }

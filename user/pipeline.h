@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include "conn.h"
 #include "loader.h"
+#include "logs.h"
 #include "record.h"
 #include "route.h"
 #include "sampler.h"
@@ -97,6 +98,10 @@ void pipeline__foreach_loop(struct pipeline *p,
 
 struct err_stats;
 const struct err_stats *pipeline__err_stats(const struct pipeline *p);
+
+/* Log records of the observed processes' stdout/stderr lines (logs.h). */
+int pipeline__add_log_sink(struct pipeline *p, log_sink_fn fn, void *ctx);
+const struct log_stats *pipeline__log_stats(const struct pipeline *p);
 
 /* An fd to poll for readability (ring buffer has data worth a wakeup). */
 int pipeline__fd(const struct pipeline *p);

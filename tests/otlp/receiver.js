@@ -13,6 +13,8 @@
 // GET /stats answers {"requests":n,"spans":n,"bad":n,"metric_requests":n,
 // "points":n,"metric_bad":n,"metric_log":[{"t_ms":…,"status":…},…]}
 // (requests counts /v1/traces and other paths, metric_requests /v1/metrics).
+// POST /v1/logs bodies (ExportLogsServiceRequest) go one JSON line per log
+// record to OUT_FILE.logs (or --logs-out FILE); "logs" in /stats counts them.
 // SIGTERM exits.
 'use strict';
 const http = require('http');
@@ -21,6 +23,7 @@ const root = require('@opentelemetry/otlp-transformer/build/src/generated/root')
 
 const Req = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
 const MReq = root.opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest;
+const LogsReq = root.opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest;
 const [port, out] = [Number(process.argv[2]), process.argv[3]];
 const optStr = (name, def) => {
   const i = process.argv.indexOf(name);
@@ -35,6 +38,9 @@ const metricsOut = optStr('--metrics-out', out + '.metrics');
 let requests = 0, spans = 0, bad = 0, posts = 0;
 let metricRequests = 0, points = 0, metricBad = 0;
 const metricLog = [];
+const logsOut = process.argv.indexOf('--logs-out') > 0
+  ? process.argv[process.argv.indexOf('--logs-out') + 1] : `${out}.logs`;
+let logs = 0;
 
 const hex = (b) => Buffer.from(b || []).toString('hex');
 const anyValue = (v) => {
@@ -42,6 +48,8 @@ const anyValue = (v) => {
   if (v.intValue !== undefined && v.intValue !== null) return Number(v.intValue);
   if (v.boolValue !== undefined && v.boolValue !== null) return v.boolValue;
   if (v.doubleValue !== undefined && v.doubleValue !== null) return v.doubleValue;
+  if (v.arrayValue) return (v.arrayValue.values || []).map(anyValue);
+  if (v.kvlistValue) return attrs(v.kvlistValue.values);
   return null;
 };
 const attrs = (list) => Object.fromEntries((list || []).map((kv) => [kv.key, anyValue(kv.value || {})]));
@@ -87,10 +95,33 @@ const metricLines = (msg, seq) => {
   return lines;
 };
 
+// One JSON line per log record, with its resource and scope.
+const writeLogs = (msg, req) => {
+  const lines = [];
+  for (const rl of msg.resourceLogs || []) {
+    const resource = attrs(rl.resource && rl.resource.attributes);
+    for (const sl of rl.scopeLogs || []) {
+      for (const r of sl.logRecords || []) {
+        logs++;
+        lines.push(JSON.stringify({
+          resource, scope: sl.scope ? sl.scope.name : null,
+          time: String(r.timeUnixNano), observedTime: String(r.observedTimeUnixNano),
+          severityNumber: r.severityNumber || 0, severityText: r.severityText || '',
+          body: r.body ? anyValue(r.body) : null, attributes: attrs(r.attributes),
+          droppedAttributesCount: r.droppedAttributesCount || 0, flags: r.flags || 0,
+          traceId: hex(r.traceId), spanId: hex(r.spanId),
+          headers: { authorization: req.headers['authorization'] || null },
+        }));
+      }
+    }
+  }
+  if (lines.length) fs.appendFileSync(logsOut, lines.join('\n') + '\n');
+};
+
 http.createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/stats') {
     res.setHeader('Content-Type', 'application/json');
-    res.end(JSON.stringify({ requests, spans, bad, metric_requests: metricRequests, points,
+    res.end(JSON.stringify({ requests, spans, bad, metric_requests: metricRequests, points, logs,
                              metric_bad: metricBad, metric_log: metricLog }));
     return;
   }
@@ -119,13 +150,20 @@ http.createServer((req, res) => {
       }
       let msg;
       try {
-        if (req.url !== '/v1/traces' || req.headers['content-type'] !== 'application/x-protobuf')
+        if ((req.url !== '/v1/traces' && req.url !== '/v1/logs') ||
+            req.headers['content-type'] !== 'application/x-protobuf')
           throw new Error(`unexpected ${req.url} ${req.headers['content-type']}`);
-        msg = Req.decode(Buffer.concat(chunks));
+        msg = (req.url === '/v1/logs' ? LogsReq : Req).decode(Buffer.concat(chunks));
       } catch (e) {
         bad++;
         process.stderr.write(`receiver: ${e}\n`);
         res.statusCode = 400;
+        res.end();
+        return;
+      }
+      if (req.url === '/v1/logs') {
+        writeLogs(msg, req);
+        res.setHeader('Content-Type', 'application/x-protobuf');
         res.end();
         return;
       }

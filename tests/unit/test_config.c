@@ -134,14 +134,13 @@ static const char valid[] =
 	"capture-bytes: 4096\n"						/* 29 */
 	"store-size: 16384\n"						/* 30 */
 	"loop-block-ms: 100\n"						/* 31 */
-<<<<<<< HEAD
-	"unix: [/run/app.sock, \"@abstract\"]\n";			/* 32 */
-=======
-	"otlp-metrics-endpoint: http://otel-collector:4318/v1/metrics\n"	/* 32 */
-	"metrics-exporter: otlp\n"					/* 33 */
-	"metric-export-interval: 15000\n"				/* 34 */
-	"metrics-temporality: delta\n";					/* 35 */
->>>>>>> otlpm
+	"unix: [/run/app.sock, \"@abstract\"]\n"			/* 32 */
+	"otlp-metrics-endpoint: http://otel-collector:4318/v1/metrics\n"	/* 33 */
+	"metrics-exporter: otlp\n"					/* 34 */
+	"metric-export-interval: 15000\n"				/* 35 */
+	"metrics-temporality: delta\n"					/* 36 */
+	"otlp-logs-endpoint: http://otel-collector:4318/v1/logs\n"	/* 37 */
+	"logs-exporter: otlp\n";					/* 38 */
 
 static const struct call valid_calls[] = {
 	{ "listen", "0.0.0.0:9464", 2 },
@@ -174,15 +173,14 @@ static const struct call valid_calls[] = {
 	{ "capture-bytes", "4096", 29 },
 	{ "store-size", "16384", 30 },
 	{ "loop-block-ms", "100", 31 },
-<<<<<<< HEAD
 	{ "unix", "/run/app.sock", 32 },
 	{ "unix", "@abstract", 32 },
-=======
-	{ "otlp-metrics-endpoint", "http://otel-collector:4318/v1/metrics", 32 },
-	{ "metrics-exporter", "otlp", 33 },
-	{ "metric-export-interval", "15000", 34 },
-	{ "metrics-temporality", "delta", 35 },
->>>>>>> otlpm
+	{ "otlp-metrics-endpoint", "http://otel-collector:4318/v1/metrics", 33 },
+	{ "metrics-exporter", "otlp", 34 },
+	{ "metric-export-interval", "15000", 35 },
+	{ "metrics-temporality", "delta", 36 },
+	{ "otlp-logs-endpoint", "http://otel-collector:4318/v1/logs", 37 },
+	{ "logs-exporter", "otlp", 38 },
 };
 
 static void test_valid(void)
