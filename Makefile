@@ -21,7 +21,7 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-LIB_SRCS := user/lhist.c user/h2.c user/loops.c user/sentry.c user/sender.c user/errors.c user/events.c user/otlp.c user/otlp_encode.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
+LIB_SRCS := user/lhist.c user/counters.c user/h2.c user/loops.c user/sentry.c user/sender.c user/errors.c user/events.c user/otlp.c user/otlp_encode.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
 	    user/pipeline.c user/route.c user/ids.c user/api.c user/log.c user/cgroup.c user/config.c
 LIB_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(filter user/%,$(LIB_SRCS))) $(OUT)/otlp.pb-c.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/%,$(wildcard tests/unit/test_*.c))
