@@ -236,8 +236,8 @@ def test_top_json_standalone(server_factory):
 
 
 def test_top_daemon(server_factory, obsd_factory):
-    """--daemon ADDR:PORT --json against a running obsd: counts exact, obsd's
-    CPU and observed processes in the header."""
+    """--daemon ADDR:PORT --json against a running obsd (its /api/stats):
+    counts exact, obsd's CPU and observed processes in the header, no error."""
     server = server_factory("uvicorn-h11")
     d = obsd_factory("--port", server.port, name="obsd-top")
     run = Run(["--daemon", f"{harness.HOST}:{d.port}", "--json"], JSON_FRAMES, 0.5, server,
@@ -246,7 +246,7 @@ def test_top_daemon(server_factory, obsd_factory):
     check_json_counts(run, frames, "daemon")
     assert all(f["obsd_cpu_pct"] is not None and f["obsd_cpu_pct"] >= 0 for f in frames[1:]), \
         [f["obsd_cpu_pct"] for f in frames]
-    assert frames[-1]["observed_processes"] >= 1 and frames[-1]["missed_requests"] == 0, frames[-1]
+    assert frames[-1]["observed_processes"] >= 1, frames[-1]
     assert "error" not in frames[-1], frames[-1]
 
 
