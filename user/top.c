@@ -10,7 +10,8 @@
  * The loop never blocks on anything but poll(): the terminal, the source's
  * descriptors and the time of the next frame. A frame is due every
  * --interval; it asks the source to refresh and is shown once the refresh is
- * complete.
+ * complete. q leaves at once: the terminal is given back first, then the
+ * source closes without waiting for anything (top_source.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -162,16 +163,20 @@ static int top__open(struct top *tp)
 	return 0;
 }
 
-/* The terminal first, so that it is back before anything else is undone. */
+/*
+ * The terminal first, so that it is back before anything else is undone; the
+ * source last: standalone, closing it forks the probes' teardown, and every
+ * page this process writes after a fork is copied first.
+ */
 static void top__close(struct top *tp)
 {
 	top_view__close(tp->view);
 	tp->view = NULL;
-	top_source__free(tp->src);
-	tp->src = NULL;
 	top_model__free(&tp->m);
 	top_loops__free(&tp->loops);
 	jb_free(&tp->jb);
+	top_source__free(tp->src);
+	tp->src = NULL;
 }
 
 /* ---- options -------------------------------------------------------------------- */

@@ -14,7 +14,11 @@
  *
  * A refresh in progress (an HTTP transfer) advances in pump(); between
  * refreshes pump() does the source's housekeeping (draining the ring
- * buffer). top_source__free() abandons a transfer under way.
+ * buffer). top_source__free() returns at once whatever the source was doing:
+ * a transfer is abandoned; the probes' detach (it waits for RCU grace
+ * periods, most of a second in all) happens after obsctl has exited, in a
+ * child holding the last references. So free the source last, right before
+ * exiting: every page written after that fork is copied first.
  */
 #ifndef OBS_TOP_SOURCE_H
 #define OBS_TOP_SOURCE_H
@@ -94,7 +98,7 @@ static inline const struct top_stats *top_source__stats(const struct top_source 
 	return &src->st;
 }
 
-/* Close; requests still finishing may reach the model. NULL-safe. */
+/* Close at once (see above); the model and loops are not touched again. NULL-safe. */
 void top_source__free(struct top_source *src);
 
 /* For sources: forget the in-flight gauges, add n requests in flight in svc. */

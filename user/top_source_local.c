@@ -4,10 +4,12 @@
  * finished request a gain of its row (see top_source.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/capability.h>
 #include "ids.h"
@@ -16,6 +18,7 @@
 
 #define LOCAL_POLL_MS		50	/* longest wait between ring-buffer drains */
 #define LOCAL_TICK_NS		TOP_NS_PER_S	/* pipeline housekeeping period */
+#define LOCAL_DETACH_WAIT_MS	10000	/* longest a holding child waits for obsctl to exit */
 #define LOCAL_STATUS_LINE	256	/* one line of /proc/self/status */
 
 struct local {
@@ -23,6 +26,7 @@ struct local {
 	struct pipeline *p;		/* the probes, owned */
 	uint64_t next_tick_ns;		/* next pipeline__tick */
 	bool done;			/* a refresh completed, pump() has not said so yet */
+	bool closing;			/* the model may be gone: records go nowhere */
 };
 
 static struct local *local_of(struct top_source *src)
@@ -85,12 +89,13 @@ static void local__count(struct top_model *m, const struct record *r)
 	top_model__status(m, r->service, r->method, route, r->status, 1);
 }
 
-/* The pipeline's sink. */
+/* The pipeline's sink; once closing, the requests it fails on the way out go nowhere. */
 static void local__sink(void *ctx, const struct record *r)
 {
 	struct local *l = ctx;
 
-	local__count(l->src.model, r);
+	if (!l->closing)
+		local__count(l->src.model, r);
 }
 
 static void local__conn(void *ctx, const struct conn_view *v)
@@ -166,11 +171,47 @@ static bool local__pump(struct top_source *src)
 	return done;
 }
 
-/* Detach the probes; the requests the pipeline fails on the way out still count. */
+/*
+ * The child that holds the probes' last references: it waits until obsctl
+ * has exited, then exits too; the kernel detaches the probes as it closes
+ * the child's descriptors, with no one waiting for it.
+ */
+static void __attribute__((noreturn)) local__hold(int parent_fd)
+{
+	struct pollfd pfd = { .fd = parent_fd, .events = POLLIN };
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	setsid();		/* off the terminal: no job-control signals, no output */
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO && null >= 0; fd++)
+		dup2(null, fd);
+	while (poll(&pfd, 1, LOCAL_DETACH_WAIT_MS) < 0 && errno == EINTR)
+		;
+	_exit(0);
+}
+
+/*
+ * Give the terminal back at once. Detaching a uprobe or a tracepoint waits
+ * for RCU grace periods (about 50 ms each, most of a second for all of them)
+ * in the close() that drops the last reference, or in the kernel's closing of
+ * the descriptors when a process exits. So a child is forked first: it holds
+ * a reference to every descriptor until this process has exited (see
+ * local__hold). Here, closing them only drops references and returns at
+ * once. Without a child, the probes are detached here, the slow way. The
+ * model is not touched again (it may be freed already): the requests the
+ * pipeline fails on the way out go nowhere.
+ */
 static void local__free(struct top_source *src)
 {
 	struct local *l = local_of(src);
+	int self = syscall(SYS_pidfd_open, getpid(), 0);
+	pid_t child;
 
+	l->closing = true;
+	child = self >= 0 ? fork() : -1;
+	if (child == 0)
+		local__hold(self);
+	if (self >= 0)
+		close(self);
 	pipeline__free(l->p);
 	free(l);
 }

@@ -22,6 +22,8 @@ AFTER_FRAMES = 2     # frames that must follow the last response of the clients
 EXIT_GRACE = 20.0    # beyond the frames, for obsctl top to exit
 HEX32 = r"[0-9a-f]{32}"
 LOOP_FRAMES = 8      # --iterations of the --json loops run, 1 s apart
+QUIT_MAX = 0.6       # from q to the shell prompt (it was ~1 s while the probes detached)
+QUIT_POLL = 0.02     # screen polls while waiting for the prompt
 
 
 def drive(server) -> list:
@@ -149,9 +151,13 @@ def test_top_screen(server_factory):
         assert rows_of(s)[0]["ROUTE"] == "/slow", f"sort lost at 80x24:\n{s}"
 
         load.stop()
+        t_quit = time.monotonic()
         tmux.send("q")
         s = tmux.wait(lambda s: s.rstrip().splitlines()[-1] == PROMPT.rstrip() and "P99ms" not in s,
-                      "the shell prompt (table gone) after q")
+                      "the shell prompt (table gone) after q", poll=QUIT_POLL)
+        quit_s = time.monotonic() - t_quit
+        assert quit_s < QUIT_MAX, (f"the prompt came back {quit_s:.2f}s after q (the probes' "
+                                   f"teardown must not hold the terminal)")
         assert not tmux.alternate_on(), "still on the alternate screen after q"
         tmux.type("echo rc=$?")
         tmux.send("Enter")
