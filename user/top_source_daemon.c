@@ -203,11 +203,15 @@ static void latency_delta(struct daemon *dm, struct json_object *lat, struct mem
 	e->latency = (struct lhist){};
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *b = json_object_array_get_idx(lat, i);
-		uint64_t le = json_object_get_uint64(json_object_array_get_idx(b, 0));
-		uint64_t cnt = json_object_get_uint64(json_object_array_get_idx(b, 1));
-		unsigned idx = lh_index(le);
-		uint64_t before = lhist__get(&prev, idx);
+		uint64_t le, cnt, before;
+		unsigned idx;
 
+		if (!json_object_is_type(b, json_type_array) || json_object_array_length(b) != 2)
+			continue;	/* not [upper bound, count] */
+		le = json_object_get_uint64(json_object_array_get_idx(b, 0));
+		cnt = json_object_get_uint64(json_object_array_get_idx(b, 1));
+		idx = lh_index(le);
+		before = lhist__get(&prev, idx);
 		if (lh_upper(idx) != le || lhist__add(&e->latency, idx, cnt))
 			continue;	/* not one of lhist's bounds, or no memory */
 		if (cnt <= before)
