@@ -21,7 +21,7 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-LIB_SRCS := user/h2.c user/loops.c user/sentry.c user/sender.c user/errors.c user/logs.c user/logstore.c user/otlp_logs.c user/events.c user/otlp.c user/otlp_encode.c user/otlp_metrics.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
+LIB_SRCS := user/lhist.c user/counters.c user/h2.c user/loops.c user/sentry.c user/sender.c user/errors.c user/logs.c user/logstore.c user/otlp_logs.c user/events.c user/otlp.c user/otlp_encode.c user/otlp_metrics.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
 	    user/pipeline.c user/route.c user/ids.c user/api.c user/log.c user/cgroup.c user/config.c
 LIB_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(filter user/%,$(LIB_SRCS))) $(OUT)/otlp.pb-c.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/%,$(wildcard tests/unit/test_*.c))
@@ -66,14 +66,16 @@ $(OUT)/obsd: $(OUT)/obsd.o $(OUT)/libobs.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-# obsctl top draws with ncurses; obsd does not link it.
-CTL_OBJS := $(OUT)/obsctl.o $(OUT)/top.o
+# obsctl top draws with ncurses and reads obsd's /api/stats with json-c; obsd
+# links neither.
+TOP_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(wildcard user/top*.c))
+CTL_OBJS := $(OUT)/obsctl.o $(TOP_OBJS)
 $(OUT)/obsctl: $(CTL_OBJS) $(OUT)/libobs.a
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lncursesw -o $@
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lncursesw -ljson-c -o $@
 
 # Unit tests: each tests/unit/test_X.c links the pure modules, under ASan+UBSan.
-UNIT_SRCS := user/h2.c user/errors.c user/logs.c user/events.c user/span.c user/sampler.c user/trust.c user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
+UNIT_SRCS := user/lhist.c user/top_model.c user/top_loops.c user/h2.c user/errors.c user/logs.c user/events.c user/span.c user/sampler.c user/trust.c user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
 	     user/ids.c user/log.c user/cgroup.c user/config.c
 $(OUT)/test_%: tests/unit/test_%.c $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)
 	$(call msg,CC-SAN,$@)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
 	    libclang-rt-14-dev libncurses-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev
-	    libnghttp2-dev)
+	    libnghttp2-dev libjson-c-dev)
 test_pkgs=(curl wrk apache2-utils tmux valgrind nghttp2-client openssl
 	   python3 python3-uvicorn python3-hypercorn python3-daphne gunicorn
 	   python3-starlette python3-fastapi python3-httptools python3-uvloop python3-h11

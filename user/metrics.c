@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "counters.h"
+#include "lhist.h"
 #include "loops.h"
 #include "metrics.h"
 
@@ -17,6 +19,10 @@ struct series {
 	uint64_t count;
 	double sum;
 	uint64_t *buckets;	/* histogram only: non-cumulative counts per bucket */
+	/* The duration table only, for /api/stats (not in /metrics): */
+	struct lhist latency;	/* durations (us), log-linear (lhist.h) */
+	uint64_t errors;	/* failed requests and 5xx responses */
+	uint64_t bytes_in, bytes_out;
 };
 
 struct table {
@@ -111,10 +117,24 @@ static void table_free(struct table *t)
 			next = s->next;
 			free(s->key);
 			free(s->buckets);
+			lhist__free(&s->latency);
 			free(s);
 		}
 	}
 	free(t->b);
+}
+
+/* The series of key, NULL when there is none. */
+static const struct series *table_find(const struct table *t, const char *key)
+{
+	const struct series *s;
+
+	if (!t->n_buckets)
+		return NULL;
+	for (s = t->b[hash_str(key) & (t->n_buckets - 1)]; s; s = s->next)
+		if (!strcmp(s->key, key))
+			return s;
+	return NULL;
 }
 
 struct metrics *metrics__new(const struct metrics_opts *o)
@@ -266,6 +286,16 @@ static int label_names(const struct metrics *m, const char *const *base, int n_b
 	return n;
 }
 
+/* What /api/stats adds to a route's duration series. A latency that finds no
+ * memory is left out of the fine histogram only (its count is kept). */
+static void route_extras(struct series *s, const struct record *r)
+{
+	lhist__add(&s->latency, lh_index(record__duration_us(r)), 1);
+	s->errors += r->outcome == REC_FAILED || r->status >= 500;
+	s->bytes_in += r->bytes_in;
+	s->bytes_out += r->bytes_out;
+}
+
 void metrics__record(void *ctx, const struct record *r)
 {
 	struct metrics *m = ctx;
@@ -290,6 +320,7 @@ void metrics__record(void *ctx, const struct record *r)
 			s->buckets[b]++;
 		s->count++;
 		s->sum += secs;
+		route_extras(s, r);
 	}
 	snprintf(key, sizeof(key), "%s%s", r->service, worker);
 	s = table_get(&m->bytes_out, key, 0);
@@ -472,17 +503,12 @@ static void render_http(struct metrics *m, struct pipeline *p, struct jbuf *o)
 	}
 }
 
-static void collapsed_line(void *ctx, const char *service, uint64_t collapsed, unsigned distinct)
+static void obs_collapsed(void *ctx, const char *service, uint64_t collapsed, unsigned distinct)
 {
-	struct jbuf *o = ctx;
-	static const char *const l[] = { "service" };
-
-	jb_raw(o, "obs_routes_collapsed_total", 26);
-	labels(o, l, 1, service, NULL);
-	jb_printf(o, " %llu\n", (unsigned long long)collapsed);
+	counter_u64(ctx, collapsed, "service", service, NULL, NULL);
 }
 
-static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
+static void obs_events(struct counter_visit *v, const uint64_t *kc)
 {
 	static const struct {
 		enum obs_counter c;
@@ -504,54 +530,74 @@ static void render_obs(struct pipeline *p, struct routes *rt, struct jbuf *o)
 		{ OBS_C_LOG_WRITES, "obs_log_writes_total",
 		  "stdout/stderr writes of observed processes captured" },
 	};
-	const uint64_t *kc = pipeline__kcounters(p);
-	const struct conn_stats *st = pipeline__stats(p);
 
-	header(o, "obs_events_total", "counter", "Kernel records written to the ring buffer");
-	jb_printf(o, "obs_events_total %llu\n", (unsigned long long)kc[OBS_C_EVENTS]);
-	header(o, "obs_events_lost_total", "counter", "Kernel records or captures lost, by reason");
+	counter_family(v, "obs_events_total", "counter", "Kernel records written to the ring buffer");
+	counter_u64(v, kc[OBS_C_EVENTS], NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_events_lost_total", "counter",
+		   "Kernel records or captures lost, by reason");
 	for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
-		jb_printf(o, "obs_events_lost_total{reason=\"%s\"} %llu\n", lost[i].reason,
-			   (unsigned long long)kc[lost[i].c]);
-	header(o, "obs_capture_truncated_total", "counter",
-	       "Reads/writes longer than the capture (bytes counted, not all copied)");
-	jb_printf(o, "obs_capture_truncated_total %llu\n", (unsigned long long)kc[OBS_C_TRUNCATED]);
+		counter_u64(v, kc[lost[i].c], "reason", lost[i].reason, NULL, NULL);
+	counter_family(v, "obs_capture_truncated_total", "counter",
+		   "Reads/writes longer than the capture (bytes counted, not all copied)");
+	counter_u64(v, kc[OBS_C_TRUNCATED], NULL, NULL, NULL, NULL);
 	for (size_t i = 0; i < sizeof(kernel) / sizeof(kernel[0]); i++) {
-		header(o, kernel[i].name, "counter", kernel[i].help);
-		jb_printf(o, "%s %llu\n", kernel[i].name, (unsigned long long)kc[kernel[i].c]);
+		counter_family(v, kernel[i].name, "counter", kernel[i].help);
+		counter_u64(v, kc[kernel[i].c], NULL, NULL, NULL, NULL);
 	}
-	header(o, "obs_parse_errors_total", "counter", "HTTP/1 parse errors by direction and kind");
+}
+
+static void obs_parsing(struct counter_visit *v, const struct conn_stats *st)
+{
+	counter_family(v, "obs_parse_errors_total", "counter",
+		   "HTTP/1 parse errors by direction and kind");
 	for (int d = 0; d < 2; d++)
 		for (int e = 1; e < H1E_MAX; e++)
-			jb_printf(o, "obs_parse_errors_total{direction=\"%s\",error=\"%s\"} %llu\n",
-				   d ? "response" : "request", h1_error_name(e),
-				   (unsigned long long)st->parse_errors[d][e]);
-	header(o, "obs_connections_lost_events_total", "counter",
-	       "Connections on which lost kernel records were noticed");
-	jb_printf(o, "obs_connections_lost_events_total %llu\n", (unsigned long long)st->seq_gaps);
-	header(o, "obs_connections_tracked", "gauge", "HTTP connections (TCP and UNIX) followed right now");
-	jb_printf(o, "obs_connections_tracked %zu\n", pipeline__active_conns(p));
-	header(o, "obs_connections_opened_total", "counter", "Server-side connections (TCP and UNIX) adopted at their first read");
-	jb_printf(o, "obs_connections_opened_total %llu\n",
-		   (unsigned long long)kc[OBS_C_CONNS_OPENED]);
-	header(o, "obs_connections_not_http_total", "counter",
-	       "Adopted connections whose first bytes were not HTTP");
-	jb_printf(o, "obs_connections_not_http_total %llu\n",
-		   (unsigned long long)kc[OBS_C_CONNS_NOT_HTTP]);
-	header(o, "obs_requests_total", "counter", "Request records completed, by outcome");
-	jb_printf(o, "obs_requests_total{outcome=\"ok\"} %llu\nobs_requests_total{outcome=\"failed\"} %llu\n",
-		   (unsigned long long)st->records_ok, (unsigned long long)st->records_failed);
-	header(o, "obs_incomplete_requests_total", "counter",
-	       "Connections that ended inside a request head (no request to report)");
-	jb_printf(o, "obs_incomplete_requests_total %llu\n",
-		  (unsigned long long)st->incomplete_requests);
-	header(o, "obs_ringbuf_fill_ratio", "gauge", "Ring buffer fill before the last drain");
-	jb_printf(o, "obs_ringbuf_fill_ratio %.6f\n", pipeline__ringbuf_fill(p));
-	header(o, "obs_ringbuf_fill_peak_ratio", "gauge", "Highest ring buffer fill seen");
-	jb_printf(o, "obs_ringbuf_fill_peak_ratio %.6f\n", pipeline__ringbuf_fill_peak(p));
-	header(o, "obs_routes_collapsed_total", "counter",
-	       "Paths reported as the overflow route because the service hit its route cap");
-	routes__foreach_service(rt, collapsed_line, o);
+			counter_u64(v, st->parse_errors[d][e], "direction", d ? "response" : "request",
+				"error", h1_error_name(e));
+	counter_family(v, "obs_connections_lost_events_total", "counter",
+		   "Connections on which lost kernel records were noticed");
+	counter_u64(v, st->seq_gaps, NULL, NULL, NULL, NULL);
+}
+
+static void obs_connections(struct counter_visit *v, struct pipeline *p, const uint64_t *kc)
+{
+	counter_family(v, "obs_connections_tracked", "gauge", "HTTP connections (TCP and UNIX) followed right now");
+	counter_u64(v, pipeline__active_conns(p), NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_connections_opened_total", "counter", "Server-side connections (TCP and UNIX) adopted at their first read");
+	counter_u64(v, kc[OBS_C_CONNS_OPENED], NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_connections_not_http_total", "counter",
+		   "Adopted connections whose first bytes were not HTTP");
+	counter_u64(v, kc[OBS_C_CONNS_NOT_HTTP], NULL, NULL, NULL, NULL);
+}
+
+static void obs_requests(struct counter_visit *v, const struct conn_stats *st)
+{
+	counter_family(v, "obs_requests_total", "counter", "Request records completed, by outcome");
+	counter_u64(v, st->records_ok, "outcome", "ok", NULL, NULL);
+	counter_u64(v, st->records_failed, "outcome", "failed", NULL, NULL);
+	counter_family(v, "obs_incomplete_requests_total", "counter",
+		   "Connections that ended inside a request head (no request to report)");
+	counter_u64(v, st->incomplete_requests, NULL, NULL, NULL, NULL);
+}
+
+void metrics__obs_counters(struct pipeline *p, counter_fn fn, void *ctx)
+{
+	const uint64_t *kc = pipeline__kcounters(p);
+	const struct conn_stats *st = pipeline__stats(p);
+	struct counter_visit v = { .fn = fn, .ctx = ctx };
+
+	obs_events(&v, kc);
+	obs_parsing(&v, st);
+	obs_connections(&v, p, kc);
+	obs_requests(&v, st);
+	counter_family(&v, "obs_ringbuf_fill_ratio", "gauge", "Ring buffer fill before the last drain");
+	counter_ratio(&v, pipeline__ringbuf_fill(p));
+	counter_family(&v, "obs_ringbuf_fill_peak_ratio", "gauge", "Highest ring buffer fill seen");
+	counter_ratio(&v, pipeline__ringbuf_fill_peak(p));
+	counter_family(&v, "obs_routes_collapsed_total", "counter",
+		   "Paths reported as the overflow route because the service hit its route cap");
+	counter_none(&v);	/* announced even before any service has a route table */
+	routes__foreach_service(pipeline__routes(p), obs_collapsed, &v);
 }
 
 struct loop_render {
@@ -600,12 +646,211 @@ static void render_loops(struct pipeline *p, struct jbuf *o)
 	pipeline__foreach_loop(p, loop_series, &lr);
 }
 
+/* ---- the same aggregates as JSON (/api/stats) ---- */
+
+/* The labels of a series as string members: names[i] takes the i-th value of key. */
+static void json_labels(struct jbuf *o, const char *const *names, int n, const char *key)
+{
+	const char *p = key;
+
+	for (int i = 0; i < n; i++) {
+		size_t l = strcspn(p, "\x1f");
+
+		jb_strn(o, names[i], p, l);
+		p += l + (p[l] ? 1 : 0);
+	}
+}
+
+/* "requests": one object per http_requests_total series. */
+static void json_requests(struct metrics *m, struct jbuf *o, const char *const *names, int n)
+{
+	const struct table *t = &m->requests;
+
+	jb_arr_open(o, "requests");
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		for (const struct series *s = t->b[i]; s; s = s->next) {
+			jb_obj_open(o);
+			json_labels(o, names, n, s->key);
+			jb_u64(o, "count", s->count);
+			jb_obj_close(o);
+		}
+	}
+	jb_arr_close(o);
+}
+
+/* A route's http_request_duration_seconds: the counts per bucket of
+ * "duration_buckets_seconds", not cumulative, and one more for +Inf. */
+static void json_duration(const struct metrics *m, const struct series *s, struct jbuf *o)
+{
+	uint64_t below = 0;
+
+	jb_key(o, "duration_seconds");
+	jb_obj_open(o);
+	jb_dbl(o, "sum", s->sum);
+	jb_arr_open(o, "buckets");
+	for (int b = 0; b < m->o.n_buckets; b++) {
+		jb_u64(o, NULL, s->buckets[b]);
+		below += s->buckets[b];
+	}
+	jb_u64(o, NULL, s->count - below);
+	jb_arr_close(o);
+	jb_obj_close(o);
+}
+
+/* A route's latency: [upper bound us, count] of each bucket that has counts. */
+static void json_latency(const struct series *s, struct jbuf *o)
+{
+	jb_arr_open(o, "latency_us");
+	for (uint32_t i = 0; i < s->latency.len; i++) {
+		jb_arr_open(o, NULL);
+		jb_u64(o, NULL, lh_upper(s->latency.idx[i]));
+		jb_u64(o, NULL, s->latency.n[i]);
+		jb_arr_close(o);
+	}
+	jb_arr_close(o);
+}
+
+/* "routes": one object per http_request_duration_seconds series, with what
+ * /api/stats adds to it. */
+static void json_routes(struct metrics *m, struct jbuf *o, const char *const *names, int n)
+{
+	const struct table *t = &m->duration;
+
+	jb_arr_open(o, "routes");
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		for (const struct series *s = t->b[i]; s; s = s->next) {
+			jb_obj_open(o);
+			json_labels(o, names, n, s->key);
+			jb_u64(o, "count", s->count);
+			jb_u64(o, "errors", s->errors);
+			jb_u64(o, "bytes_received", s->bytes_in);
+			jb_u64(o, "bytes_sent", s->bytes_out);
+			json_duration(m, s, o);
+			json_latency(s, o);
+			jb_obj_close(o);
+		}
+	}
+	jb_arr_close(o);
+}
+
+/* "services": the connection gauges of every observed service. */
+static void json_services(const struct conn_agg *a, struct jbuf *o, const char *const *names,
+			  int n)
+{
+	const struct table *t = &a->active;
+
+	jb_arr_open(o, "services");
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		for (const struct series *s = t->b[i]; s; s = s->next) {
+			const struct series *fl = table_find(&a->in_flight, s->key);
+
+			jb_obj_open(o);
+			json_labels(o, names, n, s->key);
+			jb_u64(o, "connections_active", s->count);
+			jb_u64(o, "requests_in_flight", fl ? fl->count : 0);
+			jb_obj_close(o);
+		}
+	}
+	jb_arr_close(o);
+}
+
+/* "bytes": http_bytes_sent_total and http_bytes_received_total per service. */
+static void json_bytes(struct metrics *m, struct jbuf *o, const char *const *names, int n)
+{
+	const struct table *t = &m->bytes_out;
+
+	jb_arr_open(o, "bytes");
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		for (const struct series *s = t->b[i]; s; s = s->next) {
+			const struct series *in = table_find(&m->bytes_in, s->key);
+
+			jb_obj_open(o);
+			json_labels(o, names, n, s->key);
+			jb_u64(o, "sent", s->count);
+			jb_u64(o, "received", in ? in->count : 0);
+			jb_obj_close(o);
+		}
+	}
+	jb_arr_close(o);
+}
+
+static void json_loop(void *ctx, uint32_t pid, const char *svc, const struct loop_stats *s)
+{
+	struct jbuf *o = ctx;
+
+	jb_obj_open(o);
+	jb_str(o, "service", svc);
+	jb_u64(o, "worker", pid);
+	jb_u64(o, "iterations", s->count);
+	jb_dbl(o, "busy_seconds", s->sum_ns / 1e9);
+	jb_u64(o, "blocked", s->blocked);
+	jb_arr_open(o, "buckets");
+	for (int i = 0; i < OBS_LOOP_BUCKETS; i++)
+		jb_u64(o, NULL, s->buckets[i]);
+	jb_arr_close(o);
+	jb_obj_close(o);
+}
+
+/* "loops": asyncio_loop_* per worker; bucket i counts busy times below
+ * "loop_buckets_us"[i] (and at least the bound before). */
+static void json_loops(struct pipeline *p, struct jbuf *o)
+{
+	jb_arr_open(o, "loop_buckets_us");
+	for (int i = 0; i < OBS_LOOP_BUCKETS; i++)
+		jb_u64(o, NULL, 2ull << i);
+	jb_arr_close(o);
+	jb_arr_open(o, "loops");
+	if (p)
+		pipeline__foreach_loop(p, json_loop, o);
+	jb_arr_close(o);
+}
+
+/* The bounds every route's histograms share. */
+static void json_bounds(const struct metrics *m, struct jbuf *o)
+{
+	jb_arr_open(o, "duration_buckets_seconds");
+	for (int b = 0; b < m->o.n_buckets; b++)
+		jb_dbl(o, NULL, m->o.buckets[b]);
+	jb_arr_close(o);
+	jb_key(o, "latency_scheme");
+	jb_obj_open(o);
+	jb_str(o, "kind", "log-linear");
+	jb_str(o, "unit", "us");
+	jb_u64(o, "sub_buckets", LH_SUB);
+	jb_u64(o, "max_us", lh_upper(LH_BUCKETS - 1));
+	jb_obj_close(o);
+}
+
+void metrics__render_json(struct metrics *m, struct pipeline *p, struct jbuf *out)
+{
+	static const char *const req_b[] = { "service", "method", "route", "status_code" };
+	const char *req_l[7], *dur_l[6], *svc_l[4];
+	int n_req = label_names(m, req_b, 4, req_l), n_dur = label_names(m, req_b, 3, dur_l);
+	int n_svc = label_names(m, req_b, 1, svc_l);
+	struct conn_agg a = { .m = m, .p = p };
+
+	json_bounds(m, out);
+	json_requests(m, out, req_l, n_req);
+	json_routes(m, out, dur_l, n_dur);
+	if (p) {
+		pipeline__foreach_proc(p, agg_proc, &a);
+		pipeline__foreach_conn(p, agg_conn, &a);
+	}
+	json_services(&a, out, svc_l, n_svc);
+	json_bytes(m, out, svc_l, n_svc);
+	table_free(&a.active);
+	table_free(&a.in_flight);
+	json_loops(p, out);
+}
+
 void metrics__render(struct metrics *m, struct pipeline *p, struct jbuf *out)
 {
 	render_http(m, p, out);
 	if (p) {
+		struct counters_text ct = { .out = out };
+
 		render_loops(p, out);
-		render_obs(p, pipeline__routes(p), out);
+		metrics__obs_counters(p, counters_text, &ct);
 	}
 }
 

@@ -11,11 +11,16 @@
  * worker="<pid>"; with container_label, container_id="<64 hex>" and
  * pod_uid="<uid>" ("" outside containers and pods). Methods outside the RFC 9110 set are "_OTHER"; requests
  * with no response count with status_code="0". Counters only grow.
+ *
+ * The same aggregates render as JSON members for /api/stats (docs/api.md),
+ * where each route also has its errors, bytes and a log-linear latency
+ * histogram (lhist.h) finer than the Prometheus buckets.
  */
 #ifndef OBS_METRICS_H
 #define OBS_METRICS_H
 
 #include <stdbool.h>
+#include "counters.h"
 #include "json.h"
 #include "pipeline.h"
 #include "record.h"
@@ -44,6 +49,16 @@ void metrics__record(void *m, const struct record *r);
 
 /* Append the whole exposition (text format 0.0.4) to out. p may be NULL. */
 void metrics__render(struct metrics *m, struct pipeline *p, struct jbuf *out);
+
+/*
+ * Append the members "duration_buckets_seconds", "latency_scheme",
+ * "requests", "routes", "services", "bytes", "loop_buckets_us" and "loops"
+ * to the JSON object open in out (docs/api.md). p may be NULL.
+ */
+void metrics__render_json(struct metrics *m, struct pipeline *p, struct jbuf *out);
+
+/* Visit the pipeline's obs_* samples (counters.h), family by family. */
+void metrics__obs_counters(struct pipeline *p, counter_fn fn, void *ctx);
 
 void metrics__free(struct metrics *m);
 

@@ -22,6 +22,7 @@
 #include "api.h"
 #include "cgroup.h"
 #include "config.h"
+#include "counters.h"
 #include "log.h"
 #include "logstore.h"
 #include "metrics.h"
@@ -188,82 +189,76 @@ static void h_textring(const struct textring *t, const char *key, const char *qu
 	jb_obj_close(&rep->body);
 }
 
-static void export_otlp_metrics(struct daemon *d, const struct otlp_stats *st, struct jbuf *o);
-
-/* obs_* series of the span and error pipelines (appended to /metrics). */
-static void render_export_metrics(struct daemon *d, struct jbuf *o)
+/* obs_* samples of the request records' consumers: tracebacks, Sentry, OTLP. */
+static void errors_counters(struct daemon *d, struct counter_visit *v)
 {
-	const struct otlp_stats *st = d->otlp ? otlp__stats(d->otlp) : NULL;
+	const struct err_stats *es = pipeline__err_stats(d->p);
 
-	if (d->om)
-		otlp_metrics__render(d->om, o);
-	jb_printf(o, "# HELP obs_traceparent_invalid_total Incoming traceparent headers ignored as invalid\n"
-		"# TYPE obs_traceparent_invalid_total counter\nobs_traceparent_invalid_total %llu\n",
-		(unsigned long long)(d->p ? pipeline__traceparent_invalid(d->p) : 0));
-	if (d->p) {
-		const struct err_stats *es = pipeline__err_stats(d->p);
+	counter_family(v, "obs_error_events_total", "counter", "Error events emitted");
+	counter_u64(v, es->events, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_tracebacks_total", "counter",
+		       "Python tracebacks recognised, by join result");
+	counter_u64(v, es->joined - es->ambiguous, "join", "closest", NULL, NULL);
+	counter_u64(v, es->ambiguous, "join", "ambiguous", NULL, NULL);
+	counter_u64(v, es->unjoined, "join", "none", NULL, NULL);
+}
 
-		jb_printf(o, "# HELP obs_error_events_total Error events emitted\n"
-			"# TYPE obs_error_events_total counter\nobs_error_events_total %llu\n",
-			(unsigned long long)es->events);
-		jb_printf(o, "# HELP obs_tracebacks_total Python tracebacks recognised, by join result\n"
-			"# TYPE obs_tracebacks_total counter\n"
-			"obs_tracebacks_total{join=\"closest\"} %llu\n"
-			"obs_tracebacks_total{join=\"ambiguous\"} %llu\n"
-			"obs_tracebacks_total{join=\"none\"} %llu\n",
-			(unsigned long long)(es->joined - es->ambiguous),
-			(unsigned long long)es->ambiguous, (unsigned long long)es->unjoined);
-	}
-	if (d->sentry) {
-		const struct sentry_stats *ss = sentry__stats(d->sentry);
+static void sentry_counters(struct daemon *d, struct counter_visit *v)
+{
+	const struct sentry_stats *ss = sentry__stats(d->sentry);
 
-		jb_printf(o, "# HELP obs_sentry_events_total Sentry events by result\n"
-			"# TYPE obs_sentry_events_total counter\n"
-			"obs_sentry_events_total{result=\"sent\"} %llu\n"
-			"obs_sentry_events_total{result=\"dropped_queue_full\"} %llu\n"
-			"obs_sentry_events_total{result=\"dropped_send_failed\"} %llu\n"
-			"obs_sentry_events_total{result=\"sampled_out\"} %llu\n",
-			(unsigned long long)ss->sent, (unsigned long long)ss->dropped_queue,
-			(unsigned long long)ss->dropped_send, (unsigned long long)ss->sampled_out);
-	}
-	if (d->p)
-		log_metrics(pipeline__log_stats(d->p), d->otlp_logs, o);
-	if (!st && !d->sentry && !d->otlp_logs)
-		return;
-	if (st)
-		export_otlp_metrics(d, st, o);
-	jb_printf(o, "# HELP obs_export_errors_total Export errors by exporter and kind\n"
-		"# TYPE obs_export_errors_total counter\n");
+	counter_family(v, "obs_sentry_events_total", "counter", "Sentry events by result");
+	counter_u64(v, ss->sent, "result", "sent", NULL, NULL);
+	counter_u64(v, ss->dropped_queue, "result", "dropped_queue_full", NULL, NULL);
+	counter_u64(v, ss->dropped_send, "result", "dropped_send_failed", NULL, NULL);
+	counter_u64(v, ss->sampled_out, "result", "sampled_out", NULL, NULL);
+}
+
+static void otlp_counters(const struct otlp_stats *st, struct counter_visit *v)
+{
+	counter_family(v, "obs_spans_exported_total", "counter",
+		       "Spans acknowledged by the OTLP endpoint");
+	counter_u64(v, st->spans_exported, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_spans_dropped_total", "counter", "Spans not exported, by reason");
+	counter_u64(v, st->spans_dropped_queue, "reason", "queue_full", NULL, NULL);
+	counter_u64(v, st->spans_dropped_export, "reason", "export_failed", NULL, NULL);
+	counter_family(v, "obs_spans_queued", "gauge", "Spans waiting for export");
+	counter_u64(v, st->queue_len, NULL, NULL, NULL, NULL);
+}
+
+static void send_error_counters(struct daemon *d, struct counter_visit *v)
+{
+	counter_family(v, "obs_export_errors_total", "counter", "Export errors by exporter and kind");
+	counter_none(v);
 	for (int e = 0; e < SEND_E_MAX; e++) {
 		if (d->otlp)
-			jb_printf(o, "obs_export_errors_total{exporter=\"otlp\",kind=\"%s\"} %llu\n",
-				send_err_name(e),
-				(unsigned long long)otlp__sender_stats(d->otlp)->errors[e]);
+			counter_u64(v, otlp__sender_stats(d->otlp)->errors[e], "exporter", "otlp",
+				    "kind", send_err_name(e));
 		if (d->otlp_logs)
-			jb_printf(o, "obs_export_errors_total{exporter=\"otlp_logs\",kind=\"%s\"} %llu\n",
-				send_err_name(e),
-				(unsigned long long)otlp_logs__sender_stats(d->otlp_logs)->errors[e]);
+			counter_u64(v, otlp_logs__sender_stats(d->otlp_logs)->errors[e], "exporter",
+				    "otlp_logs", "kind", send_err_name(e));
 		if (d->sentry)
-			jb_printf(o, "obs_export_errors_total{exporter=\"sentry\",kind=\"%s\"} %llu\n",
-				send_err_name(e),
-				(unsigned long long)sentry__sender_stats(d->sentry)->errors[e]);
+			counter_u64(v, sentry__sender_stats(d->sentry)->errors[e], "exporter",
+				    "sentry", "kind", send_err_name(e));
 	}
 }
 
-static void export_otlp_metrics(struct daemon *d, const struct otlp_stats *st, struct jbuf *o)
+/* obs_* samples of the span and error pipelines (after the pipeline's own). */
+static void export_counters(struct daemon *d, counter_fn fn, void *ctx)
 {
-	jb_printf(o, "# HELP obs_spans_exported_total Spans acknowledged by the OTLP endpoint\n"
-		"# TYPE obs_spans_exported_total counter\nobs_spans_exported_total %llu\n",
-		(unsigned long long)st->spans_exported);
-	jb_printf(o, "# HELP obs_spans_dropped_total Spans not exported, by reason\n"
-		"# TYPE obs_spans_dropped_total counter\n"
-		"obs_spans_dropped_total{reason=\"queue_full\"} %llu\n"
-		"obs_spans_dropped_total{reason=\"export_failed\"} %llu\n",
-		(unsigned long long)st->spans_dropped_queue,
-		(unsigned long long)st->spans_dropped_export);
-	jb_printf(o, "# HELP obs_spans_queued Spans waiting for export\n"
-		"# TYPE obs_spans_queued gauge\nobs_spans_queued %llu\n",
-		(unsigned long long)st->queue_len);
+	struct counter_visit v = { .fn = fn, .ctx = ctx };
+
+	counter_family(&v, "obs_traceparent_invalid_total", "counter",
+		       "Incoming traceparent headers ignored as invalid");
+	counter_u64(&v, d->p ? pipeline__traceparent_invalid(d->p) : 0, NULL, NULL, NULL, NULL);
+	if (d->p)
+		errors_counters(d, &v);
+	if (d->sentry)
+		sentry_counters(d, &v);
+	if (d->otlp)
+		otlp_counters(otlp__stats(d->otlp), &v);
+	if (d->otlp || d->sentry || d->otlp_logs)
+		send_error_counters(d, &v);
 }
 
 /* ---- /health ---- */
@@ -362,6 +357,18 @@ static double self_cpu_seconds(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* How obsd itself is: the members /health and /api/stats's "obsd" share. */
+static void self_summary(struct daemon *d, struct jbuf *jb)
+{
+	jb_dbl(jb, "uptime_seconds", (mono_ns() - d->start_ns) / 1e9);
+	jb_bool(jb, "attached", d->p != NULL);
+	jb_dbl(jb, "cpu_seconds", self_cpu_seconds());
+	jb_u64(jb, "pid", getpid());
+	jb_u64(jb, "observed_processes", d->p ? pipeline__processes(d->p) : 0);
+	jb_u64(jb, "active_connections", d->p ? pipeline__active_conns(d->p) : 0);
+	jb_u64(jb, "events_lost", d->p ? pipeline__events_lost(d->p) : 0);
+}
+
 static void h_health(struct daemon *d, struct api_reply *rep)
 {
 	struct jbuf *jb = &rep->body;
@@ -370,13 +377,7 @@ static void h_health(struct daemon *d, struct api_reply *rep)
 
 	jb_obj_open(jb);
 	jb_str(jb, "status", "ok");
-	jb_dbl(jb, "uptime_seconds", (mono_ns() - d->start_ns) / 1e9);
-	jb_bool(jb, "attached", d->p != NULL);
-	jb_dbl(jb, "cpu_seconds", self_cpu_seconds());
-	jb_u64(jb, "pid", getpid());
-	jb_u64(jb, "observed_processes", d->p ? pipeline__processes(d->p) : 0);
-	jb_u64(jb, "active_connections", d->p ? pipeline__active_conns(d->p) : 0);
-	jb_u64(jb, "events_lost", d->p ? pipeline__events_lost(d->p) : 0);
+	self_summary(d, jb);
 	if (d->p) {
 		const struct conn_stats *st = pipeline__stats(d->p);
 
@@ -391,6 +392,32 @@ static void h_health(struct daemon *d, struct api_reply *rep)
 			free(g);
 		}
 	}
+	jb_obj_close(jb);
+}
+
+/* GET /api/stats: the live aggregates behind /metrics, as one JSON document
+ * (docs/api.md): what `obsctl top --daemon` reads every frame. */
+static void h_stats(struct daemon *d, struct api_reply *rep)
+{
+	struct jbuf *jb = &rep->body;
+	struct counters_json cj = { .out = jb };
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	jb_obj_open(jb);
+	jb_u64(jb, "time_unix_nano", (uint64_t)now.tv_sec * 1000000000ull + now.tv_nsec);
+	jb_key(jb, "obsd");
+	jb_obj_open(jb);
+	self_summary(d, jb);
+	jb_obj_close(jb);
+	metrics__render_json(d->metrics, d->p, jb);
+	jb_key(jb, "obs");
+	jb_obj_open(jb);
+	if (d->p)
+		metrics__obs_counters(d->p, counters_json, &cj);
+	export_counters(d, counters_json, &cj);
+	counters_json_end(&cj);
+	jb_obj_close(jb);
 	jb_obj_close(jb);
 }
 
@@ -549,8 +576,17 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 		h_ready(d, rep);
 	} else if (!strcmp(path, "/metrics")) {
 		rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		struct counters_text ct = { .out = &rep->body };
+
 		metrics__render(d->metrics, d->p, &rep->body);
-		render_export_metrics(d, &rep->body);
+		export_counters(d, counters_text, &ct);
+		/* the metrics and logs exporters render their own series */
+		if (d->om)
+			otlp_metrics__render(d->om, &rep->body);
+		if (d->p)
+			log_metrics(pipeline__log_stats(d->p), d->otlp_logs, &rep->body);
+	} else if (!strcmp(path, "/api/stats")) {
+		h_stats(d, rep);
 	} else if (!strcmp(path, "/api/requests")) {
 		h_requests(d, query, rep);
 	} else if (!strcmp(path, "/api/traces")) {

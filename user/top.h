@@ -2,22 +2,15 @@
 /*
  * top — `obsctl top`: a live latency table with one row per (service, method,
  * route): requests/s, p50/p90/p99/max latency, error %, requests in flight
- * and bytes/s over a sliding window, with a header of totals.
+ * and bytes/s over a sliding window, with a header of totals and the event
+ * loops of the workers.
  *
  * Data comes from the probes, loaded by obsctl itself (standalone, needs root
  * or CAP_BPF + CAP_PERFMON), or from a running obsd (`--daemon ADDR:PORT`,
- * polling /api/requests?since=, /health and /metrics).
- *
- * Each row keeps one log-linear latency histogram of its window (32 linear
- * sub-buckets per power of two of microseconds: a percentile is reported
- * within 1/64 of its true value) and, per second of the window, the sparse
- * part of it that falls out when that second leaves the window. Rows are
- * bounded (TOP_MAX_ROWS); requests of routes beyond that are counted, not
- * shown.
- *
- * Output: an ncurses screen (sort, filter, pause, help, per-route detail with
- * a histogram, status codes and the slowest recent requests), or plain-text
- * frames (`--batch`), or one JSON object per frame (`--json`).
+ * its /api/stats once a frame). Output: an ncurses screen (sort, filter,
+ * pause, help, per-route detail with a histogram, status codes and, standalone,
+ * the slowest recent requests), or plain-text frames (`--batch`), or one JSON
+ * object per frame (`--json`). The parts are described in top.c.
  */
 #ifndef OBS_TOP_H
 #define OBS_TOP_H

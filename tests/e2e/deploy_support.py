@@ -39,9 +39,10 @@ NAMESPACE = "obs"
 API_PORT = 9464
 
 # Packages the runtime stage may install: the libraries obsd/obsctl link
-# (ncurses: obsctl top) and the CA bundle libcurl needs for HTTPS endpoints.
+# (ncurses and json-c: obsctl top) and the CA bundle libcurl needs for HTTPS
+# endpoints.
 RUNTIME_ALLOWED = {"libbpf1", "libelf1", "zlib1g", "libcurl4", "libprotobuf-c1", "libyaml-0-2",
-                   "libncursesw6", "ca-certificates"}
+                   "libncursesw6", "libjson-c5", "ca-certificates"}
 # Build packages of scripts/deps.sh that `make all` does not need.
 BUILD_NOT_NEEDED = {"libclang-rt-14-dev"}   # sanitizer runtimes: unit tests, fuzzing
 DEPS_SH = harness.REPO / "scripts" / "deps.sh"

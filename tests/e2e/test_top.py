@@ -22,6 +22,8 @@ AFTER_FRAMES = 2     # frames that must follow the last response of the clients
 EXIT_GRACE = 20.0    # beyond the frames, for obsctl top to exit
 HEX32 = r"[0-9a-f]{32}"
 LOOP_FRAMES = 8      # --iterations of the --json loops run, 1 s apart
+QUIT_MAX = 0.6       # from q to the shell prompt (it was ~1 s while the probes detached)
+QUIT_POLL = 0.02     # screen polls while waiting for the prompt
 
 
 def drive(server) -> list:
@@ -149,9 +151,13 @@ def test_top_screen(server_factory):
         assert rows_of(s)[0]["ROUTE"] == "/slow", f"sort lost at 80x24:\n{s}"
 
         load.stop()
+        t_quit = time.monotonic()
         tmux.send("q")
         s = tmux.wait(lambda s: s.rstrip().splitlines()[-1] == PROMPT.rstrip() and "P99ms" not in s,
-                      "the shell prompt (table gone) after q")
+                      "the shell prompt (table gone) after q", poll=QUIT_POLL)
+        quit_s = time.monotonic() - t_quit
+        assert quit_s < QUIT_MAX, (f"the prompt came back {quit_s:.2f}s after q (the probes' "
+                                   f"teardown must not hold the terminal)")
         assert not tmux.alternate_on(), "still on the alternate screen after q"
         tmux.type("echo rc=$?")
         tmux.send("Enter")
@@ -236,8 +242,8 @@ def test_top_json_standalone(server_factory):
 
 
 def test_top_daemon(server_factory, obsd_factory):
-    """--daemon ADDR:PORT --json against a running obsd: counts exact, obsd's
-    CPU and observed processes in the header."""
+    """--daemon ADDR:PORT --json against a running obsd (its /api/stats):
+    counts exact, obsd's CPU and observed processes in the header, no error."""
     server = server_factory("uvicorn-h11")
     d = obsd_factory("--port", server.port, name="obsd-top")
     run = Run(["--daemon", f"{harness.HOST}:{d.port}", "--json"], JSON_FRAMES, 0.5, server,
@@ -246,7 +252,7 @@ def test_top_daemon(server_factory, obsd_factory):
     check_json_counts(run, frames, "daemon")
     assert all(f["obsd_cpu_pct"] is not None and f["obsd_cpu_pct"] >= 0 for f in frames[1:]), \
         [f["obsd_cpu_pct"] for f in frames]
-    assert frames[-1]["observed_processes"] >= 1 and frames[-1]["missed_requests"] == 0, frames[-1]
+    assert frames[-1]["observed_processes"] >= 1, frames[-1]
     assert "error" not in frames[-1], frames[-1]
 
 

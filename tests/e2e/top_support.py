@@ -13,6 +13,7 @@ import harness
 
 PROMPT = "TOPTEST$ "
 SCREEN_TIMEOUT = 20.0    # for something to appear on the screen
+SCREEN_POLL = 0.2        # seconds between looks at the screen
 FRAME_TIMEOUT = 25.0     # for the first frame (probe loading included)
 TITLES = ["SERVICE", "METHOD", "ROUTE"]
 ID_SEGMENT = re.compile(r"^\d+$")
@@ -109,8 +110,9 @@ class Tmux:
         self.run("resize-window", "-t", "top", "-x", str(width), "-y", str(height))
 
     def wait(self, pred: Callable[[str], bool], what: str,
-             timeout: float = SCREEN_TIMEOUT) -> str:
-        """The screen once pred(screen) holds; fails showing the last screen."""
+             timeout: float = SCREEN_TIMEOUT, poll: float = SCREEN_POLL) -> str:
+        """The screen once pred(screen) holds (looked at every `poll` s);
+        fails showing the last screen."""
         deadline = time.monotonic() + timeout
         while True:
             s = self.screen()
@@ -118,7 +120,7 @@ class Tmux:
                 return s
             if time.monotonic() > deadline:
                 raise AssertionError(f"waited {timeout}s for {what}; the screen is:\n{s}")
-            time.sleep(0.2)
+            time.sleep(poll)
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.sock, "kill-server"], capture_output=True, timeout=10)
