@@ -14,6 +14,8 @@ static const double default_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 struct series {
 	struct series *next;
 	char *key;		/* label values joined by '\x1f' */
+	size_t key_len;
+	uint64_t hash;		/* hash_more(FNV_OFFSET, key, key_len) */
 	uint64_t count;
 	double sum;
 	uint64_t *buckets;	/* histogram only: non-cumulative counts per bucket */
@@ -40,13 +42,79 @@ static const char *const grpc_codes[] = {
 	"OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
 };
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
+#define FNV_OFFSET	1469598103934665603ull
+#define FNV_PRIME	1099511628211ull
 
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+/* FNV-1a of n bytes, continuing from h (FNV_OFFSET to start): a key's hash
+ * can be carried on from the hash of its prefix. */
+static uint64_t hash_more(uint64_t h, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * FNV_PRIME;
 	return h;
+}
+
+/*
+ * A series key under construction: label values joined by '\x1f', at most
+ * KEY_MAX - 1 bytes (longer keys are cut, as snprintf would cut them), with
+ * its hash so far. Building keys this way instead of with snprintf took
+ * metrics__record from a quarter of obsd's instructions per request to a
+ * few percent.
+ */
+#define KEY_MAX		512
+
+struct key {
+	size_t len;
+	uint64_t hash;
+	char s[KEY_MAX];
+};
+
+static void key_init(struct key *k)
+{
+	k->len = 0;
+	k->hash = FNV_OFFSET;
+	k->s[0] = 0;
+}
+
+static void key_add(struct key *k, const char *v, size_t n)
+{
+	if (n > KEY_MAX - 1 - k->len)
+		n = KEY_MAX - 1 - k->len;
+	memcpy(k->s + k->len, v, n);
+	k->hash = hash_more(k->hash, v, n);
+	k->len += n;
+	k->s[k->len] = 0;
+}
+
+static void key_str(struct key *k, const char *v)
+{
+	key_add(k, v, strlen(v));
+}
+
+static void key_sep(struct key *k)
+{
+	key_add(k, "\x1f", 1);
+}
+
+static void key_int(struct key *k, int v)
+{
+	char d[12], *p = d + sizeof(d);
+	unsigned int u = v < 0 ? 0u - (unsigned int)v : (unsigned int)v;
+
+	do
+		*--p = '0' + u % 10;
+	while (u /= 10);
+	if (v < 0)
+		*--p = '-';
+	key_add(k, p, d + sizeof(d) - p);
+}
+
+/* dst = src (only the bytes in use are copied). */
+static void key_copy(struct key *dst, const struct key *src)
+{
+	memcpy(dst->s, src->s, src->len + 1);
+	dst->len = src->len;
+	dst->hash = src->hash;
 }
 
 static void table_grow(struct table *t)
@@ -61,8 +129,8 @@ static void table_grow(struct table *t)
 
 		for (; s; s = next) {
 			next = s->next;
-			s->next = b[hash_str(s->key) & (nb - 1)];
-			b[hash_str(s->key) & (nb - 1)] = s;
+			s->next = b[s->hash & (nb - 1)];
+			b[s->hash & (nb - 1)] = s;
 		}
 	}
 	free(t->b);
@@ -70,8 +138,9 @@ static void table_grow(struct table *t)
 	t->n_buckets = nb;
 }
 
-/* Find or create the series for key; NULL when memory is short. */
-static struct series *table_get(struct table *t, const char *key, int n_hist)
+/* Find or create the series for k; NULL when memory is short. */
+static struct series *table_find(struct table *t, const char *key, size_t len, uint64_t hash,
+				 int n_hist)
 {
 	struct series *s;
 	size_t i;
@@ -80,14 +149,16 @@ static struct series *table_get(struct table *t, const char *key, int n_hist)
 		table_grow(t);
 	if (!t->n_buckets)
 		return NULL;
-	i = hash_str(key) & (t->n_buckets - 1);
+	i = hash & (t->n_buckets - 1);
 	for (s = t->b[i]; s; s = s->next)
-		if (!strcmp(s->key, key))
+		if (s->hash == hash && s->key_len == len && !memcmp(s->key, key, len))
 			return s;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->key = strdup(key);
+	s->key = strndup(key, len);
+	s->key_len = len;
+	s->hash = hash;
 	s->buckets = n_hist ? calloc(n_hist, sizeof(*s->buckets)) : NULL;
 	if (!s->key || (n_hist && !s->buckets)) {
 		free(s->key);
@@ -99,6 +170,18 @@ static struct series *table_get(struct table *t, const char *key, int n_hist)
 	t->b[i] = s;
 	t->n++;
 	return s;
+}
+
+static struct series *table_get_key(struct table *t, const struct key *k, int n_hist)
+{
+	return table_find(t, k->s, k->len, k->hash, n_hist);
+}
+
+static struct series *table_get(struct table *t, const char *key, int n_hist)
+{
+	size_t len = strlen(key);
+
+	return table_find(t, key, len, hash_more(FNV_OFFSET, key, len), n_hist);
 }
 
 static void table_free(struct table *t)
@@ -178,6 +261,19 @@ static const char *method_label(const char *m)
 	return "_OTHER";
 }
 
+/* The distribution of one observation into a histogram series. */
+static void observe(const struct metrics *m, struct series *s, double secs)
+{
+	int b;
+
+	for (b = 0; b < m->o.n_buckets && secs > m->o.buckets[b]; b++)
+		;
+	if (b < m->o.n_buckets)
+		s->buckets[b]++;
+	s->count++;
+	s->sum += secs;
+}
+
 /* A gRPC call: /pkg.Service/Method, status from the trailers (a call without
  * one — reset, lost — counts as Unknown, as go-grpc-prometheus does). */
 static void grpc_record(struct metrics *m, const struct record *r, double secs, const char *worker)
@@ -187,7 +283,6 @@ static void grpc_record(struct metrics *m, const struct record *r, double secs, 
 	int code = r->grpc_status >= 0 && r->grpc_status <= 16 ? r->grpc_status : 2;
 	char key[600];
 	struct series *s;
-	int b;
 
 	if (!slash)
 		return;
@@ -198,14 +293,8 @@ static void grpc_record(struct metrics *m, const struct record *r, double secs, 
 	snprintf(key, sizeof(key), "%s\x1f%.*s\x1f%s%s", r->service, (int)(slash - path), path,
 		 slash + 1, worker);
 	s = table_get(&m->grpc_dur, key, m->o.n_buckets);
-	if (!s)
-		return;
-	for (b = 0; b < m->o.n_buckets && secs > m->o.buckets[b]; b++)
-		;
-	if (b < m->o.n_buckets)
-		s->buckets[b]++;
-	s->count++;
-	s->sum += secs;
+	if (s)
+		observe(m, s, secs);
 }
 
 /* The '\x1f'-joined values of the optional labels: worker, container_id, pod_uid. */
@@ -243,35 +332,33 @@ static int label_names(const struct metrics *m, const char *const *base, int n_b
 void metrics__record(void *ctx, const struct record *r)
 {
 	struct metrics *m = ctx;
-	char key[512], worker[128];
+	struct key base, k;
+	char worker[128];
 	double secs = (double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e9;
-	const char *method = method_label(r->method);
 	struct series *s;
-	int b;
 
 	extra_key(m, r->pid, &r->container, worker, sizeof(worker));
-	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%d%s", r->service, method, r->route,
-		 r->status, worker);
-	s = table_get(&m->requests, key, 0);
-	if (s)
-		s->count++;
-	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s%s", r->service, method, r->route, worker);
-	s = table_get(&m->duration, key, m->o.n_buckets);
-	if (s) {
-		for (b = 0; b < m->o.n_buckets && secs > m->o.buckets[b]; b++)
-			;
-		if (b < m->o.n_buckets)
-			s->buckets[b]++;
-		s->count++;
-		s->sum += secs;
-	}
-	snprintf(key, sizeof(key), "%s%s", r->service, worker);
-	s = table_get(&m->bytes_out, key, 0);
-	if (s)
+	key_init(&base);	/* service[, worker]: bytes */
+	key_str(&base, r->service);
+	key_copy(&k, &base);
+	key_str(&k, worker);
+	if ((s = table_get_key(&m->bytes_out, &k, 0)))
 		s->count += r->bytes_out;
-	s = table_get(&m->bytes_in, key, 0);
-	if (s)
+	if ((s = table_get_key(&m->bytes_in, &k, 0)))
 		s->count += r->bytes_in;
+	key_sep(&base);		/* service, method, route[, worker]: duration */
+	key_str(&base, method_label(r->method));
+	key_sep(&base);
+	key_str(&base, r->route);
+	key_copy(&k, &base);
+	key_str(&k, worker);
+	if ((s = table_get_key(&m->duration, &k, m->o.n_buckets)))
+		observe(m, s, secs);
+	key_sep(&base);		/* service, method, route, status[, worker]: requests */
+	key_int(&base, r->status);
+	key_str(&base, worker);
+	if ((s = table_get_key(&m->requests, &base, 0)))
+		s->count++;
 	if (!strncmp(r->content_type, "application/grpc", 16))
 		grpc_record(m, r, secs, worker);
 }
