@@ -13,6 +13,7 @@
 #define CONN_FIN_HELD_MAX	8	/* responses written after the client's FIN, held */
 #define CONN_CLOSING_MAX	1024	/* closed connections waiting for a late RST */
 #define CONN_LINGER_NS		(200ull * 1000000ull)
+#define REC_POOL_MAX		64	/* finished records kept for reuse */
 
 /* conn.flags */
 enum {
@@ -75,6 +76,8 @@ struct conn_table {
 	conn_event_fn fn;
 	void *ctx;
 	struct conn_stats st;
+	struct record *pool[REC_POOL_MAX];	/* finished records, for reuse */
+	size_t n_pool;
 };
 
 static const struct h1_callbacks req_cb, resp_cb;
@@ -208,9 +211,28 @@ static void format_addr(char *out, size_t n, uint16_t family, const uint8_t *add
 	}
 }
 
+/* A cleared record: from the pool when it has one (no allocation, and only
+ * the first byte of each string written, see record__clear). */
+static struct record *record_alloc(struct conn_table *t)
+{
+	struct record *r = t->n_pool ? t->pool[--t->n_pool] : malloc(sizeof(*r));
+
+	if (r)
+		record__clear(r);
+	return r;
+}
+
+static void record_free(struct conn_table *t, struct record *r)
+{
+	if (r && t->n_pool < REC_POOL_MAX)
+		t->pool[t->n_pool++] = r;
+	else
+		free(r);
+}
+
 static struct record *record_new(struct conn *c, uint64_t start_ns)
 {
-	struct record *r = calloc(1, sizeof(*r));
+	struct record *r = record_alloc(c->t);
 
 	if (!r)
 		return NULL;
@@ -257,7 +279,7 @@ static void record_done(struct conn *c, struct record *r, enum rec_outcome outco
 	if (c->cur_resp == r)
 		c->cur_resp = NULL;
 	emit(c, CONN_EV_REQ_DONE, r, NULL);
-	free(r);
+	record_free(c->t, r);
 }
 
 /* Settle responses written after the client's FIN: a RST since means the
@@ -319,7 +341,7 @@ static enum h1_body_hint req_on_head(void *ctx, const struct h1_head *h)
 		r->queue_ns = (int64_t)(r->start_ns - c->msg_arrival);
 	record__from_head(r, h);
 	if (!q_push(c, r)) {
-		free(r);
+		record_free(c->t, r);
 		return H1_BODY_DEFAULT;
 	}
 	c->cur_req = r;
@@ -571,7 +593,7 @@ static void h2_on_request(void *ctx, uint32_t sid, const struct h1_head *h)
 	if (c->seg_arrival && c->seg_arrival <= r->start_ns)
 		r->queue_ns = (int64_t)(r->start_ns - c->seg_arrival);
 	if (!stream_put(c, sid, r)) {
-		free(r);
+		record_free(c->t, r);
 		return;
 	}
 	emit(c, CONN_EV_REQ_STARTED, r, NULL);
@@ -586,7 +608,7 @@ static void h2_on_response(void *ctx, uint32_t sid, int status)
 	if (!rp) {	/* no request seen for it: report it, flagged */
 		r = record_new(c, c->seg_ts);
 		if (!r || !stream_put(c, sid, r)) {
-			free(r);
+			record_free(c->t, r);
 			return;
 		}
 		r->flags |= RECF_UNMATCHED;
@@ -1015,6 +1037,8 @@ void conn_table__free(struct conn_table *t)
 		while (t->buckets[b])
 			conn_close(t, t->buckets[b], ERR_SERVER_CLOSED);
 	}
+	while (t->n_pool)
+		free(t->pool[--t->n_pool]);
 	free(t->buckets);
 	free(t);
 }

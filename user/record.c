@@ -14,6 +14,27 @@ static void copy_str(char *dst, size_t n, const char *src)
 	dst[l] = 0;
 }
 
+void record__clear(struct record *r)
+{
+	memset(r, 0, offsetof(struct record, request_id));	/* numbers, flags, ids */
+	r->request_id[0] = 0;
+	r->comm[0] = 0;
+	r->service[0] = 0;
+	memset(&r->container, 0, sizeof(r->container));
+	r->method[0] = 0;
+	r->path[0] = 0;
+	r->route[0] = 0;
+	r->client[0] = 0;
+	r->server[0] = 0;
+	r->host[0] = 0;
+	r->user_agent[0] = 0;
+	r->content_type[0] = 0;
+	r->x_request_id[0] = 0;
+	r->traceparent[0] = 0;
+	r->tracestate[0] = 0;
+	r->exc = NULL;
+}
+
 void record__from_head(struct record *r, const struct h1_head *h)
 {
 	size_t plen = strcspn(h->target, "?#");

@@ -59,6 +59,7 @@ struct record {
 	int grpc_status;		/* gRPC status from the trailers, -1 when none */
 	bool behind_gap;		/* internal (conn.c): read after requests that may
 					   have been missed; its pairing is unsure */
+	/* From here on, only ids and strings (see record__clear). */
 	uint8_t trace_id[16];
 	uint8_t span_id[8];
 	uint8_t parent_span_id[8];
@@ -79,6 +80,14 @@ struct record {
 	char tracestate[H1_TRACESTATE_MAX];
 	const struct exc_info *exc;	/* joined traceback (errors.h), only while sinks run */
 };
+
+/*
+ * Make r what calloc would give, cheaply: every number, flag and id zero, every
+ * string empty (only its first byte is written: what follows the NUL is left
+ * as it was), exc NULL. Records are reused per request, and zeroing all of one
+ * cost more than anything else obsd did per request.
+ */
+void record__clear(struct record *r);
 
 /* Fill r's request fields from a parsed request head (path without query). */
 void record__from_head(struct record *r, const struct h1_head *h);
