@@ -349,7 +349,7 @@ static size_t head_find_end(const uint8_t *b, size_t len, size_t *off)
 }
 
 /* Next line of b[0..n) from *pos: its length without CR LF; *pos moves past the LF. */
-static size_t line_next(const uint8_t *b, size_t n, size_t *pos, const uint8_t **line)
+static inline __attribute__((always_inline)) size_t line_next(const uint8_t *b, size_t n, size_t *pos, const uint8_t **line)
 {
 	const uint8_t *lf = memchr(b + *pos, '\n', n - *pos);
 	size_t end = lf ? (size_t)(lf - b) : n;
@@ -509,14 +509,88 @@ static int field_store(struct h1_head *h, struct head_scan *s, const struct fiel
 	return err;
 }
 
+/* The extracted fields by name length, as field_id + 1 (0 ends a list;
+ * fields[] is in field_id order), so that a header line is compared with at
+ * most three names. */
+#define FIELD_NAME_MAX	17
+
+static const uint8_t fields_by_len[FIELD_NAME_MAX + 1][4] = {
+	[4] = { F_HOST + 1 },
+	[6] = { F_EXPECT + 1 },
+	[7] = { F_UPGRADE + 1 },
+	[10] = { F_UA + 1, F_TRACESTATE + 1, F_CONN + 1 },
+	[11] = { F_TRACEPARENT + 1 },
+	[12] = { F_REQID + 1, F_CTYPE + 1 },
+	[14] = { F_CL + 1 },
+	[17] = { F_TE + 1 },
+};
+
+/*
+ * Is the header name s[0..n) (tchar bytes only) the lower-case ref, whose
+ * length is n? No tchar byte but an upper-case letter turns into a letter or
+ * '-' when 0x20 is OR-ed in, so names are lowered that way, eight bytes at a
+ * time.
+ */
+static bool name_eq(const uint8_t *s, size_t n, const char *ref)
+{
+	const uint64_t low = 0x2020202020202020ull;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t a, b;
+
+		memcpy(&a, s + i, 8);
+		memcpy(&b, ref + i, 8);
+		if ((a | low) != b)
+			return false;
+	}
+	for (; i < n; i++)
+		if ((s[i] | 0x20) != (uint8_t)ref[i])
+			return false;
+	return true;
+}
+
 static const struct field *field_find(const uint8_t *name, size_t n)
 {
-	size_t i;
+	const uint8_t *id;
 
-	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		if (fields[i].len == n && ci_eq(name, n, fields[i].name))
-			return &fields[i];
+	if (n > FIELD_NAME_MAX)
+		return NULL;
+	for (id = fields_by_len[n]; *id; id++) {
+		const struct field *f = &fields[*id - 1];
+
+		if (name_eq(name, n, f->name))
+			return f;
+	}
 	return NULL;
+}
+
+/*
+ * Are all bytes of v[0..n) allowed in a field value (C_VALUE: HTAB, SP,
+ * VCHAR, obs-text)? Eight bytes at a time: a word with no byte below 0x20
+ * and none equal to 0x7f is all allowed; only other words are looked at
+ * byte by byte (HTAB is allowed though below 0x20).
+ */
+static bool value_ok(const uint8_t *v, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, del;
+
+		memcpy(&x, v + i, 8);
+		del = x ^ (0x7f * ones);
+		if (!(((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs)))
+			continue;
+		for (size_t j = i; j < i + 8; j++)
+			if (!(ctab[v[j]] & C_VALUE))
+				return false;
+	}
+	for (; i < n; i++)
+		if (!(ctab[v[i]] & C_VALUE))
+			return false;
+	return true;
 }
 
 /* name ":" OWS value OWS, without its CR LF. */
@@ -527,11 +601,8 @@ static int header_parse(struct h1_head *h, struct head_scan *s, const uint8_t *l
 
 	while (i < n && (ctab[l[i]] & C_TCHAR))
 		i++;
-	if (!i || i == n || l[i] != ':')
+	if (!i || i == n || l[i] != ':' || !value_ok(l + i + 1, n - i - 1))
 		return -H1E_BAD_HEADER;
-	for (v = i + 1; v < n; v++)
-		if (!(ctab[l[v]] & C_VALUE))
-			return -H1E_BAD_HEADER;
 	f = field_find(l, i);
 	if (!f)
 		return 0;
