@@ -49,19 +49,25 @@ void ids_seed_fixed(uint64_t seed)
 
 void ids_random(uint8_t *out, int n)
 {
-	bool nonzero = false;
+	uint64_t any;
 
 	if (!(rng[0] | rng[1] | rng[2] | rng[3]))
 		ids_seed();
-	do {
+	do {	/* an id of all zero bytes is invalid: draw again */
+		any = 0;
 		for (int i = 0; i < n; i += 8) {
 			uint64_t v = next64();
 
-			memcpy(out + i, &v, n - i < 8 ? n - i : 8);
+			if (n - i >= 8) {
+				memcpy(out + i, &v, 8);
+				any |= v;
+				continue;
+			}
+			memcpy(out + i, &v, n - i);
+			for (int j = i; j < n; j++)
+				any |= out[j];
 		}
-		for (int i = 0; i < n; i++)
-			nonzero |= out[i] != 0;
-	} while (!nonzero);
+	} while (!any);
 }
 
 void ids_hex(char *out, const uint8_t *in, int n)
