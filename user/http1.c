@@ -196,6 +196,37 @@ static void head_reset(struct h1_head *h)
 	h->upgrade[0] = '\0';
 }
 
+/*
+ * A parser holds a head only while a message is in progress (from its start
+ * line to its end), so that an idle keep-alive connection does not carry two
+ * of them (3.2 KB). Heads are recycled through a small per-thread cache.
+ */
+#define HEAD_CACHE_MAX	32
+
+static __thread struct h1_head *head_cache[HEAD_CACHE_MAX];
+static __thread unsigned int n_head_cache;
+
+/* The parser's head, emptied; NULL when memory is short. */
+static struct h1_head *head_get(struct h1_parser *p)
+{
+	if (!p->head)
+		p->head = n_head_cache ? head_cache[--n_head_cache] : malloc(sizeof(*p->head));
+	if (p->head)
+		head_reset(p->head);
+	return p->head;
+}
+
+static void head_put(struct h1_parser *p)
+{
+	if (!p->head)
+		return;
+	if (n_head_cache < HEAD_CACHE_MAX)
+		head_cache[n_head_cache++] = p->head;
+	else
+		free(p->head);
+	p->head = NULL;
+}
+
 static void buf_free(struct h1_parser *p)
 {
 	free(p->buf);
@@ -235,7 +266,7 @@ static void msg_reset(struct h1_parser *p)
 	p->body_left = 0;
 	p->line_len = 0;
 	p->line_flags = 0;
-	head_reset(&p->head);
+	head_put(p);
 }
 
 static bool head_reported(const struct h1_parser *p)
@@ -247,7 +278,7 @@ static bool head_reported(const struct h1_parser *p)
 static void msg_complete(struct h1_parser *p)
 {
 	if (p->cb->on_message)
-		p->cb->on_message(p->ctx, &p->head, p->msg_bytes, p->mflags);
+		p->cb->on_message(p->ctx, p->head, p->msg_bytes, p->mflags);
 	p->messages++;
 	msg_reset(p);
 }
@@ -627,7 +658,7 @@ static void head_finish(struct h1_head *h, const struct head_scan *s)
 }
 
 /*
- * Parse the head b[0..n) into p->head: a start line, then header lines, each
+ * Parse the head b[0..n) into p->head (taken now): a start line, then header lines, each
  * ending in LF. A complete head ends with its empty line; a truncated one
  * (gap) ends with its last whole line. Returns 0 or -H1E_*.
  */
@@ -638,23 +669,25 @@ static int head_parse(struct h1_parser *p, const uint8_t *b, size_t n)
 	size_t pos = 0, len;
 	int err;
 
+	if (!head_get(p))
+		return -H1E_HEAD_TOO_LARGE;	/* out of memory: as for the head buffer */
 	len = line_next(b, n, &pos, &line);
 	if (p->dir == H1_REQUEST)
-		err = start_request(&p->head, line, len);
+		err = start_request(p->head, line, len);
 	else
-		err = start_response(&p->head, line, len);
+		err = start_response(p->head, line, len);
 	/* Resynced on a method prefix ("O" of OPTIONS): the whole method must be
 	 * a known one, or it was the middle of something ("OST" of POST). */
-	if (!err && p->resynced && p->dir == H1_REQUEST && !known_method(p->head.method))
+	if (!err && p->resynced && p->dir == H1_REQUEST && !known_method(p->head->method))
 		err = -H1E_BAD_START;
 	while (!err && pos < n) {
 		len = line_next(b, n, &pos, &line);
 		if (!len)
 			break;
-		err = header_parse(&p->head, &s, line, len);
+		err = header_parse(p->head, &s, line, len);
 	}
 	if (!err)
-		head_finish(&p->head, &s);
+		head_finish(p->head, &s);
 	return err;
 }
 
@@ -668,7 +701,7 @@ static void chunk_begin(struct h1_parser *p)
 
 static bool body_allowed(const struct h1_parser *p)
 {
-	int st = p->head.status;
+	int st = p->head->status;
 
 	return p->dir == H1_REQUEST || (st >= 200 && st != 204 && st != 304);
 }
@@ -682,7 +715,7 @@ static bool body_allowed(const struct h1_parser *p)
 static void head_done(struct h1_parser *p, bool inferred)
 {
 	enum h1_body_hint hint = H1_BODY_DEFAULT;
-	const struct h1_head *h = &p->head;
+	const struct h1_head *h = p->head;
 
 	if (p->cb->on_head)
 		hint = p->cb->on_head(p->ctx, h);
@@ -721,7 +754,7 @@ static bool head_complete(struct h1_parser *p, const uint8_t *b, size_t e, size_
 		msg_fail(p, -err);
 		return false;
 	}
-	p->head.head_bytes = e;
+	p->head->head_bytes = e;
 	p->msg_bytes += add;
 	head_done(p, false);
 	return true;
@@ -1029,8 +1062,8 @@ static void head_gap(struct h1_parser *p, uint64_t gap, const uint8_t *tail, siz
 		msg_fail(p, -err);
 		return;
 	}
-	p->head.flags |= H1F_HEAD_TRUNC;
-	p->head.head_bytes = clamp32(p->msg_bytes - lead);
+	p->head->flags |= H1F_HEAD_TRUNC;
+	p->head->head_bytes = clamp32(p->msg_bytes - lead);
 	p->mflags |= H1M_TRUNCATED;
 	if (ends_blank(tail, tail_len)) {
 		p->mflags |= H1M_INFERRED;
@@ -1038,7 +1071,7 @@ static void head_gap(struct h1_parser *p, uint64_t gap, const uint8_t *tail, siz
 		return;
 	}
 	if (p->cb->on_head)
-		hint = p->cb->on_head(p->ctx, &p->head);
+		hint = p->cb->on_head(p->ctx, p->head);
 	p->mflags |= H1M_LOST;
 	if (hint == H1_BODY_STOP) {
 		msg_stop(p);
@@ -1181,7 +1214,7 @@ void h1__eof(struct h1_parser *p)
 		msg_complete(p);
 	} else if (head_reported(p)) {
 		if (p->cb->on_incomplete)
-			p->cb->on_incomplete(p->ctx, &p->head, p->msg_bytes);
+			p->cb->on_incomplete(p->ctx, p->head, p->msg_bytes);
 	} else if (p->state == ST_HEAD) {
 		if (p->cb->on_incomplete)
 			p->cb->on_incomplete(p->ctx, NULL, p->msg_bytes);
@@ -1195,8 +1228,10 @@ void h1__eof(struct h1_parser *p)
 
 void h1__free(struct h1_parser *p)
 {
-	if (p)
-		buf_free(p);
+	if (!p)
+		return;
+	buf_free(p);
+	head_put(p);
 }
 
 const char *h1_error_name(enum h1_error err)
