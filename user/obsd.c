@@ -392,6 +392,8 @@ static void h_ready(struct daemon *d, struct api_reply *rep)
 static void h_requests(struct daemon *d, const char *query, struct api_reply *rep)
 {
 	size_t limit = API_LIMIT_DEFAULT, n;
+	struct record tmp;
+	const struct record *r;
 	char v[24];
 
 	if (!api_query_get(query, "limit", v, sizeof(v)))
@@ -410,7 +412,8 @@ static void h_requests(struct daemon *d, const char *query, struct api_reply *re
 	jb_u64(&rep->body, "total", d->store->total);
 	jb_arr_open(&rep->body, "requests");
 	for (size_t i = 0; i < limit; i++)
-		record__json(store__get(d->store, i), &rep->body);
+		if ((r = store__get(d->store, i, &tmp)))	/* NULL: not kept (no memory) */
+			record__json(r, &rep->body);
 	jb_arr_close(&rep->body);
 	jb_obj_close(&rep->body);
 }
@@ -471,6 +474,7 @@ static void span_json(const struct record *r, const char *service, struct jbuf *
 static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
 {
 	size_t limit = API_LIMIT_DEFAULT, n = 0;
+	struct record tmp;
 	char v[24];
 
 	if (!api_query_get(query, "limit", v, sizeof(v)))
@@ -479,9 +483,9 @@ static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
 	jb_bool(&rep->body, "exporting", d->otlp != NULL);
 	jb_arr_open(&rep->body, "spans");
 	for (size_t i = 0; n < limit && i < store__count(d->store); i++) {
-		const struct record *r = store__get(d->store, i);
+		const struct record *r = store__get(d->store, i, &tmp);
 
-		if (r->sampled) {
+		if (r && r->sampled) {
 			span_json(r, d->ocfg.service_name, &rep->body);
 			n++;
 		}

@@ -4,6 +4,13 @@
 #include <string.h>
 #include "store.h"
 
+struct store_slot {
+	uint32_t size;		/* bytes allocated for data */
+	char data[];		/* a packed record */
+};
+
+#define SLOT_ROUND	64	/* slot sizes are multiples of this: reuse is likely */
+
 struct store *store__new(size_t cap)
 {
 	struct store *s;
@@ -24,10 +31,33 @@ struct store *store__new(size_t cap)
 	return s;
 }
 
+/* The slot at i, able to hold n bytes: the one there if it fits and is not
+ * much too large, else a new one. NULL (and the slot freed) without memory. */
+static struct store_slot *slot_fit(struct store *s, size_t i, size_t n)
+{
+	struct store_slot *sl = s->ring[i];
+	size_t size = (n + SLOT_ROUND - 1) / SLOT_ROUND * SLOT_ROUND;
+
+	if (sl && sl->size >= n && sl->size <= 2 * size)
+		return sl;
+	free(sl);
+	sl = malloc(sizeof(*sl) + size);
+	if (sl)
+		sl->size = size;
+	s->ring[i] = sl;
+	return sl;
+}
+
 void store__push(struct store *s, const struct record *r)
 {
-	s->ring[s->total % s->cap] = *r;
-	s->ring[s->total % s->cap].exc = NULL;	/* valid only during the sink call */
+	char packed[sizeof(struct record) + REC_PACK_SLACK];
+	size_t n = record__pack(r, packed), i = s->total % s->cap;
+	struct store_slot *sl = slot_fit(s, i, n);
+
+	if (sl)
+		memcpy(sl->data, packed, n);
+	else
+		s->dropped++;
 	s->total++;
 }
 
@@ -36,17 +66,25 @@ size_t store__count(const struct store *s)
 	return s->total < s->cap ? s->total : s->cap;
 }
 
-const struct record *store__get(const struct store *s, size_t i)
+const struct record *store__get(const struct store *s, size_t i, struct record *tmp)
 {
+	const struct store_slot *sl;
+
 	if (i >= store__count(s))
 		return NULL;
-	return &s->ring[(s->total - 1 - i) % s->cap];
+	sl = s->ring[(s->total - 1 - i) % s->cap];
+	if (!sl)
+		return NULL;
+	record__unpack(sl->data, tmp);
+	return tmp;
 }
 
 void store__free(struct store *s)
 {
 	if (!s)
 		return;
+	for (size_t i = 0; i < s->cap; i++)
+		free(s->ring[i]);
 	free(s->ring);
 	free(s);
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * store — the embedded store: the newest N completed request records in a
- * ring. Memory is allocated once at store__new (N * sizeof(struct record)).
+ * ring. Records are kept packed (record__pack: a few hundred bytes for a
+ * typical one instead of 2.3 KB), each slot a buffer that is reused, and
+ * grown or shrunk to fit, when its record is replaced.
  */
 #ifndef OBS_STORE_H
 #define OBS_STORE_H
@@ -12,17 +14,23 @@
 
 #define STORE_DEFAULT	8192
 
+struct store_slot;
+
 struct store {
-	struct record *ring;	/* cap slots, owned */
+	struct store_slot **ring;	/* cap slots, owned; NULL until used */
 	size_t cap;
 	uint64_t total;		/* records ever pushed; slot = total % cap */
+	uint64_t dropped;	/* records not kept: no memory for their slot */
 };
 
 /* NULL with errno set when cap is 0 or memory is short. */
 struct store *store__new(size_t cap);
 void store__push(struct store *s, const struct record *r);
-/* The i-th newest record (0 = newest), NULL beyond what is held. */
-const struct record *store__get(const struct store *s, size_t i);
+/*
+ * The i-th newest record (0 = newest), unpacked into *tmp; returns tmp, or
+ * NULL beyond what is held or for a record that could not be kept.
+ */
+const struct record *store__get(const struct store *s, size_t i, struct record *tmp);
 size_t store__count(const struct store *s);
 void store__free(struct store *s);
 
