@@ -401,15 +401,15 @@ static void h_requests(struct daemon *d, const char *query, struct api_reply *re
 	n = store__count(d->store);
 	/* ?since=T: only records after the T-th ever stored (T = an earlier "total") */
 	if (!api_query_get(query, "since", v, sizeof(v))) {
-		uint64_t since = strtoull(v, NULL, 10);
+		uint64_t since = strtoull(v, NULL, 10), total = store__total(d->store);
 
-		n = since >= d->store->total ? 0 : d->store->total - since < n ? d->store->total - since : n;
+		n = since >= total ? 0 : total - since < n ? total - since : n;
 	}
 	if (limit > n)
 		limit = n;
 	jb_obj_open(&rep->body);
 	jb_u64(&rep->body, "count", limit);
-	jb_u64(&rep->body, "total", d->store->total);
+	jb_u64(&rep->body, "total", store__total(d->store));
 	jb_arr_open(&rep->body, "requests");
 	for (size_t i = 0; i < limit; i++)
 		if ((r = store__get(d->store, i, &tmp)))	/* NULL: not kept (no memory) */

@@ -4,6 +4,7 @@
 #include <time.h>
 #include "ids.h"
 #include "json.h"
+#include "pack.h"
 #include "record.h"
 
 static void copy_str(char *dst, size_t n, const char *src)
@@ -35,53 +36,13 @@ void record__clear(struct record *r)
 	r->exc = NULL;
 }
 
-/* The strings of a record, in packing order (record__pack writes them in
- * the same order). */
-#define REC_STR(m)	{ offsetof(struct record, m), sizeof(((struct record *)0)->m) }
-
-static const struct {
-	uint16_t off, size;
-} rec_strs[] = {
-	REC_STR(request_id), REC_STR(comm), REC_STR(service), REC_STR(container.container_id),
-	REC_STR(container.pod_uid), REC_STR(method), REC_STR(path), REC_STR(route),
-	REC_STR(client), REC_STR(server), REC_STR(host), REC_STR(user_agent),
-	REC_STR(content_type), REC_STR(x_request_id), REC_STR(traceparent), REC_STR(tracestate),
-};
-
 #define REC_FIXED	offsetof(struct record, request_id)	/* numbers and ids */
 
-/*
- * Copy the string s, held in an array of size bytes (cut at size - 1, as
- * strnlen), to o with its NUL; returns the byte after it. Eight bytes at a
- * time: a word is copied whole, and the first NUL in it found from its zero
- * bytes' mask. Reads stay inside the array; writes may go up to 7 bytes past
- * the NUL (REC_PACK_SLACK).
- */
-static inline __attribute__((always_inline)) char *put_str(char *o, const char *s, size_t size)
-{
-	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-	size_t i = 0;
-
-	if (!s[0]) {	/* most optional fields are empty */
-		*o = 0;
-		return o + 1;
-	}
-	for (; i + 8 < size; i += 8) {
-		uint64_t w, zero;
-
-		memcpy(&w, s + i, 8);
-		memcpy(o + i, &w, 8);
-		zero = (w - ones) & ~w & highs;	/* lowest set bit: the first NUL */
-		if (zero && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
-			return o + i + __builtin_ctzll(zero) / 8 + 1;
-		if (zero)
-			break;
-	}
-	for (; i < size - 1 && s[i]; i++)
-		o[i] = s[i];
-	o[i] = 0;
-	return o + i + 1;
-}
+/* The strings of a record, in packing order. */
+#define REC_STRS(X)                                                                       \
+	X(request_id) X(comm) X(service) X(container.container_id) X(container.pod_uid)    \
+	X(method) X(path) X(route) X(client) X(server) X(host) X(user_agent) X(content_type) \
+	X(x_request_id) X(traceparent) X(tracestate)
 
 size_t record__pack(const struct record *r, void *out)
 {
@@ -91,12 +52,9 @@ size_t record__pack(const struct record *r, void *out)
 	o += REC_FIXED;
 	memcpy(o, &r->container.runtime, sizeof(r->container.runtime));
 	o += sizeof(r->container.runtime);
-#define PUT(m)	(o = put_str(o, r->m, sizeof(r->m)))	/* rec_strs[] order */
-	PUT(request_id), PUT(comm), PUT(service), PUT(container.container_id);
-	PUT(container.pod_uid), PUT(method), PUT(path), PUT(route), PUT(client), PUT(server);
-	PUT(host), PUT(user_agent), PUT(content_type), PUT(x_request_id), PUT(traceparent);
-	PUT(tracestate);
-#undef PUT
+#define PACK(m)	o = pack_arr(o, r->m, sizeof(r->m));
+	REC_STRS(PACK)
+#undef PACK
 	return o - (char *)out;
 }
 
@@ -108,12 +66,9 @@ void record__unpack(const void *in, struct record *r)
 	p += REC_FIXED;
 	memcpy(&r->container.runtime, p, sizeof(r->container.runtime));
 	p += sizeof(r->container.runtime);
-	for (size_t i = 0; i < sizeof(rec_strs) / sizeof(rec_strs[0]); i++) {
-		size_t l = strlen(p);
-
-		memcpy((char *)r + rec_strs[i].off, p, l + 1);
-		p += l + 1;
-	}
+#define UNPACK(m)	p = unpack_str(p, r->m);
+	REC_STRS(UNPACK)
+#undef UNPACK
 	r->exc = NULL;
 }
 

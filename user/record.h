@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include "cgroup.h"
 #include "http1.h"
+#include "pack.h"
 
 struct exc_info;
 
@@ -94,10 +95,9 @@ void record__clear(struct record *r);
  * strings one after another without their unused bytes, exc dropped. A
  * typical record packs into a few hundred of its 2.3 KB. record__pack returns
  * the packed size, at most sizeof(struct record), but may write up to
- * REC_PACK_SLACK bytes beyond it; record__unpack gives back the record (exc
- * NULL).
+ * PACK_SLACK (pack.h) bytes beyond it; record__unpack gives back the record
+ * (exc NULL).
  */
-#define REC_PACK_SLACK	8
 size_t record__pack(const struct record *r, void *out);
 void record__unpack(const void *in, struct record *r);
 

@@ -4,38 +4,30 @@
 #include <string.h>
 #include "store.h"
 
-struct store_slot {
+struct slot {
 	uint32_t size;		/* bytes allocated for data */
-	char data[];		/* a packed record */
+	char data[];
 };
 
 #define SLOT_ROUND	64	/* slot sizes are multiples of this: reuse is likely */
 
-struct store *store__new(size_t cap)
+int slots__init(struct slots *s, size_t cap)
 {
-	struct store *s;
-
-	if (!cap) {
-		errno = EINVAL;
-		return NULL;
-	}
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
+	memset(s, 0, sizeof(*s));
+	if (!cap)
+		return -EINVAL;
 	s->ring = calloc(cap, sizeof(*s->ring));
-	if (!s->ring) {
-		free(s);
-		return NULL;
-	}
+	if (!s->ring)
+		return -ENOMEM;
 	s->cap = cap;
-	return s;
+	return 0;
 }
 
 /* The slot at i, able to hold n bytes: the one there if it fits and is not
  * much too large, else a new one. NULL (and the slot freed) without memory. */
-static struct store_slot *slot_fit(struct store *s, size_t i, size_t n)
+static struct slot *slot_fit(struct slots *s, size_t i, size_t n)
 {
-	struct store_slot *sl = s->ring[i];
+	struct slot *sl = s->ring[i];
 	size_t size = (n + SLOT_ROUND - 1) / SLOT_ROUND * SLOT_ROUND;
 
 	if (sl && sl->size >= n && sl->size <= 2 * size)
@@ -48,34 +40,81 @@ static struct store_slot *slot_fit(struct store *s, size_t i, size_t n)
 	return sl;
 }
 
-void store__push(struct store *s, const struct record *r)
+void slots__push(struct slots *s, const void *data, size_t n)
 {
-	char packed[sizeof(struct record) + REC_PACK_SLACK];
-	size_t n = record__pack(r, packed), i = s->total % s->cap;
-	struct store_slot *sl = slot_fit(s, i, n);
+	struct slot *sl = slot_fit(s, s->total % s->cap, n);
 
 	if (sl)
-		memcpy(sl->data, packed, n);
+		memcpy(sl->data, data, n);
 	else
 		s->dropped++;
 	s->total++;
 }
 
-size_t store__count(const struct store *s)
+size_t slots__count(const struct slots *s)
 {
 	return s->total < s->cap ? s->total : s->cap;
 }
 
-const struct record *store__get(const struct store *s, size_t i, struct record *tmp)
+const void *slots__get(const struct slots *s, size_t i)
 {
-	const struct store_slot *sl;
+	const struct slot *sl;
 
-	if (i >= store__count(s))
+	if (i >= slots__count(s))
 		return NULL;
 	sl = s->ring[(s->total - 1 - i) % s->cap];
-	if (!sl)
+	return sl ? sl->data : NULL;
+}
+
+void slots__fini(struct slots *s)
+{
+	for (size_t i = 0; i < s->cap; i++)
+		free(s->ring[i]);
+	free(s->ring);
+	s->ring = NULL;
+	s->cap = 0;
+}
+
+struct store *store__new(size_t cap)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	int err;
+
+	if (!s)
 		return NULL;
-	record__unpack(sl->data, tmp);
+	err = slots__init(&s->slots, cap);
+	if (err) {
+		free(s);
+		errno = -err;
+		return NULL;
+	}
+	return s;
+}
+
+void store__push(struct store *s, const struct record *r)
+{
+	char packed[sizeof(struct record) + PACK_SLACK];
+
+	slots__push(&s->slots, packed, record__pack(r, packed));
+}
+
+size_t store__count(const struct store *s)
+{
+	return slots__count(&s->slots);
+}
+
+uint64_t store__total(const struct store *s)
+{
+	return s->slots.total;
+}
+
+const struct record *store__get(const struct store *s, size_t i, struct record *tmp)
+{
+	const void *packed = slots__get(&s->slots, i);
+
+	if (!packed)
+		return NULL;
+	record__unpack(packed, tmp);
 	return tmp;
 }
 
@@ -83,9 +122,7 @@ void store__free(struct store *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->cap; i++)
-		free(s->ring[i]);
-	free(s->ring);
+	slots__fini(&s->slots);
 	free(s);
 }
 

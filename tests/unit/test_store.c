@@ -138,7 +138,7 @@ static void expect_same(const struct record *a, const struct record *b, const si
 static void test_pack_lengths(void)
 {
 	struct record *in = malloc(sizeof(*in)), out;
-	char *packed = malloc(sizeof(struct record) + REC_PACK_SLACK);
+	char *packed = malloc(sizeof(struct record) + PACK_SLACK);
 	size_t lens[N_STRS];
 
 	begin("pack_lengths");
@@ -189,7 +189,7 @@ static void test_ring(void)
 		fill(in, lens);
 		in->conn_id = i;
 		store__push(s, in);
-		CHECK_U(s->total, i + 1);
+		CHECK_U(store__total(s), i + 1);
 		CHECK_U(store__count(s), i + 1 < 5 ? i + 1 : 5);
 		for (size_t j = 0; j < store__count(s); j++) {
 			const struct record *r = store__get(s, j, &tmp);
@@ -201,7 +201,7 @@ static void test_ring(void)
 		expect_same(in, &tmp, lens);
 		CHECK(!store__get(s, store__count(s), &tmp));
 	}
-	CHECK_U(s->dropped, 0);
+	CHECK_U(s->slots.dropped, 0);
 	store__free(s);
 	free(in);
 }
