@@ -40,7 +40,8 @@ struct conn_event {
 	uint64_t conn_id;
 	uint32_t pid;
 	uint16_t lport;
-	const char *comm, *client, *server;
+	const char *comm, *client, *server;	/* in arrays of OBS_COMM_LEN and
+						   REC_ADDR_MAX bytes */
 	struct record *r;		/* REQ_STARTED, REQ_DONE */
 	const char *reason;		/* DISCONNECTED: "fin"/"reset"; CLOSED: close reason */
 	size_t in_flight;		/* requests without a complete response */

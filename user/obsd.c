@@ -55,8 +55,7 @@ struct daemon {
 	int n_cfg_strs;
 	struct store *store;
 	struct textring *errors;	/* rendered error events, /api/errors */
-	struct life_rec *events;	/* recent lifecycle events, rendered on /api/events */
-	uint64_t n_events;
+	struct slots events;		/* recent lifecycle events, packed; rendered on /api/events */
 	struct textring *blocks;	/* rendered LoopBlocked events, /api/loops */
 	FILE *errors_out;		/* --errors-file: JSON lines, or NULL */
 	const char *errors_path;
@@ -116,13 +115,17 @@ static void life_sink(void *ctx, const struct life_event *e)
 {
 	struct daemon *d = ctx;
 
-	life_rec_from(&d->events[d->n_events++ % EVENTS_KEPT], e);
+	char packed[sizeof(struct life_rec) + PACK_SLACK];
+
+	slots__push(&d->events, packed, life_pack(e, packed));
 }
 
 /* {"count":n,"total":t,"events":[…]} newest first. */
 static void h_events(struct daemon *d, const char *query, struct api_reply *rep)
 {
-	size_t limit = API_LIMIT_DEFAULT, n = d->n_events < EVENTS_KEPT ? d->n_events : EVENTS_KEPT;
+	size_t limit = API_LIMIT_DEFAULT, n = slots__count(&d->events);
+	struct life_rec lr;
+	const void *packed;
 	char v[24];
 
 	if (!api_query_get(query, "limit", v, sizeof(v)))
@@ -131,10 +134,15 @@ static void h_events(struct daemon *d, const char *query, struct api_reply *rep)
 		limit = n;
 	jb_obj_open(&rep->body);
 	jb_u64(&rep->body, "count", limit);
-	jb_u64(&rep->body, "total", d->n_events);
+	jb_u64(&rep->body, "total", d->events.total);
 	jb_arr_open(&rep->body, "events");
-	for (size_t i = 0; i < limit; i++)
-		life_rec_json(&d->events[(d->n_events - 1 - i) % EVENTS_KEPT], &rep->body);
+	for (size_t i = 0; i < limit; i++) {
+		packed = slots__get(&d->events, i);
+		if (!packed)	/* not kept: no memory */
+			continue;
+		life_unpack(packed, &lr);
+		life_rec_json(&lr, &rep->body);
+	}
 	jb_arr_close(&rep->body);
 	jb_obj_close(&rep->body);
 }
@@ -945,7 +953,7 @@ int main(int argc, char **argv)
 {
 	static struct daemon d = { .listen = DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
 	struct sigaction sa = { .sa_handler = on_signal };
-	int err = 1;
+	int err = 1, events_err;
 
 	d.svc = services__new();
 	d.rt = routes__new(ROUTE_CAP_DEFAULT);
@@ -1003,7 +1011,7 @@ int main(int argc, char **argv)
 	d.start_ns = mono_ns();
 	d.store = store__new(d.store_size);
 	d.errors = textring__new(512);
-	d.events = calloc(EVENTS_KEPT, sizeof(*d.events));
+	events_err = slots__init(&d.events, EVENTS_KEPT);
 	d.blocks = textring__new(512);
 	jb_init(&d.scratch);
 	if (d.errors_path) {
@@ -1016,7 +1024,7 @@ int main(int argc, char **argv)
 	}
 	d.metrics = metrics__new(&d.mopts);
 	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!d.store || !d.metrics || !d.errors || !d.events || !d.blocks || d.load_efd < 0) {
+	if (!d.store || !d.metrics || !d.errors || events_err || !d.blocks || d.load_efd < 0) {
 		pr_warn("obsd: out of memory at start: %s", strerror(errno));
 		goto out;
 	}
@@ -1049,7 +1057,7 @@ out:
 	metrics__free(d.metrics);
 	store__free(d.store);
 	textring__free(d.errors);
-	free(d.events);
+	slots__fini(&d.events);
 	textring__free(d.blocks);
 	jb_free(&d.scratch);
 	if (d.errors_out && d.errors_out != stdout)

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/store.c and record__pack/record__unpack (user/record.c):
- * a record comes back from the store exactly as it went in, strings of every
- * length up to their array's size (longer ones cut as snprintf cuts them),
- * and the ring keeps the newest N. Records are packed from exact-size heap
+ * Unit tests of user/store.c, record__pack/record__unpack (user/record.c) and
+ * life_pack/life_unpack (user/events.c): a record or an event comes back
+ * exactly as it went in, strings of every length up to their array's size
+ * (longer ones cut as snprintf cuts them), and the ring keeps the newest N. Records are packed from exact-size heap
  * copies so that AddressSanitizer catches a read past a record.
  * main() returns 1 if any check failed.
  */
@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "record.h"
+#include "service.h"
 #include "store.h"
 
 #define MAX_PRINTED	200
@@ -206,10 +208,90 @@ static void test_ring(void)
 	free(in);
 }
 
+/* A string of length l (cut at size - 1) in a heap array of exactly size bytes. */
+static char *arr(size_t size, size_t l, char base)
+{
+	char *a = malloc(size);
+
+	if (!a)
+		abort();
+	for (size_t i = 0; i < size; i++)
+		a[i] = base + i % 20;
+	if (l < size)
+		a[l] = 0;
+	return a;
+}
+
+static bool str_is(const char *got, const char *src, size_t size)
+{
+	size_t want = strnlen(src, size - 1);
+
+	return strlen(got) == want && !memcmp(got, src, want);
+}
+
+/* Lifecycle events come back from life_pack/life_unpack as they went in. */
+static void test_life(void)
+{
+	char *packed = malloc(sizeof(struct life_rec) + PACK_SLACK);
+	struct record *r = malloc(sizeof(*r));
+	struct life_rec lr;
+	size_t lens[N_STRS];
+
+	begin("life");
+	if (!packed || !r)
+		abort();
+	for (int round = 0; round < 600; round++) {
+		size_t lc = round % 17, la = round % 57, ls = round % 65;
+		char *comm = arr(OBS_COMM_LEN, lc, 'a'), *client = arr(REC_ADDR_MAX, la, 'b');
+		char *server = arr(REC_ADDR_MAX, REC_ADDR_MAX - 1 - la, 'c');
+		char *service = arr(SERVICE_NAME_MAX, ls, 'd');
+		struct conn_event ce = {
+			.conn_id = rnd(), .pid = rnd(), .comm = comm, .client = client,
+			.server = server, .reason = round % 3 ? "reset" : NULL, .in_flight = round,
+			.r = round % 4 ? r : NULL,
+		};
+		struct life_event e = {
+			.type = round % 6, .wall_ns = rnd(), .ce = &ce, .service = service,
+		};
+
+		for (size_t k = 0; k < N_STRS; k++)
+			lens[k] = (round * 13 + k * 7) % (strs[k].size + 1);
+		fill(r, lens);
+		memset(&lr, 0x5a, sizeof(lr));
+		CHECK(life_pack(&e, packed) <= sizeof(struct life_rec));
+		life_unpack(packed, &lr);
+		CHECK(lr.type == e.type && lr.wall_ns == e.wall_ns && lr.conn_id == ce.conn_id &&
+		      lr.pid == ce.pid && lr.in_flight == ce.in_flight && lr.has_req == !!ce.r);
+		CHECK(str_is(lr.comm, comm, OBS_COMM_LEN) && str_is(lr.client, client, REC_ADDR_MAX) &&
+		      str_is(lr.server, server, REC_ADDR_MAX) &&
+		      str_is(lr.service, service, SERVICE_NAME_MAX));
+		CHECK(!strcmp(lr.reason, ce.reason ? ce.reason : ""));
+		if (ce.r) {
+			CHECK(str_is(lr.request_id, r->request_id, sizeof(r->request_id)) &&
+			      str_is(lr.method, r->method, sizeof(r->method)) &&
+			      str_is(lr.path, r->path, sizeof(r->path)) &&
+			      str_is(lr.route, r->route, sizeof(r->route)));
+			CHECK(lr.status == r->status && lr.bytes_in == r->bytes_in &&
+			      lr.bytes_out == r->bytes_out && lr.failed && lr.error == r->error &&
+			      lr.duration_us == record__duration_us(r) &&
+			      !memcmp(lr.trace_id, r->trace_id, 16) && !memcmp(lr.span_id, r->span_id, 8));
+		} else {
+			CHECK(!lr.request_id[0] && !lr.method[0] && !lr.path[0] && !lr.route[0]);
+		}
+		free(comm);
+		free(client);
+		free(server);
+		free(service);
+	}
+	free(packed);
+	free(r);
+}
+
 int main(void)
 {
 	test_pack_lengths();
 	test_ring();
+	test_life();
 	printf("test_store: %d cases, %d checks, %d failed\n", n_cases, n_checks, n_failed);
 	return n_failed ? 1 : 0;
 }
