@@ -86,14 +86,28 @@ static void key_add(struct key *k, const char *v, size_t n)
 	k->s[k->len] = 0;
 }
 
+/* key_add(k, v, strlen(v)) in one pass: label values are short. */
 static void key_str(struct key *k, const char *v)
 {
-	key_add(k, v, strlen(v));
+	uint64_t h = k->hash;
+	size_t i = k->len;
+
+	for (; *v && i < KEY_MAX - 1; v++, i++) {
+		k->s[i] = *v;
+		h = (h ^ (unsigned char)*v) * FNV_PRIME;
+	}
+	k->s[i] = 0;
+	k->len = i;
+	k->hash = h;
 }
 
 static void key_sep(struct key *k)
 {
-	key_add(k, "\x1f", 1);
+	if (k->len < KEY_MAX - 1) {
+		k->s[k->len++] = '\x1f';
+		k->s[k->len] = 0;
+		k->hash = (k->hash ^ 0x1f) * FNV_PRIME;
+	}
 }
 
 static void key_int(struct key *k, int v)
@@ -175,6 +189,18 @@ static struct series *table_find(struct table *t, const char *key, size_t len, u
 static struct series *table_get_key(struct table *t, const struct key *k, int n_hist)
 {
 	return table_find(t, k->s, k->len, k->hash, n_hist);
+}
+
+/* The series for k's labels followed by the optional ones (extra, the
+ * '\x1f'-joined values of extra_key; usually ""); tmp is scratch. */
+static struct series *table_get_extra(struct table *t, const struct key *k, const char *extra,
+				      struct key *tmp, int n_hist)
+{
+	if (!extra[0])
+		return table_get_key(t, k, n_hist);
+	key_copy(tmp, k);
+	key_str(tmp, extra);
+	return table_get_key(t, tmp, n_hist);
 }
 
 static struct series *table_get(struct table *t, const char *key, int n_hist)
@@ -340,24 +366,19 @@ void metrics__record(void *ctx, const struct record *r)
 	extra_key(m, r->pid, &r->container, worker, sizeof(worker));
 	key_init(&base);	/* service[, worker]: bytes */
 	key_str(&base, r->service);
-	key_copy(&k, &base);
-	key_str(&k, worker);
-	if ((s = table_get_key(&m->bytes_out, &k, 0)))
+	if ((s = table_get_extra(&m->bytes_out, &base, worker, &k, 0)))
 		s->count += r->bytes_out;
-	if ((s = table_get_key(&m->bytes_in, &k, 0)))
+	if ((s = table_get_extra(&m->bytes_in, &base, worker, &k, 0)))
 		s->count += r->bytes_in;
 	key_sep(&base);		/* service, method, route[, worker]: duration */
 	key_str(&base, method_label(r->method));
 	key_sep(&base);
 	key_str(&base, r->route);
-	key_copy(&k, &base);
-	key_str(&k, worker);
-	if ((s = table_get_key(&m->duration, &k, m->o.n_buckets)))
+	if ((s = table_get_extra(&m->duration, &base, worker, &k, m->o.n_buckets)))
 		observe(m, s, secs);
 	key_sep(&base);		/* service, method, route, status[, worker]: requests */
 	key_int(&base, r->status);
-	key_str(&base, worker);
-	if ((s = table_get_key(&m->requests, &base, 0)))
+	if ((s = table_get_extra(&m->requests, &base, worker, &k, 0)))
 		s->count++;
 	if (!strncmp(r->content_type, "application/grpc", 16))
 		grpc_record(m, r, secs, worker);
