@@ -50,6 +50,15 @@ static inline __attribute__((always_inline)) char *pack_arr(char *o, const char 
 	return o + i + 1;
 }
 
+/* dst = the string in src, both arrays of the same size: pack_arr never
+ * writes past an array of the size it reads. Bytes after dst's NUL are left
+ * as they were. */
+#define copy_arr(dst, src)                                                      \
+	do {                                                                    \
+		_Static_assert(sizeof(dst) == sizeof(src), "arrays of one size"); \
+		pack_arr((dst), (src), sizeof(src));                            \
+	} while (0)
+
 /* Pack the NUL-terminated string s (any pointer; NULL packs as ""), cut at
  * cap - 1 bytes; returns the byte after its NUL in o. */
 static inline char *pack_str(char *o, const char *s, size_t cap)

@@ -7,14 +7,6 @@
 #include "pack.h"
 #include "record.h"
 
-static void copy_str(char *dst, size_t n, const char *src)
-{
-	size_t l = strnlen(src, n - 1);
-
-	memcpy(dst, src, l);
-	dst[l] = 0;
-}
-
 void record__clear(struct record *r)
 {
 	memset(r, 0, offsetof(struct record, request_id));	/* numbers, flags, ids */
@@ -76,7 +68,7 @@ void record__from_head(struct record *r, const struct h1_head *h)
 {
 	size_t plen = strcspn(h->target, "?#");
 
-	copy_str(r->method, sizeof(r->method), h->method);
+	copy_arr(r->method, h->method);
 	if (plen >= sizeof(r->path))
 		plen = sizeof(r->path) - 1;
 	memcpy(r->path, h->target, plen);
@@ -86,12 +78,12 @@ void record__from_head(struct record *r, const struct h1_head *h)
 	if (h->flags & H1F_HEAD_TRUNC)
 		r->flags |= RECF_TRUNCATED;
 	r->version_minor = h->version_minor;
-	copy_str(r->host, sizeof(r->host), h->host);
-	copy_str(r->user_agent, sizeof(r->user_agent), h->user_agent);
-	copy_str(r->content_type, sizeof(r->content_type), h->content_type);
-	copy_str(r->x_request_id, sizeof(r->x_request_id), h->x_request_id);
-	copy_str(r->traceparent, sizeof(r->traceparent), h->traceparent);
-	copy_str(r->tracestate, sizeof(r->tracestate), h->tracestate);
+	copy_arr(r->host, h->host);
+	copy_arr(r->user_agent, h->user_agent);
+	copy_arr(r->content_type, h->content_type);
+	copy_arr(r->x_request_id, h->x_request_id);
+	copy_arr(r->traceparent, h->traceparent);
+	copy_arr(r->tracestate, h->tracestate);
 }
 
 uint64_t record__duration_us(const struct record *r)
