@@ -70,14 +70,23 @@ void ids_random(uint8_t *out, int n)
 	} while (!any);
 }
 
+/* The two lower-case hex digits of every byte value: one load per byte. */
+static const char hex_pairs[256][2] = {
+#define P(x)	{ "0123456789abcdef"[(x) >> 4], "0123456789abcdef"[(x) & 15] }
+#define P4(x)	P(x), P((x) + 1), P((x) + 2), P((x) + 3)
+#define P16(x)	P4(x), P4((x) + 4), P4((x) + 8), P4((x) + 12)
+#define P64(x)	P16(x), P16((x) + 16), P16((x) + 32), P16((x) + 48)
+	P64(0), P64(64), P64(128), P64(192),
+#undef P64
+#undef P16
+#undef P4
+#undef P
+};
+
 void ids_hex(char *out, const uint8_t *in, int n)
 {
-	static const char digits[] = "0123456789abcdef";
-
-	for (int i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
+	for (int i = 0; i < n; i++)
+		memcpy(out + 2 * i, hex_pairs[in[i]], 2);
 	out[2 * n] = 0;
 }
 
