@@ -379,15 +379,22 @@ static size_t head_find_end(const uint8_t *b, size_t len, size_t *off)
 	return 0;
 }
 
-/* Next line of b[0..n) from *pos: its length without CR LF; *pos moves past the LF. */
-static inline __attribute__((always_inline)) size_t line_next(const uint8_t *b, size_t n, size_t *pos, const uint8_t **line)
+/*
+ * Next line of b[0..n) from *pos: its length without CR LF; *pos moves past
+ * the LF (or to n: the rest of b is the line). *lf says whether it ended in
+ * one.
+ */
+static inline __attribute__((always_inline)) size_t line_next(const uint8_t *b, size_t n,
+							    size_t *pos, const uint8_t **line,
+							    bool *lf)
 {
-	const uint8_t *lf = memchr(b + *pos, '\n', n - *pos);
-	size_t end = lf ? (size_t)(lf - b) : n;
+	const uint8_t *nl = memchr(b + *pos, '\n', n - *pos);
+	size_t end = nl ? (size_t)(nl - b) : n;
 	size_t len = end - *pos;
 
 	*line = b + *pos;
-	*pos = lf ? end + 1 : n;
+	*pos = nl ? end + 1 : n;
+	*lf = nl != NULL;
 	if (len && (*line)[len - 1] == '\r')
 		len--;
 	return len;
@@ -630,6 +637,9 @@ static int header_parse(struct h1_head *h, struct head_scan *s, const uint8_t *l
 	const struct field *f;
 	size_t i = 0, v, e;
 
+	/* the name: four bytes at a time while the line has them */
+	while (i + 4 <= n && (ctab[l[i]] & ctab[l[i + 1]] & ctab[l[i + 2]] & ctab[l[i + 3]] & C_TCHAR))
+		i += 4;
 	while (i < n && (ctab[l[i]] & C_TCHAR))
 		i++;
 	if (!i || i == n || l[i] != ':' || !value_ok(l + i + 1, n - i - 1))
@@ -657,38 +667,73 @@ static void head_finish(struct h1_head *h, const struct head_scan *s)
 		h->flags |= H1F_UPGRADE;
 }
 
-/*
- * Parse the head b[0..n) into p->head (taken now): a start line, then header lines, each
- * ending in LF. A complete head ends with its empty line; a truncated one
- * (gap) ends with its last whole line. Returns 0 or -H1E_*.
- */
-static int head_parse(struct h1_parser *p, const uint8_t *b, size_t n)
+/* The start line: request or status line. */
+static int start_line(struct h1_parser *p, const uint8_t *l, size_t n)
 {
-	struct head_scan s = { 0 };
-	const uint8_t *line;
-	size_t pos = 0, len;
 	int err;
 
-	if (!head_get(p))
-		return -H1E_HEAD_TOO_LARGE;	/* out of memory: as for the head buffer */
-	len = line_next(b, n, &pos, &line);
 	if (p->dir == H1_REQUEST)
-		err = start_request(p->head, line, len);
+		err = start_request(p->head, l, n);
 	else
-		err = start_response(p->head, line, len);
+		err = start_response(p->head, l, n);
 	/* Resynced on a method prefix ("O" of OPTIONS): the whole method must be
 	 * a known one, or it was the middle of something ("OST" of POST). */
 	if (!err && p->resynced && p->dir == H1_REQUEST && !known_method(p->head->method))
 		err = -H1E_BAD_START;
+	return err;
+}
+
+/* head_parse: the end of the head is not in the bytes given (yet). */
+#define HEAD_INCOMPLETE	1
+
+/*
+ * Parse a head into p->head (taken now): a start line, then header lines,
+ * each ending in LF, up to the first empty line.
+ *
+ * end == NULL: b[0..n) is the head: complete (ending with its empty line),
+ * or truncated by a gap (ending with its last whole line). Returns 0 or
+ * -H1E_*.
+ *
+ * end != NULL: the head starts at b and may end anywhere in b[0..n) or
+ * beyond: it is parsed as its lines are found, in one pass (no separate
+ * search for its end). Returns 0 with *end set past the empty line;
+ * HEAD_INCOMPLETE when b holds no end (then nothing counts: the head is parsed
+ * again once complete); or -H1E_* for the first bad line of a complete head,
+ * the error head_find_end and then head_parse would have found.
+ */
+static int head_parse(struct h1_parser *p, const uint8_t *b, size_t n, size_t *end)
+{
+	struct head_scan s = { 0 };
+	size_t pos = 0, off = 0, len;
+	bool blank = false, lf;
+	const uint8_t *line;
+	int err;
+
+	len = line_next(b, n, &pos, &line, &lf);
+	if (end && !lf)
+		return HEAD_INCOMPLETE;
+	if (!head_get(p))
+		err = -H1E_HEAD_TOO_LARGE;	/* out of memory: as for the head buffer */
+	else
+		err = start_line(p, line, len);
 	while (!err && pos < n) {
-		len = line_next(b, n, &pos, &line);
-		if (!len)
+		len = line_next(b, n, &pos, &line, &lf);
+		if (end && !lf)
+			break;		/* a line still to come */
+		if (!len) {
+			blank = true;
 			break;
+		}
 		err = header_parse(p->head, &s, line, len);
 	}
-	if (!err)
-		head_finish(p->head, &s);
-	return err;
+	if (end && (err ? !head_find_end(b, n, &off) : !blank))
+		return HEAD_INCOMPLETE;
+	if (err)
+		return err;
+	if (end)
+		*end = pos;
+	head_finish(p->head, &s);
+	return 0;
 }
 
 static void chunk_begin(struct h1_parser *p)
@@ -741,14 +786,10 @@ static void head_done(struct h1_parser *p, bool inferred)
 	}
 }
 
-/*
- * Parse the complete head b[0..e) (in place or in p->buf); add bytes to the
- * message on success. Returns false after an error.
- */
-static bool head_complete(struct h1_parser *p, const uint8_t *b, size_t e, size_t add)
+/* A complete head of e bytes was parsed (err: 0 or -H1E_*); add bytes to the
+ * message on success. Returns false after an error. */
+static bool head_parsed(struct h1_parser *p, int err, size_t e, size_t add)
 {
-	int err = head_parse(p, b, e);
-
 	buf_free(p);
 	if (err) {
 		msg_fail(p, -err);
@@ -758,6 +799,15 @@ static bool head_complete(struct h1_parser *p, const uint8_t *b, size_t e, size_
 	p->msg_bytes += add;
 	head_done(p, false);
 	return true;
+}
+
+/*
+ * Parse the complete head b[0..e) (in place or in p->buf); add bytes to the
+ * message on success. Returns false after an error.
+ */
+static bool head_complete(struct h1_parser *p, const uint8_t *b, size_t e, size_t add)
+{
+	return head_parsed(p, head_parse(p, b, e, NULL), e, add);
 }
 
 /* Empty lines before a start line. */
@@ -793,14 +843,21 @@ static size_t idle_feed(struct h1_parser *p, const uint8_t *d, size_t n)
 /* The first bytes of a head: parse in place if the head is whole, else buffer them. */
 static size_t head_feed_direct(struct h1_parser *p, const uint8_t *d, size_t n)
 {
-	size_t off = 0, e = head_find_end(d, n, &off);
+	size_t off = 0, e = 0;
+	int err;
 
-	if (e > H1_HEAD_MAX || (!e && n >= H1_HEAD_MAX)) {
-		msg_fail(p, H1E_HEAD_TOO_LARGE);
-		return 0;
-	}
-	if (e)
+	if (n >= H1_HEAD_MAX) {		/* its end may be past the limit */
+		e = head_find_end(d, n, &off);
+		if (!e || e > H1_HEAD_MAX) {
+			msg_fail(p, H1E_HEAD_TOO_LARGE);
+			return 0;
+		}
 		return head_complete(p, d, e, e) ? e : 0;
+	}
+	err = head_parse(p, d, n, &e);	/* a whole head: found and parsed in one pass */
+	if (err != HEAD_INCOMPLETE)
+		return head_parsed(p, err, e, e) ? e : 0;
+	head_find_end(d, n, &off);	/* where the search for its end resumes */
 	if (!buf_reserve(p, n)) {
 		msg_fail(p, H1E_HEAD_TOO_LARGE);
 		return 0;
@@ -1056,7 +1113,7 @@ static void head_gap(struct h1_parser *p, uint64_t gap, const uint8_t *tail, siz
 		msg_fail(p, H1E_GAP_IN_HEAD);
 		return;
 	}
-	err = head_parse(p, (const uint8_t *)p->buf, end);
+	err = head_parse(p, (const uint8_t *)p->buf, end, NULL);
 	buf_free(p);
 	if (err) {
 		msg_fail(p, -err);
