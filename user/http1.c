@@ -603,30 +603,40 @@ static const struct field *field_find(const uint8_t *name, size_t n)
 	return NULL;
 }
 
-/*
- * Are all bytes of v[0..n) allowed in a field value (C_VALUE: HTAB, SP,
- * VCHAR, obs-text)? Eight bytes at a time: a word with no byte below 0x20
- * and none equal to 0x7f is all allowed; only other words are looked at
- * byte by byte (HTAB is allowed though below 0x20).
- */
-static bool value_ok(const uint8_t *v, size_t n)
+/* Are the eight bytes at w all allowed in a field value? */
+static inline bool value_word_ok(const uint8_t *w)
 {
 	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-	size_t i = 0;
+	uint64_t x, del;
 
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x, del;
+	memcpy(&x, w, 8);
+	del = x ^ (0x7f * ones);
+	if (!(((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs)))
+		return true;	/* no byte below 0x20, none 0x7f */
+	for (int j = 0; j < 8; j++)	/* HTAB is allowed though below 0x20 */
+		if (!(ctab[w[j]] & C_VALUE))
+			return false;
+	return true;
+}
 
-		memcpy(&x, v + i, 8);
-		del = x ^ (0x7f * ones);
-		if (!(((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs)))
-			continue;
-		for (size_t j = i; j < i + 8; j++)
-			if (!(ctab[v[j]] & C_VALUE))
-				return false;
-	}
+/*
+ * Are all bytes of the field value l[v..n) allowed (C_VALUE: HTAB, SP,
+ * VCHAR, obs-text)? Eight bytes at a time; the last word may reach back into
+ * the name and the colon before v, whose bytes are all allowed too.
+ */
+static bool value_ok(const uint8_t *l, size_t v, size_t n)
+{
+	size_t i = v;
+
+	for (; i + 8 <= n; i += 8)
+		if (!value_word_ok(l + i))
+			return false;
+	if (i == n)
+		return true;
+	if (n >= 8)
+		return value_word_ok(l + n - 8);
 	for (; i < n; i++)
-		if (!(ctab[v[i]] & C_VALUE))
+		if (!(ctab[l[i]] & C_VALUE))
 			return false;
 	return true;
 }
@@ -642,7 +652,7 @@ static int header_parse(struct h1_head *h, struct head_scan *s, const uint8_t *l
 		i += 4;
 	while (i < n && (ctab[l[i]] & C_TCHAR))
 		i++;
-	if (!i || i == n || l[i] != ':' || !value_ok(l + i + 1, n - i - 1))
+	if (!i || i == n || l[i] != ':' || !value_ok(l, i + 1, n))
 		return -H1E_BAD_HEADER;
 	f = field_find(l, i);
 	if (!f)

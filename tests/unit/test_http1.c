@@ -1309,13 +1309,15 @@ static void test_hostile(void)
 }
 
 /*
- * Every byte value at every position of a field value longer than a word:
+ * Every byte value at every position of field values of several lengths:
  * only HTAB, SP, VCHAR and obs-text are allowed (values are checked eight
- * bytes at a time). CR and LF end the line, so they are not tried.
+ * bytes at a time, the last word reaching back into the name). CR and LF
+ * end the line, so they are not tried.
  */
 static void test_value_bytes(void)
 {
-	static const char pre[] = "GET / HTTP/1.1\r\nX-Long: ", post[] = "\r\n\r\n";
+	static const char pre[] = "GET / HTTP/1.1\r\nX-Long:", post[] = "\r\n\r\n";
+	static const int lens[] = { 1, 3, 7, 8, 9, 13, 16, 23 };
 	char in[sizeof(pre) + 24 + sizeof(post)];
 	struct rec r = { 0 };
 	struct h1_parser p = { 0 };
@@ -1325,23 +1327,26 @@ static void test_value_bytes(void)
 
 		if (b == '\r' || b == '\n')
 			continue;
-		for (int pos = 0; pos < 23; pos++) {
-			size_t n = sizeof(pre) - 1;
+		for (size_t li = 0; li < ARRAY_SIZE(lens); li++) {
+			for (int pos = 0; pos < lens[li]; pos++) {
+				size_t n = sizeof(pre) - 1;
 
-			memcpy(in, pre, n);
-			memset(in + n, 'v', 23);
-			in[n + pos] = (char)b;
-			memcpy(in + n + 23, post, sizeof(post));
-			n += 23 + sizeof(post) - 1;
-			begin("value_bytes", &p, H1_REQUEST, &r);
-			feed(&p, in, n);
-			if (ok)
-				check(r.n == 2 && r.ev[0].type == 'H', __FILE__, __LINE__,
-				      "byte %#x at %d refused", b, pos);
-			else
-				check(r.n >= 1 && r.ev[0].type == 'E' && r.ev[0].err == H1E_BAD_HEADER,
-				      __FILE__, __LINE__, "byte %#x at %d accepted", b, pos);
-			h1__free(&p);
+				memcpy(in, pre, n);
+				memset(in + n, 'v', lens[li]);
+				in[n + pos] = (char)b;
+				memcpy(in + n + lens[li], post, sizeof(post));
+				n += lens[li] + sizeof(post) - 1;
+				begin("value_bytes", &p, H1_REQUEST, &r);
+				feed(&p, in, n);
+				if (ok)
+					check(r.n == 2 && r.ev[0].type == 'H', __FILE__, __LINE__,
+					      "byte %#x at %d of %d refused", b, pos, lens[li]);
+				else
+					check(r.n >= 1 && r.ev[0].type == 'E' &&
+					      r.ev[0].err == H1E_BAD_HEADER, __FILE__, __LINE__,
+					      "byte %#x at %d of %d accepted", b, pos, lens[li]);
+				h1__free(&p);
+			}
 		}
 	}
 	rec_free(&r);
