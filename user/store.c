@@ -1,15 +1,29 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "store.h"
 
 struct slot {
-	uint32_t size;		/* bytes allocated for data */
+	uint32_t size;		/* bytes for data */
+	bool own;		/* malloc'd on its own, else carved from a block */
 	char data[];
 };
 
+/* Slots are first carved from blocks of this size: filling a ring does not
+ * malloc each slot, and freeing it frees a block at a time. */
+#define SLOT_BLOCK	(64 * 1024)
 #define SLOT_ROUND	64	/* slot sizes are multiples of this: reuse is likely */
+
+struct slot_block {
+	struct slot_block *next;
+	size_t used;		/* bytes of mem carved */
+	char mem[];
+};
+
+#define BLOCK_ROOM	(SLOT_BLOCK - offsetof(struct slot_block, mem))
 
 int slots__init(struct slots *s, size_t cap)
 {
@@ -23,6 +37,46 @@ int slots__init(struct slots *s, size_t cap)
 	return 0;
 }
 
+/*
+ * A new slot for size bytes. The first slot of a ring position is carved
+ * from the current block; one that replaces a slot of another size is
+ * malloc'd on its own (and freed when replaced in turn), so that what blocks
+ * hold never grows past one slot per position.
+ */
+static struct slot *slot_new(struct slots *s, size_t size, bool first)
+{
+	size_t need = sizeof(struct slot) + size;
+	struct slot_block *b = s->blocks;
+	struct slot *sl;
+
+	if (!first || need > BLOCK_ROOM) {
+		sl = malloc(need);
+		if (sl)
+			sl->own = true;
+	} else {
+		if (!b || b->used + need > BLOCK_ROOM) {
+			b = malloc(SLOT_BLOCK);
+			if (!b)
+				return NULL;
+			b->next = s->blocks;
+			b->used = 0;
+			s->blocks = b;
+		}
+		sl = (struct slot *)(b->mem + b->used);
+		b->used += need;
+		sl->own = false;
+	}
+	if (sl)
+		sl->size = size;
+	return sl;
+}
+
+static void slot_free(struct slot *sl)
+{
+	if (sl && sl->own)
+		free(sl);
+}
+
 /* The slot at i, able to hold n bytes: the one there if it fits and is not
  * much too large, else a new one. NULL (and the slot freed) without memory. */
 static struct slot *slot_fit(struct slots *s, size_t i, size_t n)
@@ -32,12 +86,9 @@ static struct slot *slot_fit(struct slots *s, size_t i, size_t n)
 
 	if (sl && sl->size >= n && sl->size <= 2 * size)
 		return sl;
-	free(sl);
-	sl = malloc(sizeof(*sl) + size);
-	if (sl)
-		sl->size = size;
-	s->ring[i] = sl;
-	return sl;
+	slot_free(sl);
+	s->ring[i] = slot_new(s, size, !sl);
+	return s->ring[i];
 }
 
 void slots__push(struct slots *s, const void *data, size_t n)
@@ -68,8 +119,15 @@ const void *slots__get(const struct slots *s, size_t i)
 
 void slots__fini(struct slots *s)
 {
+	struct slot_block *b, *next;
+
 	for (size_t i = 0; i < s->cap; i++)
-		free(s->ring[i]);
+		slot_free(s->ring[i]);
+	for (b = s->blocks; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	s->blocks = NULL;
 	free(s->ring);
 	s->ring = NULL;
 	s->cap = 0;

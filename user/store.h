@@ -20,9 +20,11 @@
  * and the steady state does not allocate.
  */
 struct slot;
+struct slot_block;
 
 struct slots {
 	struct slot **ring;	/* cap slots, owned; NULL until used */
+	struct slot_block *blocks;	/* where slots are first carved from */
 	size_t cap;
 	uint64_t total;		/* entries ever pushed; slot = total % cap */
 	uint64_t dropped;	/* entries not kept: no memory for their slot */
