@@ -226,7 +226,7 @@ static bool admit(struct routes *rt, const char *service, const char *route)
 
 void routes__resolve(struct routes *rt, const char *service, const char *path, char *out)
 {
-	size_t plen = strcspn(path, "?#");
+	size_t plen = rt->n_patterns ? strcspn(path, "?#") : 0;
 	int i;
 
 	for (i = 0; i < rt->n_patterns; i++) {
