@@ -16,9 +16,15 @@ struct series {
 	char *key;		/* label values joined by '\x1f' */
 	size_t key_len;
 	uint64_t hash;		/* hash_more(FNV_OFFSET, key, key_len) */
-	uint64_t count;
+	uint64_t count;		/* bytes: sent */
+	uint64_t count_in;	/* bytes: received */
 	double sum;
 	uint64_t *buckets;	/* histogram only: non-cumulative counts per bucket */
+	/* duration only: the bytes series of its service, and the requests
+	 * series of the status it last counted, found once instead of by key
+	 * for every request (series are never freed before the table) */
+	struct series *bytes, *requests;
+	int requests_status;
 };
 
 struct table {
@@ -30,8 +36,7 @@ struct metrics {
 	struct metrics_opts o;
 	struct table requests;	/* service, method, route, status[, worker] */
 	struct table duration;	/* service, method, route[, worker] */
-	struct table bytes_out;	/* service[, worker] */
-	struct table bytes_in;
+	struct table bytes;	/* service[, worker]: sent (count), received (count_in) */
 	struct table grpc;	/* service, grpc_service, grpc_method, grpc_code[, worker] */
 	struct table grpc_dur;	/* service, grpc_service, grpc_method[, worker] */
 };
@@ -123,12 +128,13 @@ static void key_int(struct key *k, int v)
 	key_add(k, p, d + sizeof(d) - p);
 }
 
-/* dst = src (only the bytes in use are copied). */
-static void key_copy(struct key *dst, const struct key *src)
+/* dst = the first len bytes of src, whose hash is hash. */
+static void key_prefix(struct key *dst, const struct key *src, size_t len, uint64_t hash)
 {
-	memcpy(dst->s, src->s, src->len + 1);
-	dst->len = src->len;
-	dst->hash = src->hash;
+	memcpy(dst->s, src->s, len);
+	dst->s[len] = 0;
+	dst->len = len;
+	dst->hash = hash;
 }
 
 static void table_grow(struct table *t)
@@ -191,14 +197,15 @@ static struct series *table_get_key(struct table *t, const struct key *k, int n_
 	return table_find(t, k->s, k->len, k->hash, n_hist);
 }
 
-/* The series for k's labels followed by the optional ones (extra, the
- * '\x1f'-joined values of extra_key; usually ""); tmp is scratch. */
-static struct series *table_get_extra(struct table *t, const struct key *k, const char *extra,
-				      struct key *tmp, int n_hist)
+/* The series for the labels of k's first len bytes (hash: their hash)
+ * followed by the optional ones (extra, the '\x1f'-joined values of
+ * extra_key; usually ""); tmp is scratch. */
+static struct series *table_get_extra(struct table *t, const struct key *k, size_t len,
+				      uint64_t hash, const char *extra, struct key *tmp, int n_hist)
 {
 	if (!extra[0])
-		return table_get_key(t, k, n_hist);
-	key_copy(tmp, k);
+		return table_find(t, k->s, len, hash, n_hist);
+	key_prefix(tmp, k, len, hash);
 	key_str(tmp, extra);
 	return table_get_key(t, tmp, n_hist);
 }
@@ -246,8 +253,7 @@ void metrics__free(struct metrics *m)
 		return;
 	table_free(&m->requests);
 	table_free(&m->duration);
-	table_free(&m->bytes_out);
-	table_free(&m->bytes_in);
+	table_free(&m->bytes);
 	table_free(&m->grpc);
 	table_free(&m->grpc_dur);
 	free(m);
@@ -361,25 +367,44 @@ void metrics__record(void *ctx, const struct record *r)
 	struct key base, k;
 	char worker[128];
 	double secs = (double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e9;
-	struct series *s;
+	struct series *d, *s;
+	uint64_t svc_hash;
+	size_t svc_len;
 
 	extra_key(m, r->pid, &r->container, worker, sizeof(worker));
-	key_init(&base);	/* service[, worker]: bytes */
+	key_init(&base);	/* service, method, route[, worker]: duration */
 	key_str(&base, r->service);
-	if ((s = table_get_extra(&m->bytes_out, &base, worker, &k, 0)))
-		s->count += r->bytes_out;
-	if ((s = table_get_extra(&m->bytes_in, &base, worker, &k, 0)))
-		s->count += r->bytes_in;
-	key_sep(&base);		/* service, method, route[, worker]: duration */
+	svc_len = base.len;
+	svc_hash = base.hash;
+	key_sep(&base);
 	key_str(&base, method_label(r->method));
 	key_sep(&base);
 	key_str(&base, r->route);
-	if ((s = table_get_extra(&m->duration, &base, worker, &k, m->o.n_buckets)))
-		observe(m, s, secs);
-	key_sep(&base);		/* service, method, route, status[, worker]: requests */
-	key_int(&base, r->status);
-	if ((s = table_get_extra(&m->requests, &base, worker, &k, 0)))
+	d = table_get_extra(&m->duration, &base, base.len, base.hash, worker, &k,
+			    m->o.n_buckets);
+	if (d)
+		observe(m, d, secs);
+	s = d ? d->bytes : NULL;	/* service[, worker]: bytes */
+	if (!s)
+		s = table_get_extra(&m->bytes, &base, svc_len, svc_hash, worker, &k, 0);
+	if (s) {
+		s->count += r->bytes_out;
+		s->count_in += r->bytes_in;
+	}
+	if (d)
+		d->bytes = s;
+	s = d && d->requests && d->requests_status == r->status ? d->requests : NULL;
+	if (!s) {		/* service, method, route, status[, worker]: requests */
+		key_sep(&base);
+		key_int(&base, r->status);
+		s = table_get_extra(&m->requests, &base, base.len, base.hash, worker, &k, 0);
+	}
+	if (s)
 		s->count++;
+	if (d) {
+		d->requests = s;
+		d->requests_status = r->status;
+	}
 	if (!strncmp(r->content_type, "application/grpc", 16))
 		grpc_record(m, r, secs, worker);
 }
@@ -436,16 +461,23 @@ static void header(struct jbuf *o, const char *name, const char *type, const cha
 	jb_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void counter_table(struct jbuf *o, const struct table *t, const char *name,
-			  const char *const *names, int n)
+/* One line per series of t: its count, or its count_in when in is set. */
+static void counter_table_of(struct jbuf *o, const struct table *t, const char *name,
+			     const char *const *names, int n, bool in)
 {
 	for (size_t i = 0; i < t->n_buckets; i++) {
 		for (const struct series *s = t->b[i]; s; s = s->next) {
 			jb_raw(o, name, strlen(name));
 			labels(o, names, n, s->key, NULL);
-			jb_printf(o, " %llu\n", (unsigned long long)s->count);
+			jb_printf(o, " %llu\n", (unsigned long long)(in ? s->count_in : s->count));
 		}
 	}
+}
+
+static void counter_table(struct jbuf *o, const struct table *t, const char *name,
+			  const char *const *names, int n)
+{
+	counter_table_of(o, t, name, names, n, false);
 }
 
 static void histogram_table(struct metrics *m, const struct table *t, struct jbuf *o,
@@ -532,9 +564,9 @@ static void render_http(struct metrics *m, struct pipeline *p, struct jbuf *o)
 	header(o, "http_requests_in_flight", "gauge", "Requests being processed");
 	counter_table(o, &a.in_flight, "http_requests_in_flight", svc_l, n_svc);
 	header(o, "http_bytes_sent_total", "counter", "Total response bytes");
-	counter_table(o, &m->bytes_out, "http_bytes_sent_total", svc_l, n_svc);
+	counter_table_of(o, &m->bytes, "http_bytes_sent_total", svc_l, n_svc, false);
 	header(o, "http_bytes_received_total", "counter", "Total request bytes");
-	counter_table(o, &m->bytes_in, "http_bytes_received_total", svc_l, n_svc);
+	counter_table_of(o, &m->bytes, "http_bytes_received_total", svc_l, n_svc, true);
 	table_free(&a.active);
 	table_free(&a.in_flight);
 	if (m->grpc.n) {
