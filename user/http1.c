@@ -603,62 +603,56 @@ static const struct field *field_find(const uint8_t *name, size_t n)
 	return NULL;
 }
 
-/* Are the eight bytes at w all allowed in a field value? */
-static inline bool value_word_ok(const uint8_t *w)
+/* No byte of the eight at w below 0x20 (CTL, CR, LF, HTAB) or 0x7f (DEL)? */
+static inline bool word_plain(const uint8_t *w)
 {
 	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
 	uint64_t x, del;
 
 	memcpy(&x, w, 8);
 	del = x ^ (0x7f * ones);
-	if (!(((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs)))
-		return true;	/* no byte below 0x20, none 0x7f */
-	for (int j = 0; j < 8; j++)	/* HTAB is allowed though below 0x20 */
-		if (!(ctab[w[j]] & C_VALUE))
-			return false;
-	return true;
+	return !(((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs));
 }
 
 /*
- * Are all bytes of the field value l[v..n) allowed (C_VALUE: HTAB, SP,
- * VCHAR, obs-text)? Eight bytes at a time; the last word may reach back into
- * the name and the colon before v, whose bytes are all allowed too.
+ * The header line at l[0..m) (m: the bytes left in the head): name ":" OWS
+ * value OWS, then CR LF or LF. The value is checked (C_VALUE) and the line's
+ * end found in the same pass, eight bytes at a time: a word with no byte
+ * below 0x20 and none 0x7f holds neither a line end nor a bad byte. Returns
+ * 0 with *used set to the line's bytes, LF included, and *lf whether there
+ * was one (if not, the line is the rest of l, as line_next takes it), or
+ * -H1E_BAD_HEADER.
  */
-static bool value_ok(const uint8_t *l, size_t v, size_t n)
-{
-	size_t i = v;
-
-	for (; i + 8 <= n; i += 8)
-		if (!value_word_ok(l + i))
-			return false;
-	if (i == n)
-		return true;
-	if (n >= 8)
-		return value_word_ok(l + n - 8);
-	for (; i < n; i++)
-		if (!(ctab[l[i]] & C_VALUE))
-			return false;
-	return true;
-}
-
-/* name ":" OWS value OWS, without its CR LF. */
-static int header_parse(struct h1_head *h, struct head_scan *s, const uint8_t *l, size_t n)
+static int header_line(struct h1_head *h, struct head_scan *s, const uint8_t *l, size_t m,
+		       size_t *used, bool *lf)
 {
 	const struct field *f;
-	size_t i = 0, v, e;
+	size_t i = 0, j, v, e;
 
 	/* the name: four bytes at a time while the line has them */
-	while (i + 4 <= n && (ctab[l[i]] & ctab[l[i + 1]] & ctab[l[i + 2]] & ctab[l[i + 3]] & C_TCHAR))
+	while (i + 4 <= m && (ctab[l[i]] & ctab[l[i + 1]] & ctab[l[i + 2]] & ctab[l[i + 3]] & C_TCHAR))
 		i += 4;
-	while (i < n && (ctab[l[i]] & C_TCHAR))
+	while (i < m && (ctab[l[i]] & C_TCHAR))
 		i++;
-	if (!i || i == n || l[i] != ':' || !value_ok(l, i + 1, n))
+	if (!i || i == m || l[i] != ':')
 		return -H1E_BAD_HEADER;
+	for (j = i + 1;; j++) {		/* the value, up to the line's end */
+		while (j + 8 <= m && word_plain(l + j))
+			j += 8;
+		while (j < m && l[j] >= 0x20 && l[j] != 0x7f)
+			j++;
+		if (j == m || l[j] == '\n' || (l[j] == '\r' && (j + 1 == m || l[j + 1] == '\n')))
+			break;
+		if (l[j] != '\t')
+			return -H1E_BAD_HEADER;
+	}
+	*lf = j < m && !(l[j] == '\r' && j + 1 == m);	/* else a CR ending what there is */
+	*used = *lf ? j + 1 + (l[j] == '\r') : m;
 	f = field_find(l, i);
 	if (!f)
 		return 0;
 	v = i + 1;
-	e = n;
+	e = j;
 	while (v < e && is_ows(l[v]))
 		v++;
 	while (e > v && is_ows(l[e - 1]))
@@ -727,14 +721,19 @@ static int head_parse(struct h1_parser *p, const uint8_t *b, size_t n, size_t *e
 	else
 		err = start_line(p, line, len);
 	while (!err && pos < n) {
-		len = line_next(b, n, &pos, &line, &lf);
-		if (end && !lf)
-			break;		/* a line still to come */
-		if (!len) {
-			blank = true;
+		const uint8_t *l = b + pos;
+
+		/* an empty line: LF, CR LF, or a CR that ends what there is */
+		if (l[0] == '\n' || (l[0] == '\r' && (pos + 1 == n || l[1] == '\n'))) {
+			lf = l[0] == '\n' || pos + 1 < n;
+			pos += lf ? 1 + (l[0] == '\r') : 1;
+			blank = lf;
 			break;
 		}
-		err = header_parse(p->head, &s, line, len);
+		err = header_line(p->head, &s, l, n - pos, &len, &lf);
+		if (!err && end && !lf)
+			break;		/* a line still to come */
+		pos += len;
 	}
 	if (end && (err ? !head_find_end(b, n, &off) : !blank))
 		return HEAD_INCOMPLETE;
