@@ -603,22 +603,27 @@ static const struct field *field_find(const uint8_t *name, size_t n)
 	return NULL;
 }
 
-/* No byte of the eight at w below 0x20 (CTL, CR, LF, HTAB) or 0x7f (DEL)? */
-static inline bool word_plain(const uint8_t *w)
+/*
+ * The bytes of the eight at w that are below 0x20 (CTL, CR, LF, HTAB) or
+ * 0x7f (DEL): 0 when none. Its lowest set bit is exactly the first such byte
+ * (bit 8k + 7 for byte k, little-endian); bits above it may be wrong.
+ */
+static inline uint64_t word_special(const uint8_t *w)
 {
 	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
 	uint64_t x, del;
 
 	memcpy(&x, w, 8);
 	del = x ^ (0x7f * ones);
-	return !(((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs));
+	return ((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs);
 }
 
 /*
  * The header line at l[0..m) (m: the bytes left in the head): name ":" OWS
  * value OWS, then CR LF or LF. The value is checked (C_VALUE) and the line's
  * end found in the same pass, eight bytes at a time: a word with no byte
- * below 0x20 and none 0x7f holds neither a line end nor a bad byte. Returns
+ * below 0x20 and none 0x7f holds neither a line end nor a bad byte, and in
+ * one that does the first such byte is found from its mask. Returns
  * 0 with *used set to the line's bytes, LF included, and *lf whether there
  * was one (if not, the line is the rest of l, as line_next takes it), or
  * -H1E_BAD_HEADER.
@@ -637,8 +642,12 @@ static int header_line(struct h1_head *h, struct head_scan *s, const uint8_t *l,
 	if (!i || i == m || l[i] != ':')
 		return -H1E_BAD_HEADER;
 	for (j = i + 1;; j++) {		/* the value, up to the line's end */
-		while (j + 8 <= m && word_plain(l + j))
+		uint64_t sp = 0;
+
+		while (j + 8 <= m && !(sp = word_special(l + j)))
 			j += 8;
+		if (sp && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+			j += __builtin_ctzll(sp) / 8;	/* the first special byte */
 		while (j < m && l[j] >= 0x20 && l[j] != 0x7f)
 			j++;
 		if (j == m || l[j] == '\n' || (l[j] == '\r' && (j + 1 == m || l[j + 1] == '\n')))
