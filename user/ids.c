@@ -85,7 +85,15 @@ static const char hex_pairs[256][2] = {
 
 void ids_hex(char *out, const uint8_t *in, int n)
 {
-	for (int i = 0; i < n; i++)
+	int i = 0;
+
+	for (; i + 4 <= n; i += 4) {	/* ids are 8 or 16 bytes */
+		memcpy(out + 2 * i, hex_pairs[in[i]], 2);
+		memcpy(out + 2 * i + 2, hex_pairs[in[i + 1]], 2);
+		memcpy(out + 2 * i + 4, hex_pairs[in[i + 2]], 2);
+		memcpy(out + 2 * i + 6, hex_pairs[in[i + 3]], 2);
+	}
+	for (; i < n; i++)
 		memcpy(out + 2 * i, hex_pairs[in[i]], 2);
 	out[2 * n] = 0;
 }
