@@ -63,9 +63,14 @@ static inline __attribute__((always_inline)) char *pack_arr(char *o, const char 
  * cap - 1 bytes; returns the byte after its NUL in o. */
 static inline char *pack_str(char *o, const char *s, size_t cap)
 {
-	size_t l = s ? strnlen(s, cap - 1) : 0;
+	size_t l;
 
-	memcpy(o, s ? s : "", l);
+	if (!s || !s[0]) {
+		*o = 0;
+		return o + 1;
+	}
+	l = strnlen(s, cap - 1);
+	memcpy(o, s, l);
 	o[l] = 0;
 	return o + l + 1;
 }
