@@ -9,6 +9,7 @@
 #include <bpf/libbpf.h>
 #include "ids.h"
 #include "log.h"
+#include "pack.h"
 #include "pipeline.h"
 #include "route.h"
 #include "errors.h"
@@ -86,15 +87,6 @@ static int64_t wall_offset(void)
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec - (int64_t)mono_ns();
 }
 
-/* dst[n] = src cut to n - 1 bytes: snprintf's "%s" without its cost. */
-static void str_set(char *dst, size_t n, const char *src)
-{
-	size_t l = strnlen(src, n - 1);
-
-	memcpy(dst, src, l);
-	dst[l] = 0;
-}
-
 /* A request head was read: its ids, trace context, sampling, service, route. */
 static void start_record(struct pipeline *p, struct record *r)
 {
@@ -117,7 +109,9 @@ static void start_record(struct pipeline *p, struct record *r)
 	}
 	r->sampled = sampler_decide(p->sampler, r->trace_id, r->has_parent, parent_sampled);
 	ids_random(r->span_id, sizeof(r->span_id));
-	str_set(r->service, sizeof(r->service), services__of(p->svc, r->pid, r->comm, r->lport));
+	/* services__of's names are SERVICE_NAME_MAX arrays: a word at a time */
+	_Static_assert(sizeof(r->service) == SERVICE_NAME_MAX, "service names fit records");
+	pack_arr(r->service, services__of(p->svc, r->pid, r->comm, r->lport), sizeof(r->service));
 	r->container = *pipeline__container_of(p, r->pid);
 	if (r->flags & RECF_UNMATCHED)
 		strcpy(r->route, "");
