@@ -53,6 +53,19 @@ void ids_random(uint8_t *out, int n)
 
 	if (!(rng[0] | rng[1] | rng[2] | rng[3]))
 		ids_seed();
+	if (n == 16 || n == 8) {	/* trace and span ids: the same draws, unrolled */
+		uint64_t a, b = 0;
+
+		do {
+			a = next64();
+			if (n == 16)
+				b = next64();
+		} while (!(a | b));
+		memcpy(out, &a, 8);
+		if (n == 16)
+			memcpy(out + 8, &b, 8);
+		return;
+	}
 	do {	/* an id of all zero bytes is invalid: draw again */
 		any = 0;
 		for (int i = 0; i < n; i += 8) {
