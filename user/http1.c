@@ -550,6 +550,7 @@ static int field_store(struct h1_head *h, struct head_scan *s, const struct fiel
 /* The extracted fields by name length, as field_id + 1 (0 ends a list;
  * fields[] is in field_id order), so that a header line is compared with at
  * most three names. */
+#define FIELD_NAME_MIN	4	/* name_eq needs at least 4 bytes */
 #define FIELD_NAME_MAX	17
 
 static const uint8_t fields_by_len[FIELD_NAME_MAX + 1][4] = {
@@ -566,33 +567,42 @@ static const uint8_t fields_by_len[FIELD_NAME_MAX + 1][4] = {
 /*
  * Is the header name s[0..n) (tchar bytes only) the lower-case ref, whose
  * length is n? No tchar byte but an upper-case letter turns into a letter or
- * '-' when 0x20 is OR-ed in, so names are lowered that way, eight bytes at a
- * time.
+ * '-' when 0x20 is OR-ed in, so names are lowered that way, a word at a time
+ * (the last word may overlap the one before). n is at least 4.
  */
-static bool name_eq(const uint8_t *s, size_t n, const char *ref)
+static bool name_eq8(const uint8_t *s, const char *ref)
 {
-	const uint64_t low = 0x2020202020202020ull;
+	uint64_t a, b;
+
+	memcpy(&a, s, 8);
+	memcpy(&b, ref, 8);
+	return (a | 0x2020202020202020ull) == b;
+}
+
+static bool name_eq(const uint8_t *s, size_t n, const char *ref)	/* n >= 4 */
+{
 	size_t i = 0;
 
-	for (; i + 8 <= n; i += 8) {
-		uint64_t a, b;
+	if (n < 8) {	/* two words of four, overlapping */
+		uint32_t a, b, c, d;
 
-		memcpy(&a, s + i, 8);
-		memcpy(&b, ref + i, 8);
-		if ((a | low) != b)
-			return false;
+		memcpy(&a, s, 4);
+		memcpy(&b, ref, 4);
+		memcpy(&c, s + n - 4, 4);
+		memcpy(&d, ref + n - 4, 4);
+		return (a | 0x20202020u) == b && (c | 0x20202020u) == d;
 	}
-	for (; i < n; i++)
-		if ((s[i] | 0x20) != (uint8_t)ref[i])
+	for (; i + 8 <= n; i += 8)
+		if (!name_eq8(s + i, ref + i))
 			return false;
-	return true;
+	return i == n || name_eq8(s + n - 8, ref + n - 8);	/* the last word overlaps */
 }
 
 static const struct field *field_find(const uint8_t *name, size_t n)
 {
 	const uint8_t *id;
 
-	if (n > FIELD_NAME_MAX)
+	if (n < FIELD_NAME_MIN || n > FIELD_NAME_MAX)
 		return NULL;
 	for (id = fields_by_len[n]; *id; id++) {
 		const struct field *f = &fields[*id - 1];
