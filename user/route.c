@@ -83,11 +83,14 @@ void route_template(const char *path, char *out, size_t n)
 		while (!seg_end[(uint8_t)*p])
 			p++;
 		len = p - seg;
-		rep = is_id(seg, len) ? "{id}" : seg;
+		/* only digits make an id shorter than 16 bytes: most segments stop here */
+		rep = (len >= 16 || (len && seg[0] >= '0' && seg[0] <= '9')) && is_id(seg, len) ?
+			      "{id}" : seg;
 		rlen = rep == seg ? len : 4;
 		if (o + rlen >= n)
 			break;
-		memcpy(out + o, rep, rlen);
+		if (rlen)
+			memcpy(out + o, rep, rlen);
 		o += rlen;
 		if (*p == '/') {
 			if (o + 1 >= n)
