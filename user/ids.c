@@ -7,12 +7,12 @@
 
 static uint64_t rng[4];	/* generator state: written by ids_seed only */
 
-static uint64_t rotl(uint64_t x, int k)
+static inline uint64_t rotl(uint64_t x, int k)
 {
 	return (x << k) | (x >> (64 - k));
 }
 
-static uint64_t next64(void)
+static inline uint64_t next64(void)
 {
 	uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
 
