@@ -191,24 +191,53 @@ static void emit(struct conn *c, enum conn_ev_type type, struct record *r, const
 
 /* ---- records ---- */
 
-static void format_addr(char *out, size_t n, uint16_t family, const uint8_t *addr, uint16_t port)
+/* Decimal v at o; returns the end. */
+static char *put_uint(char *o, unsigned int v)
 {
-	char ip[INET6_ADDRSTRLEN] = "?";
+	char d[10], *p = d + sizeof(d);
 
-	if (family == AF_INET) {
-		inet_ntop(AF_INET, addr, ip, sizeof(ip));
-		snprintf(out, n, "%s:%u", ip, port);
-	} else {
-		static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+	do
+		*--p = '0' + v % 10;
+	while (v /= 10);
+	memcpy(o, p, d + sizeof(d) - p);
+	return o + (d + sizeof(d) - p);
+}
 
-		if (!memcmp(addr, v4mapped, 12)) {
-			inet_ntop(AF_INET, addr + 12, ip, sizeof(ip));
-			snprintf(out, n, "%s:%u", ip, port);
-		} else {
-			inet_ntop(AF_INET6, addr, ip, sizeof(ip));
-			snprintf(out, n, "[%s]:%u", ip, port);
-		}
+/* "a.b.c.d" of the IPv4 address at a, as inet_ntop writes it; returns the end. */
+static char *put_ipv4(char *o, const uint8_t *a)
+{
+	for (int i = 0; i < 4; i++) {
+		if (i)
+			*o++ = '.';
+		o = put_uint(o, a[i]);
 	}
+	return o;
+}
+
+/*
+ * "ip:port", or "[ipv6]:port", into out[REC_ADDR_MAX]. IPv4 is written by
+ * hand: inet_ntop and snprintf cost a connection more than 5,000
+ * instructions, a third of what obsd did for a connection per request.
+ */
+_Static_assert(REC_ADDR_MAX >= 1 + INET6_ADDRSTRLEN + sizeof("]:65535") - 1,
+	       "an address and its port fit");
+
+static void format_addr(char *out, uint16_t family, const uint8_t *addr, uint16_t port)
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+	char ip[INET6_ADDRSTRLEN] = "?", *o = out;
+
+	if (family == AF_INET || !memcmp(addr, v4mapped, 12)) {
+		o = put_ipv4(o, family == AF_INET ? addr : addr + 12);
+	} else {
+		inet_ntop(AF_INET6, addr, ip, sizeof(ip));
+		*o++ = '[';
+		o = stpcpy(o, ip);
+		*o++ = ']';
+	}
+	*o++ = ':';
+	o = put_uint(o, port);
+	*o = 0;
 }
 
 /* A cleared record: from the pool when it has one (no allocation, and only
@@ -768,8 +797,8 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	} else {
 		memcpy(c->client_addr, o->raddr, 16);
 	}
-	format_addr(c->client, sizeof(c->client), o->family, o->raddr, o->rport);
-	format_addr(c->server, sizeof(c->server), o->family, o->laddr, o->lport);
+	format_addr(c->client, o->family, o->raddr, o->rport);
+	format_addr(c->server, o->family, o->laddr, o->lport);
 	emit(c, CONN_EV_OPENED, NULL, NULL);
 }
 
