@@ -14,6 +14,7 @@
 #define CONN_CLOSING_MAX	1024	/* closed connections waiting for a late RST */
 #define CONN_LINGER_NS		(200ull * 1000000ull)
 #define REC_POOL_MAX		64	/* finished records kept for reuse */
+#define CONN_POOL_MAX		64	/* closed connections kept for reuse */
 
 /* conn.flags */
 enum {
@@ -78,6 +79,8 @@ struct conn_table {
 	struct conn_stats st;
 	struct record *pool[REC_POOL_MAX];	/* finished records, for reuse */
 	size_t n_pool;
+	struct conn *conn_pool[CONN_POOL_MAX];	/* closed connections, for reuse */
+	size_t n_conn_pool;
 };
 
 static const struct h1_callbacks req_cb, resp_cb;
@@ -192,15 +195,13 @@ static void emit(struct conn *c, enum conn_ev_type type, struct record *r, const
 /* ---- records ---- */
 
 /* Decimal v at o; returns the end. */
-static char *put_uint(char *o, unsigned int v)
+static char *put_u16(char *o, uint16_t v)
 {
-	char d[10], *p = d + sizeof(d);
+	int n = v >= 10000 ? 5 : v >= 1000 ? 4 : v >= 100 ? 3 : v >= 10 ? 2 : 1;
 
-	do
-		*--p = '0' + v % 10;
-	while (v /= 10);
-	memcpy(o, p, d + sizeof(d) - p);
-	return o + (d + sizeof(d) - p);
+	for (int i = n - 1; i >= 0; i--, v /= 10)
+		o[i] = '0' + v % 10;
+	return o + n;
 }
 
 /* "a.b.c.d" of the IPv4 address at a, as inet_ntop writes it; returns the end. */
@@ -209,7 +210,7 @@ static char *put_ipv4(char *o, const uint8_t *a)
 	for (int i = 0; i < 4; i++) {
 		if (i)
 			*o++ = '.';
-		o = put_uint(o, a[i]);
+		o = put_u16(o, a[i]);
 	}
 	return o;
 }
@@ -236,7 +237,7 @@ static void format_addr(char *out, uint16_t family, const uint8_t *addr, uint16_
 		*o++ = ']';
 	}
 	*o++ = ':';
-	o = put_uint(o, port);
+	o = put_u16(o, port);
 	*o = 0;
 }
 
@@ -690,9 +691,41 @@ static const struct h2_callbacks h2_cb = {
 
 /* ---- connection lifecycle ---- */
 
+/*
+ * A zeroed connection: a closed one from the pool when there is one (it
+ * keeps its request queue's array, empty), so that a connection per request
+ * does not cost a calloc, a malloc and two frees.
+ */
+static struct conn *conn_alloc(struct conn_table *t)
+{
+	struct record **q;
+	struct conn *c;
+	size_t q_cap;
+
+	if (!t->n_conn_pool)
+		return calloc(1, sizeof(*c));
+	c = t->conn_pool[--t->n_conn_pool];
+	q = c->q;
+	q_cap = c->q_cap;
+	memset(c, 0, sizeof(*c));
+	c->q = q;
+	c->q_cap = q_cap;
+	return c;
+}
+
+static void conn_release(struct conn_table *t, struct conn *c)
+{
+	if (t->n_conn_pool < CONN_POOL_MAX) {
+		t->conn_pool[t->n_conn_pool++] = c;
+		return;
+	}
+	free(c->q);
+	free(c);
+}
+
 static struct conn *conn_new(struct conn_table *t, const struct obs_ev_hdr *h)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = conn_alloc(t);
 	size_t b;
 
 	if (!c)
@@ -753,8 +786,7 @@ static void conn_close(struct conn_table *t, struct conn *c, const char *why)
 	t->st.conns_closed++;
 	h2__free(c->h2);
 	free(c->streams);
-	free(c->q);
-	free(c);
+	conn_release(t, c);
 }
 
 /* Events between the last one seen and this one were dropped. */
@@ -1068,6 +1100,12 @@ void conn_table__free(struct conn_table *t)
 	}
 	while (t->n_pool)
 		free(t->pool[--t->n_pool]);
+	while (t->n_conn_pool) {
+		struct conn *c = t->conn_pool[--t->n_conn_pool];
+
+		free(c->q);
+		free(c);
+	}
 	free(t->buckets);
 	free(t);
 }
