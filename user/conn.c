@@ -58,6 +58,8 @@ struct conn {
 	uint8_t client_addr[16];	/* v4-mapped for IPv4 */
 	char client[REC_ADDR_MAX];
 	char server[REC_ADDR_MAX];
+	char ident[CONN_IDENT_MAX];	/* comm, client, server packed for events */
+	uint8_t ident_len;
 	struct h1_parser p[2];		/* [OBS_DIR_IN] requests, [OBS_DIR_OUT] responses */
 	/* HTTP/2 (prior knowledge, ALPN h2, or h2c after a 101): */
 	struct h2_conn *h2;
@@ -185,6 +187,7 @@ static void emit(struct conn *c, enum conn_ev_type type, struct record *r, const
 	struct conn_event e = {
 		.type = type, .ts_ns = c->seg_ts, .conn_id = c->id, .pid = c->pid,
 		.lport = c->lport, .comm = c->comm, .client = c->client, .server = c->server,
+		.ident = c->ident, .ident_len = c->ident_len,
 		.r = r, .reason = reason, .in_flight = c->q_len + (c->cur_resp ? 1 : 0),
 	};
 
@@ -193,6 +196,24 @@ static void emit(struct conn *c, enum conn_ev_type type, struct record *r, const
 }
 
 /* ---- records ---- */
+
+size_t conn_ident_pack(char *out, const char *comm, const char *client, const char *server)
+{
+	char *o = out;
+
+	o = pack_arr(o, comm, OBS_COMM_LEN);
+	o = pack_arr(o, client, REC_ADDR_MAX);
+	o = pack_arr(o, server, REC_ADDR_MAX);
+	return o - out;
+}
+
+/* comm, client or server changed: pack them again for the events. */
+static void conn_ident(struct conn *c)
+{
+	_Static_assert(sizeof(c->comm) == OBS_COMM_LEN && sizeof(c->client) == REC_ADDR_MAX &&
+		       sizeof(c->server) == REC_ADDR_MAX, "conn_ident_pack's arrays");
+	c->ident_len = conn_ident_pack(c->ident, c->comm, c->client, c->server);
+}
 
 /* Decimal v at o; returns the end. */
 static char *put_u16(char *o, uint16_t v)
@@ -738,6 +759,7 @@ static struct conn *conn_new(struct conn_table *t, const struct obs_ev_hdr *h)
 	c->msg_start[0] = c->msg_start[1] = h->ts_ns;
 	strcpy(c->client, "");
 	strcpy(c->server, "");
+	conn_ident(c);
 	h1__init(&c->p[OBS_DIR_IN], H1_REQUEST, &req_cb, c);
 	h1__init(&c->p[OBS_DIR_OUT], H1_RESPONSE, &resp_cb, c);
 	if (t->n_conns >= t->n_buckets)
@@ -831,6 +853,7 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	}
 	format_addr(c->client, o->family, o->raddr, o->rport);
 	format_addr(c->server, o->family, o->laddr, o->lport);
+	conn_ident(c);
 	emit(c, CONN_EV_OPENED, NULL, NULL);
 }
 

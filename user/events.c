@@ -59,10 +59,9 @@ size_t life_pack(const struct life_event *e, void *out)
 	}
 	memcpy(o, &lr, LIFE_FIXED);
 	o += LIFE_FIXED;
-	o = pack_arr(o, c->comm, sizeof(lr.comm));
+	memcpy(o, c->ident, c->ident_len);	/* comm, client, server: packed once */
+	o += c->ident_len;
 	o = pack_arr(o, e->service, sizeof(lr.service));
-	o = pack_arr(o, c->client, sizeof(lr.client));
-	o = pack_arr(o, c->server, sizeof(lr.server));
 	o = pack_str(o, c->reason, sizeof(lr.reason));	/* a string literal */
 	if (r) {
 		o = pack_arr(o, r->request_id, sizeof(r->request_id));
@@ -80,9 +79,9 @@ void life_unpack(const void *in, struct life_rec *lr)
 	memcpy(lr, p, LIFE_FIXED);
 	p += LIFE_FIXED;
 	p = unpack_str(p, lr->comm);
-	p = unpack_str(p, lr->service);
 	p = unpack_str(p, lr->client);
 	p = unpack_str(p, lr->server);
+	p = unpack_str(p, lr->service);
 	p = unpack_str(p, lr->reason);
 	if (!lr->has_req) {
 		lr->request_id[0] = lr->method[0] = lr->path[0] = lr->route[0] = 0;

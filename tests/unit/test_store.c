@@ -245,10 +245,12 @@ static void test_life(void)
 		char *comm = arr(OBS_COMM_LEN, lc, 'a'), *client = arr(REC_ADDR_MAX, la, 'b');
 		char *server = arr(REC_ADDR_MAX, REC_ADDR_MAX - 1 - la, 'c');
 		char *service = arr(SERVICE_NAME_MAX, ls, 'd');
+		char ident[CONN_IDENT_MAX];
 		struct conn_event ce = {
 			.conn_id = rnd(), .pid = rnd(), .comm = comm, .client = client,
 			.server = server, .reason = round % 3 ? "reset" : NULL, .in_flight = round,
-			.r = round % 4 ? r : NULL,
+			.r = round % 4 ? r : NULL, .ident = ident,
+			.ident_len = conn_ident_pack(ident, comm, client, server),
 		};
 		struct life_event e = {
 			.type = round % 6, .wall_ns = rnd(), .ce = &ce, .service = service,
