@@ -215,14 +215,39 @@ static void conn_ident(struct conn *c)
 	c->ident_len = conn_ident_pack(c->ident, c->comm, c->client, c->server);
 }
 
-/* Decimal v at o; returns the end. */
-static char *put_u16(char *o, uint16_t v)
-{
-	int n = v >= 10000 ? 5 : v >= 1000 ? 4 : v >= 100 ? 3 : v >= 10 ? 2 : 1;
+/* The two decimal digits of 0 to 99, in order. */
+static const char digits2[201] =
+	"000102030405060708091011121314151617181920212223242526272829"
+	"303132333435363738394041424344454647484950515253545556575859"
+	"606162636465666768697071727374757677787980818283848586878889"
+	"90919293949596979899";
 
-	for (int i = n - 1; i >= 0; i--, v /= 10)
-		o[i] = '0' + v % 10;
-	return o + n;
+/* Decimal v at o; returns the end. Two digits at a time from digits2. */
+static char *put_u16(char *o, unsigned int v)
+{
+	if (v < 10) {
+		*o = '0' + v;
+		return o + 1;
+	}
+	if (v < 100) {
+		memcpy(o, digits2 + 2 * v, 2);
+		return o + 2;
+	}
+	if (v < 1000) {
+		*o = '0' + v / 100;
+		memcpy(o + 1, digits2 + 2 * (v % 100), 2);
+		return o + 3;
+	}
+	if (v >= 10000) {
+		*o++ = '0' + v / 10000;
+		v %= 10000;
+		memcpy(o, digits2 + 2 * (v / 100), 2);
+		memcpy(o + 2, digits2 + 2 * (v % 100), 2);
+		return o + 4;
+	}
+	memcpy(o, digits2 + 2 * (v / 100), 2);
+	memcpy(o + 2, digits2 + 2 * (v % 100), 2);
+	return o + 4;
 }
 
 /* "a.b.c.d" of the IPv4 address at a, as inet_ntop writes it; returns the end. */
