@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include "http1.h"
 #include "obs.h"
+#include "pack.h"
 #include "record.h"
 
 enum conn_ev_type {
@@ -41,13 +42,27 @@ struct conn_event {
 	uint32_t pid;
 	uint16_t lport;
 	uint8_t transport;		/* enum rec_transport */
-	const char *comm, *client, *server;
+	const char *comm, *client, *server;	/* in arrays of OBS_COMM_LEN,
+						   REC_ADDR_MAX and REC_SERVER_MAX bytes */
+	const char *ident;		/* comm, client, server packed (pack.h), as */
+	size_t ident_len;		/* conn_ident_pack() packs them: ident_len bytes */
 	struct record *r;		/* REQ_STARTED, REQ_DONE */
 	const char *reason;		/* DISCONNECTED: "fin"/"reset"; CLOSED: close reason */
 	size_t in_flight;		/* requests without a complete response */
 };
 
 typedef void (*conn_event_fn)(void *ctx, const struct conn_event *e);
+
+/* Room for what conn_ident_pack writes. */
+#define CONN_IDENT_MAX	(OBS_COMM_LEN + REC_ADDR_MAX + REC_SERVER_MAX + PACK_SLACK)
+
+/*
+ * A connection's comm, client and server (arrays of OBS_COMM_LEN,
+ * REC_ADDR_MAX and REC_SERVER_MAX bytes) packed one after another into out[CONN_IDENT_MAX];
+ * returns the packed size. Done once per connection, copied by every
+ * lifecycle event of it.
+ */
+size_t conn_ident_pack(char *out, const char *comm, const char *client, const char *server);
 
 /* Failure reasons (record.error). */
 #define ERR_CLIENT_CLOSED	"client_closed"		/* client half-closed, then the connection ended */

@@ -4,6 +4,8 @@
 #include <time.h>
 #include "events.h"
 #include "ids.h"
+#include "pack.h"
+#include "service.h"
 
 static const char *const names[] = {
 	[LIFE_CONNECTION_OPENED] = "ConnectionOpened",
@@ -19,45 +21,77 @@ const char *life_type_name(enum life_type t)
 	return names[t];
 }
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	size_t l = src ? strnlen(src, n - 1) : 0;
+#define LIFE_FIXED	offsetof(struct life_rec, comm)	/* the numbers */
 
-	memcpy(dst, src ? src : "", l);
-	dst[l] = 0;
-}
+/* Strings are packed straight from the arrays that hold them (pack_arr), a
+ * word at a time: each must be the size of the life_rec's. */
+#define LR_SIZE(m)	sizeof(((struct life_rec *)0)->m)
+#define REC_SIZE(m)	sizeof(((struct record *)0)->m)
+_Static_assert(LR_SIZE(request_id) == REC_SIZE(request_id) && LR_SIZE(method) == REC_SIZE(method) &&
+	       LR_SIZE(path) == REC_SIZE(path) && LR_SIZE(route) == REC_SIZE(route) &&
+	       LR_SIZE(comm) == OBS_COMM_LEN && LR_SIZE(service) == SERVICE_NAME_MAX &&
+	       LR_SIZE(client) == REC_ADDR_MAX && LR_SIZE(server) == REC_SERVER_MAX,
+	       "life_rec strings sized as the arrays they come from");
 
-void life_rec_from(struct life_rec *lr, const struct life_event *e)
+size_t life_pack(const struct life_event *e, void *out)
 {
 	const struct conn_event *c = e->ce;
 	const struct record *r = c->r;
+	struct life_rec lr;	/* only its numbers: zeroing all of it cost more than the rest */
+	char *o = out;
 
-	lr->type = e->type;
-	lr->wall_ns = e->wall_ns;
-	lr->conn_id = c->conn_id;
-	lr->in_flight = c->in_flight;
-	lr->pid = c->pid;
-	copy(lr->comm, sizeof(lr->comm), c->comm);
-	copy(lr->service, sizeof(lr->service), e->service);
-	copy(lr->client, sizeof(lr->client), c->client);
-	copy(lr->server, sizeof(lr->server), c->server);
-	lr->on_unix = c->transport == REC_UNIX;
-	copy(lr->reason, sizeof(lr->reason), c->reason);
-	lr->has_req = r != NULL;
-	if (!r)
+	memset(&lr, 0, LIFE_FIXED);
+	lr.type = e->type;
+	lr.wall_ns = e->wall_ns;
+	lr.conn_id = c->conn_id;
+	lr.in_flight = c->in_flight;
+	lr.pid = c->pid;
+	lr.on_unix = c->transport == REC_UNIX;
+	lr.has_req = r != NULL;
+	if (r) {
+		memcpy(lr.trace_id, r->trace_id, sizeof(lr.trace_id));
+		memcpy(lr.span_id, r->span_id, sizeof(lr.span_id));
+		lr.status = r->status;
+		lr.duration_us = record__duration_us(r);
+		lr.bytes_in = r->bytes_in;
+		lr.bytes_out = r->bytes_out;
+		lr.failed = r->outcome != REC_OK;
+		lr.error = r->error;
+	}
+	memcpy(o, &lr, LIFE_FIXED);
+	o += LIFE_FIXED;
+	memcpy(o, c->ident, c->ident_len);	/* comm, client, server: packed once */
+	o += c->ident_len;
+	o = pack_arr(o, e->service, sizeof(lr.service));
+	o = pack_str(o, c->reason, sizeof(lr.reason));	/* a string literal */
+	if (r) {
+		o = pack_arr(o, r->request_id, sizeof(r->request_id));
+		o = pack_arr(o, r->method, sizeof(r->method));
+		o = pack_arr(o, r->path, sizeof(r->path));
+		o = pack_arr(o, r->route, sizeof(r->route));
+	}
+	return o - (char *)out;
+}
+
+void life_unpack(const void *in, struct life_rec *lr)
+{
+	const char *p = in;
+
+	memcpy(lr, p, LIFE_FIXED);
+	p += LIFE_FIXED;
+	p = unpack_str(p, lr->comm);
+	p = unpack_str(p, lr->client);
+	p = unpack_str(p, lr->server);
+	p = unpack_str(p, lr->service);
+	p = unpack_str(p, lr->reason);
+	if (!lr->has_req) {
+		lr->request_id[0] = lr->method[0] = lr->path[0] = lr->route[0] = 0;
 		return;
-	copy(lr->request_id, sizeof(lr->request_id), r->request_id);
-	memcpy(lr->trace_id, r->trace_id, sizeof(lr->trace_id));
-	memcpy(lr->span_id, r->span_id, sizeof(lr->span_id));
-	copy(lr->method, sizeof(lr->method), r->method);
-	copy(lr->path, sizeof(lr->path), r->path);
-	copy(lr->route, sizeof(lr->route), r->route);
-	lr->status = r->status;
-	lr->duration_us = record__duration_us(r);
-	lr->bytes_in = r->bytes_in;
-	lr->bytes_out = r->bytes_out;
-	lr->failed = r->outcome != REC_OK;
-	lr->error = r->error;
+	}
+	p = unpack_str(p, lr->request_id);
+	p = unpack_str(p, lr->method);
+	p = unpack_str(p, lr->path);
+	unpack_str(p, lr->route);
 }
 
 void life_rec_json(const struct life_rec *lr, struct jbuf *jb)
@@ -103,8 +137,10 @@ void life_rec_json(const struct life_rec *lr, struct jbuf *jb)
 
 void life_event_json(const struct life_event *e, struct jbuf *jb)
 {
+	char packed[sizeof(struct life_rec) + PACK_SLACK];
 	struct life_rec lr;
 
-	life_rec_from(&lr, e);
+	life_pack(e, packed);
+	life_unpack(packed, &lr);
 	life_rec_json(&lr, jb);
 }

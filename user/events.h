@@ -27,13 +27,14 @@ struct life_event {
 	enum life_type type;
 	uint64_t wall_ns;		/* CLOCK_REALTIME, epoch ns */
 	const struct conn_event *ce;	/* conn, pid, addresses, reason */
-	const char *service;
+	const char *service;		/* in an array of SERVICE_NAME_MAX bytes */
 };
 
 /*
  * A lifecycle event copied for later (obsd keeps recent ones): rendering JSON
  * for every event as it happens cost most of obsd's instructions per request,
- * so it is done when /api/events is read.
+ * so it is done when /api/events is read. Kept packed (life_pack): the
+ * numbers, then the strings without their unused bytes (pack.h).
  */
 struct life_rec {
 	enum life_type type;
@@ -41,13 +42,14 @@ struct life_rec {
 	uint32_t pid;
 	int status;
 	bool has_req, failed;
+	bool on_unix;			/* transport REC_UNIX */
 	uint64_t duration_us, bytes_in, bytes_out;
 	uint8_t trace_id[16], span_id[8];
 	const char *error;		/* static string */
+	/* From here on, only strings (see life_pack). */
 	char comm[16];
 	char service[64];
 	char client[REC_ADDR_MAX], server[REC_SERVER_MAX];
-	bool on_unix;			/* transport REC_UNIX */
 	char reason[24];
 	char request_id[H1_REQID_MAX];
 	char method[H1_METHOD_MAX];
@@ -57,7 +59,13 @@ struct life_rec {
 
 const char *life_type_name(enum life_type t);
 
-void life_rec_from(struct life_rec *lr, const struct life_event *e);
+/*
+ * Pack e into out (at most sizeof(struct life_rec) + PACK_SLACK bytes
+ * written); returns the packed size. life_unpack gives back the event as a
+ * life_rec.
+ */
+size_t life_pack(const struct life_event *e, void *out);
+void life_unpack(const void *in, struct life_rec *lr);
 void life_rec_json(const struct life_rec *lr, struct jbuf *jb);
 
 /* Append e as one JSON object: {"type":"RequestStarted","ts":…,…}. */

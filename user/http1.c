@@ -196,6 +196,37 @@ static void head_reset(struct h1_head *h)
 	h->upgrade[0] = '\0';
 }
 
+/*
+ * A parser holds a head only while a message is in progress (from its start
+ * line to its end), so that an idle keep-alive connection does not carry two
+ * of them (3.2 KB). Heads are recycled through a small per-thread cache.
+ */
+#define HEAD_CACHE_MAX	32
+
+static __thread struct h1_head *head_cache[HEAD_CACHE_MAX];
+static __thread unsigned int n_head_cache;
+
+/* The parser's head, emptied; NULL when memory is short. */
+static struct h1_head *head_get(struct h1_parser *p)
+{
+	if (!p->head)
+		p->head = n_head_cache ? head_cache[--n_head_cache] : malloc(sizeof(*p->head));
+	if (p->head)
+		head_reset(p->head);
+	return p->head;
+}
+
+static void head_put(struct h1_parser *p)
+{
+	if (!p->head)
+		return;
+	if (n_head_cache < HEAD_CACHE_MAX)
+		head_cache[n_head_cache++] = p->head;
+	else
+		free(p->head);
+	p->head = NULL;
+}
+
 static void buf_free(struct h1_parser *p)
 {
 	free(p->buf);
@@ -235,7 +266,7 @@ static void msg_reset(struct h1_parser *p)
 	p->body_left = 0;
 	p->line_len = 0;
 	p->line_flags = 0;
-	head_reset(&p->head);
+	head_put(p);
 }
 
 static bool head_reported(const struct h1_parser *p)
@@ -247,7 +278,7 @@ static bool head_reported(const struct h1_parser *p)
 static void msg_complete(struct h1_parser *p)
 {
 	if (p->cb->on_message)
-		p->cb->on_message(p->ctx, &p->head, p->msg_bytes, p->mflags);
+		p->cb->on_message(p->ctx, p->head, p->msg_bytes, p->mflags);
 	p->messages++;
 	msg_reset(p);
 }
@@ -348,15 +379,22 @@ static size_t head_find_end(const uint8_t *b, size_t len, size_t *off)
 	return 0;
 }
 
-/* Next line of b[0..n) from *pos: its length without CR LF; *pos moves past the LF. */
-static size_t line_next(const uint8_t *b, size_t n, size_t *pos, const uint8_t **line)
+/*
+ * Next line of b[0..n) from *pos: its length without CR LF; *pos moves past
+ * the LF (or to n: the rest of b is the line). *lf says whether it ended in
+ * one.
+ */
+static inline __attribute__((always_inline)) size_t line_next(const uint8_t *b, size_t n,
+							    size_t *pos, const uint8_t **line,
+							    bool *lf)
 {
-	const uint8_t *lf = memchr(b + *pos, '\n', n - *pos);
-	size_t end = lf ? (size_t)(lf - b) : n;
+	const uint8_t *nl = memchr(b + *pos, '\n', n - *pos);
+	size_t end = nl ? (size_t)(nl - b) : n;
 	size_t len = end - *pos;
 
 	*line = b + *pos;
-	*pos = lf ? end + 1 : n;
+	*pos = nl ? end + 1 : n;
+	*lf = nl != NULL;
 	if (len && (*line)[len - 1] == '\r')
 		len--;
 	return len;
@@ -509,34 +547,131 @@ static int field_store(struct h1_head *h, struct head_scan *s, const struct fiel
 	return err;
 }
 
+/* The extracted fields by name length, as field_id + 1 (0 ends a list;
+ * fields[] is in field_id order), so that a header line is compared with at
+ * most three names. */
+#define FIELD_NAME_MIN	4	/* name_eq needs at least 4 bytes */
+#define FIELD_NAME_MAX	17
+
+static const uint8_t fields_by_len[FIELD_NAME_MAX + 1][4] = {
+	[4] = { F_HOST + 1 },
+	[6] = { F_EXPECT + 1 },
+	[7] = { F_UPGRADE + 1 },
+	[10] = { F_UA + 1, F_TRACESTATE + 1, F_CONN + 1 },
+	[11] = { F_TRACEPARENT + 1 },
+	[12] = { F_REQID + 1, F_CTYPE + 1 },
+	[14] = { F_CL + 1 },
+	[17] = { F_TE + 1 },
+};
+
+/*
+ * Is the header name s[0..n) (tchar bytes only) the lower-case ref, whose
+ * length is n? No tchar byte but an upper-case letter turns into a letter or
+ * '-' when 0x20 is OR-ed in, so names are lowered that way, a word at a time
+ * (the last word may overlap the one before). n is at least 4.
+ */
+static bool name_eq8(const uint8_t *s, const char *ref)
+{
+	uint64_t a, b;
+
+	memcpy(&a, s, 8);
+	memcpy(&b, ref, 8);
+	return (a | 0x2020202020202020ull) == b;
+}
+
+static bool name_eq(const uint8_t *s, size_t n, const char *ref)	/* n >= 4 */
+{
+	size_t i = 0;
+
+	if (n < 8) {	/* two words of four, overlapping */
+		uint32_t a, b, c, d;
+
+		memcpy(&a, s, 4);
+		memcpy(&b, ref, 4);
+		memcpy(&c, s + n - 4, 4);
+		memcpy(&d, ref + n - 4, 4);
+		return (a | 0x20202020u) == b && (c | 0x20202020u) == d;
+	}
+	for (; i + 8 <= n; i += 8)
+		if (!name_eq8(s + i, ref + i))
+			return false;
+	return i == n || name_eq8(s + n - 8, ref + n - 8);	/* the last word overlaps */
+}
+
 static const struct field *field_find(const uint8_t *name, size_t n)
 {
-	size_t i;
+	const uint8_t *id;
 
-	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		if (fields[i].len == n && ci_eq(name, n, fields[i].name))
-			return &fields[i];
+	if (n < FIELD_NAME_MIN || n > FIELD_NAME_MAX)
+		return NULL;
+	for (id = fields_by_len[n]; *id; id++) {
+		const struct field *f = &fields[*id - 1];
+
+		if (name_eq(name, n, f->name))
+			return f;
+	}
 	return NULL;
 }
 
-/* name ":" OWS value OWS, without its CR LF. */
-static int header_parse(struct h1_head *h, struct head_scan *s, const uint8_t *l, size_t n)
+/*
+ * The bytes of the eight at w that are below 0x20 (CTL, CR, LF, HTAB) or
+ * 0x7f (DEL): 0 when none. Its lowest set bit is exactly the first such byte
+ * (bit 8k + 7 for byte k, little-endian); bits above it may be wrong.
+ */
+static inline uint64_t word_special(const uint8_t *w)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	uint64_t x, del;
+
+	memcpy(&x, w, 8);
+	del = x ^ (0x7f * ones);
+	return ((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs);
+}
+
+/*
+ * The header line at l[0..m) (m: the bytes left in the head): name ":" OWS
+ * value OWS, then CR LF or LF. The value is checked (C_VALUE) and the line's
+ * end found in the same pass, eight bytes at a time: a word with no byte
+ * below 0x20 and none 0x7f holds neither a line end nor a bad byte, and in
+ * one that does the first such byte is found from its mask. Returns
+ * 0 with *used set to the line's bytes, LF included, and *lf whether there
+ * was one (if not, the line is the rest of l, as line_next takes it), or
+ * -H1E_BAD_HEADER.
+ */
+static int header_line(struct h1_head *h, struct head_scan *s, const uint8_t *l, size_t m,
+		       size_t *used, bool *lf)
 {
 	const struct field *f;
-	size_t i = 0, v, e;
+	size_t i = 0, j, v, e;
 
-	while (i < n && (ctab[l[i]] & C_TCHAR))
+	/* the name: four bytes at a time while the line has them */
+	while (i + 4 <= m && (ctab[l[i]] & ctab[l[i + 1]] & ctab[l[i + 2]] & ctab[l[i + 3]] & C_TCHAR))
+		i += 4;
+	while (i < m && (ctab[l[i]] & C_TCHAR))
 		i++;
-	if (!i || i == n || l[i] != ':')
+	if (!i || i == m || l[i] != ':')
 		return -H1E_BAD_HEADER;
-	for (v = i + 1; v < n; v++)
-		if (!(ctab[l[v]] & C_VALUE))
+	for (j = i + 1;; j++) {		/* the value, up to the line's end */
+		uint64_t sp = 0;
+
+		while (j + 8 <= m && !(sp = word_special(l + j)))
+			j += 8;
+		if (sp && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+			j += __builtin_ctzll(sp) / 8;	/* the first special byte */
+		while (j < m && l[j] >= 0x20 && l[j] != 0x7f)
+			j++;
+		if (j == m || l[j] == '\n' || (l[j] == '\r' && (j + 1 == m || l[j + 1] == '\n')))
+			break;
+		if (l[j] != '\t')
 			return -H1E_BAD_HEADER;
+	}
+	*lf = j < m && !(l[j] == '\r' && j + 1 == m);	/* else a CR ending what there is */
+	*used = *lf ? j + 1 + (l[j] == '\r') : m;
 	f = field_find(l, i);
 	if (!f)
 		return 0;
 	v = i + 1;
-	e = n;
+	e = j;
 	while (v < e && is_ows(l[v]))
 		v++;
 	while (e > v && is_ows(l[e - 1]))
@@ -555,36 +690,78 @@ static void head_finish(struct h1_head *h, const struct head_scan *s)
 		h->flags |= H1F_UPGRADE;
 }
 
-/*
- * Parse the head b[0..n) into p->head: a start line, then header lines, each
- * ending in LF. A complete head ends with its empty line; a truncated one
- * (gap) ends with its last whole line. Returns 0 or -H1E_*.
- */
-static int head_parse(struct h1_parser *p, const uint8_t *b, size_t n)
+/* The start line: request or status line. */
+static int start_line(struct h1_parser *p, const uint8_t *l, size_t n)
 {
-	struct head_scan s = { 0 };
-	const uint8_t *line;
-	size_t pos = 0, len;
 	int err;
 
-	len = line_next(b, n, &pos, &line);
 	if (p->dir == H1_REQUEST)
-		err = start_request(&p->head, line, len);
+		err = start_request(p->head, l, n);
 	else
-		err = start_response(&p->head, line, len);
+		err = start_response(p->head, l, n);
 	/* Resynced on a method prefix ("O" of OPTIONS): the whole method must be
 	 * a known one, or it was the middle of something ("OST" of POST). */
-	if (!err && p->resynced && p->dir == H1_REQUEST && !known_method(p->head.method))
+	if (!err && p->resynced && p->dir == H1_REQUEST && !known_method(p->head->method))
 		err = -H1E_BAD_START;
-	while (!err && pos < n) {
-		len = line_next(b, n, &pos, &line);
-		if (!len)
-			break;
-		err = header_parse(&p->head, &s, line, len);
-	}
-	if (!err)
-		head_finish(&p->head, &s);
 	return err;
+}
+
+/* head_parse: the end of the head is not in the bytes given (yet). */
+#define HEAD_INCOMPLETE	1
+
+/*
+ * Parse a head into p->head (taken now): a start line, then header lines,
+ * each ending in LF, up to the first empty line.
+ *
+ * end == NULL: b[0..n) is the head: complete (ending with its empty line),
+ * or truncated by a gap (ending with its last whole line). Returns 0 or
+ * -H1E_*.
+ *
+ * end != NULL: the head starts at b and may end anywhere in b[0..n) or
+ * beyond: it is parsed as its lines are found, in one pass (no separate
+ * search for its end). Returns 0 with *end set past the empty line;
+ * HEAD_INCOMPLETE when b holds no end (then nothing counts: the head is parsed
+ * again once complete); or -H1E_* for the first bad line of a complete head,
+ * the error head_find_end and then head_parse would have found.
+ */
+static int head_parse(struct h1_parser *p, const uint8_t *b, size_t n, size_t *end)
+{
+	struct head_scan s = { 0 };
+	size_t pos = 0, off = 0, len;
+	bool blank = false, lf;
+	const uint8_t *line;
+	int err;
+
+	len = line_next(b, n, &pos, &line, &lf);
+	if (end && !lf)
+		return HEAD_INCOMPLETE;
+	if (!head_get(p))
+		err = -H1E_HEAD_TOO_LARGE;	/* out of memory: as for the head buffer */
+	else
+		err = start_line(p, line, len);
+	while (!err && pos < n) {
+		const uint8_t *l = b + pos;
+
+		/* an empty line: LF, CR LF, or a CR that ends what there is */
+		if (l[0] == '\n' || (l[0] == '\r' && (pos + 1 == n || l[1] == '\n'))) {
+			lf = l[0] == '\n' || pos + 1 < n;
+			pos += lf ? 1 + (l[0] == '\r') : 1;
+			blank = lf;
+			break;
+		}
+		err = header_line(p->head, &s, l, n - pos, &len, &lf);
+		if (!err && end && !lf)
+			break;		/* a line still to come */
+		pos += len;
+	}
+	if (end && (err ? !head_find_end(b, n, &off) : !blank))
+		return HEAD_INCOMPLETE;
+	if (err)
+		return err;
+	if (end)
+		*end = pos;
+	head_finish(p->head, &s);
+	return 0;
 }
 
 static void chunk_begin(struct h1_parser *p)
@@ -597,7 +774,7 @@ static void chunk_begin(struct h1_parser *p)
 
 static bool body_allowed(const struct h1_parser *p)
 {
-	int st = p->head.status;
+	int st = p->head->status;
 
 	return p->dir == H1_REQUEST || (st >= 200 && st != 204 && st != 304);
 }
@@ -611,7 +788,7 @@ static bool body_allowed(const struct h1_parser *p)
 static void head_done(struct h1_parser *p, bool inferred)
 {
 	enum h1_body_hint hint = H1_BODY_DEFAULT;
-	const struct h1_head *h = &p->head;
+	const struct h1_head *h = p->head;
 
 	if (p->cb->on_head)
 		hint = p->cb->on_head(p->ctx, h);
@@ -637,23 +814,28 @@ static void head_done(struct h1_parser *p, bool inferred)
 	}
 }
 
+/* A complete head of e bytes was parsed (err: 0 or -H1E_*); add bytes to the
+ * message on success. Returns false after an error. */
+static bool head_parsed(struct h1_parser *p, int err, size_t e, size_t add)
+{
+	buf_free(p);
+	if (err) {
+		msg_fail(p, -err);
+		return false;
+	}
+	p->head->head_bytes = e;
+	p->msg_bytes += add;
+	head_done(p, false);
+	return true;
+}
+
 /*
  * Parse the complete head b[0..e) (in place or in p->buf); add bytes to the
  * message on success. Returns false after an error.
  */
 static bool head_complete(struct h1_parser *p, const uint8_t *b, size_t e, size_t add)
 {
-	int err = head_parse(p, b, e);
-
-	buf_free(p);
-	if (err) {
-		msg_fail(p, -err);
-		return false;
-	}
-	p->head.head_bytes = e;
-	p->msg_bytes += add;
-	head_done(p, false);
-	return true;
+	return head_parsed(p, head_parse(p, b, e, NULL), e, add);
 }
 
 /* Empty lines before a start line. */
@@ -689,14 +871,21 @@ static size_t idle_feed(struct h1_parser *p, const uint8_t *d, size_t n)
 /* The first bytes of a head: parse in place if the head is whole, else buffer them. */
 static size_t head_feed_direct(struct h1_parser *p, const uint8_t *d, size_t n)
 {
-	size_t off = 0, e = head_find_end(d, n, &off);
+	size_t off = 0, e = 0;
+	int err;
 
-	if (e > H1_HEAD_MAX || (!e && n >= H1_HEAD_MAX)) {
-		msg_fail(p, H1E_HEAD_TOO_LARGE);
-		return 0;
-	}
-	if (e)
+	if (n >= H1_HEAD_MAX) {		/* its end may be past the limit */
+		e = head_find_end(d, n, &off);
+		if (!e || e > H1_HEAD_MAX) {
+			msg_fail(p, H1E_HEAD_TOO_LARGE);
+			return 0;
+		}
 		return head_complete(p, d, e, e) ? e : 0;
+	}
+	err = head_parse(p, d, n, &e);	/* a whole head: found and parsed in one pass */
+	if (err != HEAD_INCOMPLETE)
+		return head_parsed(p, err, e, e) ? e : 0;
+	head_find_end(d, n, &off);	/* where the search for its end resumes */
 	if (!buf_reserve(p, n)) {
 		msg_fail(p, H1E_HEAD_TOO_LARGE);
 		return 0;
@@ -952,14 +1141,14 @@ static void head_gap(struct h1_parser *p, uint64_t gap, const uint8_t *tail, siz
 		msg_fail(p, H1E_GAP_IN_HEAD);
 		return;
 	}
-	err = head_parse(p, (const uint8_t *)p->buf, end);
+	err = head_parse(p, (const uint8_t *)p->buf, end, NULL);
 	buf_free(p);
 	if (err) {
 		msg_fail(p, -err);
 		return;
 	}
-	p->head.flags |= H1F_HEAD_TRUNC;
-	p->head.head_bytes = clamp32(p->msg_bytes - lead);
+	p->head->flags |= H1F_HEAD_TRUNC;
+	p->head->head_bytes = clamp32(p->msg_bytes - lead);
 	p->mflags |= H1M_TRUNCATED;
 	if (ends_blank(tail, tail_len)) {
 		p->mflags |= H1M_INFERRED;
@@ -967,7 +1156,7 @@ static void head_gap(struct h1_parser *p, uint64_t gap, const uint8_t *tail, siz
 		return;
 	}
 	if (p->cb->on_head)
-		hint = p->cb->on_head(p->ctx, &p->head);
+		hint = p->cb->on_head(p->ctx, p->head);
 	p->mflags |= H1M_LOST;
 	if (hint == H1_BODY_STOP) {
 		msg_stop(p);
@@ -1110,7 +1299,7 @@ void h1__eof(struct h1_parser *p)
 		msg_complete(p);
 	} else if (head_reported(p)) {
 		if (p->cb->on_incomplete)
-			p->cb->on_incomplete(p->ctx, &p->head, p->msg_bytes);
+			p->cb->on_incomplete(p->ctx, p->head, p->msg_bytes);
 	} else if (p->state == ST_HEAD) {
 		if (p->cb->on_incomplete)
 			p->cb->on_incomplete(p->ctx, NULL, p->msg_bytes);
@@ -1124,8 +1313,10 @@ void h1__eof(struct h1_parser *p)
 
 void h1__free(struct h1_parser *p)
 {
-	if (p)
-		buf_free(p);
+	if (!p)
+		return;
+	buf_free(p);
+	head_put(p);
 }
 
 const char *h1_error_name(enum h1_error err)

@@ -17,10 +17,13 @@
  * followed through a gap is reported with H1M_INFERRED or H1M_LOST, never
  * silently misparsed.
  *
- * The parser never allocates on the common path: a head that arrives whole in
- * one segment is parsed in place. A head split across segments is copied into
- * a buffer owned by the parser (at most H1_HEAD_MAX bytes, freed once the head
- * is parsed and by h1__free()).
+ * A head that arrives whole in one segment is parsed in place. A head split
+ * across segments is copied into a buffer owned by the parser (at most
+ * H1_HEAD_MAX bytes, freed once the head is parsed and by h1__free()). The
+ * parsed head (struct h1_head) is held only while its message is in progress;
+ * heads are recycled, so the common path does not allocate, and a parser
+ * between messages is small. Running out of memory for either is reported as
+ * H1E_HEAD_TOO_LARGE.
  *
  * Callbacks run synchronously inside h1__feed()/h1__eof()/h1__lost(), in stream
  * order. The struct h1_head passed to them is owned by the parser and valid only
@@ -162,7 +165,8 @@ struct h1_parser {
 	char *buf;			/* partial head, owned; NULL when none */
 	uint32_t buf_len, buf_cap;
 	uint32_t scan_off;		/* internal: partial head bytes already searched for its end */
-	struct h1_head head;		/* head of the current message */
+	struct h1_head *head;		/* head of the current message, from its start
+					   line to its end; NULL between messages */
 };
 
 /* Prepare p (whose memory the caller owns). Never fails. */

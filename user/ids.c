@@ -7,12 +7,12 @@
 
 static uint64_t rng[4];	/* generator state: written by ids_seed only */
 
-static uint64_t rotl(uint64_t x, int k)
+static inline uint64_t rotl(uint64_t x, int k)
 {
 	return (x << k) | (x >> (64 - k));
 }
 
-static uint64_t next64(void)
+static inline uint64_t next64(void)
 {
 	uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
 
@@ -49,29 +49,65 @@ void ids_seed_fixed(uint64_t seed)
 
 void ids_random(uint8_t *out, int n)
 {
-	bool nonzero = false;
+	uint64_t any;
 
 	if (!(rng[0] | rng[1] | rng[2] | rng[3]))
 		ids_seed();
-	do {
+	if (n == 16 || n == 8) {	/* trace and span ids: the same draws, unrolled */
+		uint64_t a, b = 0;
+
+		do {
+			a = next64();
+			if (n == 16)
+				b = next64();
+		} while (!(a | b));
+		memcpy(out, &a, 8);
+		if (n == 16)
+			memcpy(out + 8, &b, 8);
+		return;
+	}
+	do {	/* an id of all zero bytes is invalid: draw again */
+		any = 0;
 		for (int i = 0; i < n; i += 8) {
 			uint64_t v = next64();
 
-			memcpy(out + i, &v, n - i < 8 ? n - i : 8);
+			if (n - i >= 8) {
+				memcpy(out + i, &v, 8);
+				any |= v;
+				continue;
+			}
+			memcpy(out + i, &v, n - i);
+			for (int j = i; j < n; j++)
+				any |= out[j];
 		}
-		for (int i = 0; i < n; i++)
-			nonzero |= out[i] != 0;
-	} while (!nonzero);
+	} while (!any);
 }
+
+/* The two lower-case hex digits of every byte value: one load per byte. */
+static const char hex_pairs[256][2] = {
+#define P(x)	{ "0123456789abcdef"[(x) >> 4], "0123456789abcdef"[(x) & 15] }
+#define P4(x)	P(x), P((x) + 1), P((x) + 2), P((x) + 3)
+#define P16(x)	P4(x), P4((x) + 4), P4((x) + 8), P4((x) + 12)
+#define P64(x)	P16(x), P16((x) + 16), P16((x) + 32), P16((x) + 48)
+	P64(0), P64(64), P64(128), P64(192),
+#undef P64
+#undef P16
+#undef P4
+#undef P
+};
 
 void ids_hex(char *out, const uint8_t *in, int n)
 {
-	static const char digits[] = "0123456789abcdef";
+	int i = 0;
 
-	for (int i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
+	for (; i + 4 <= n; i += 4) {	/* ids are 8 or 16 bytes */
+		memcpy(out + 2 * i, hex_pairs[in[i]], 2);
+		memcpy(out + 2 * i + 2, hex_pairs[in[i + 1]], 2);
+		memcpy(out + 2 * i + 4, hex_pairs[in[i + 2]], 2);
+		memcpy(out + 2 * i + 6, hex_pairs[in[i + 3]], 2);
 	}
+	for (; i < n; i++)
+		memcpy(out + 2 * i, hex_pairs[in[i]], 2);
 	out[2 * n] = 0;
 }
 

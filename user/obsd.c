@@ -59,8 +59,7 @@ struct daemon {
 	int n_cfg_strs;
 	struct store *store;
 	struct textring *errors;	/* rendered error events, /api/errors */
-	struct life_rec *events;	/* recent lifecycle events, rendered on /api/events */
-	uint64_t n_events;
+	struct slots events;		/* recent lifecycle events, packed; rendered on /api/events */
 	struct textring *blocks;	/* rendered LoopBlocked events, /api/loops */
 	FILE *errors_out;		/* --errors-file: JSON lines, or NULL */
 	const char *errors_path;
@@ -128,13 +127,17 @@ static void life_sink(void *ctx, const struct life_event *e)
 {
 	struct daemon *d = ctx;
 
-	life_rec_from(&d->events[d->n_events++ % EVENTS_KEPT], e);
+	char packed[sizeof(struct life_rec) + PACK_SLACK];
+
+	slots__push(&d->events, packed, life_pack(e, packed));
 }
 
 /* {"count":n,"total":t,"events":[…]} newest first. */
 static void h_events(struct daemon *d, const char *query, struct api_reply *rep)
 {
-	size_t limit = API_LIMIT_DEFAULT, n = d->n_events < EVENTS_KEPT ? d->n_events : EVENTS_KEPT;
+	size_t limit = API_LIMIT_DEFAULT, n = slots__count(&d->events);
+	struct life_rec lr;
+	const void *packed;
 	char v[24];
 
 	if (!api_query_get(query, "limit", v, sizeof(v)))
@@ -143,10 +146,15 @@ static void h_events(struct daemon *d, const char *query, struct api_reply *rep)
 		limit = n;
 	jb_obj_open(&rep->body);
 	jb_u64(&rep->body, "count", limit);
-	jb_u64(&rep->body, "total", d->n_events);
+	jb_u64(&rep->body, "total", d->events.total);
 	jb_arr_open(&rep->body, "events");
-	for (size_t i = 0; i < limit; i++)
-		life_rec_json(&d->events[(d->n_events - 1 - i) % EVENTS_KEPT], &rep->body);
+	for (size_t i = 0; i < limit; i++) {
+		packed = slots__get(&d->events, i);
+		if (!packed)	/* not kept: no memory */
+			continue;
+		life_unpack(packed, &lr);
+		life_rec_json(&lr, &rep->body);
+	}
 	jb_arr_close(&rep->body);
 	jb_obj_close(&rep->body);
 }
@@ -438,6 +446,8 @@ static void h_ready(struct daemon *d, struct api_reply *rep)
 static void h_requests(struct daemon *d, const char *query, struct api_reply *rep)
 {
 	size_t limit = API_LIMIT_DEFAULT, n;
+	struct record tmp;
+	const struct record *r;
 	char v[24];
 
 	if (!api_query_get(query, "limit", v, sizeof(v)))
@@ -445,18 +455,19 @@ static void h_requests(struct daemon *d, const char *query, struct api_reply *re
 	n = store__count(d->store);
 	/* ?since=T: only records after the T-th ever stored (T = an earlier "total") */
 	if (!api_query_get(query, "since", v, sizeof(v))) {
-		uint64_t since = strtoull(v, NULL, 10);
+		uint64_t since = strtoull(v, NULL, 10), total = store__total(d->store);
 
-		n = since >= d->store->total ? 0 : d->store->total - since < n ? d->store->total - since : n;
+		n = since >= total ? 0 : total - since < n ? total - since : n;
 	}
 	if (limit > n)
 		limit = n;
 	jb_obj_open(&rep->body);
 	jb_u64(&rep->body, "count", limit);
-	jb_u64(&rep->body, "total", d->store->total);
+	jb_u64(&rep->body, "total", store__total(d->store));
 	jb_arr_open(&rep->body, "requests");
 	for (size_t i = 0; i < limit; i++)
-		record__json(store__get(d->store, i), &rep->body);
+		if ((r = store__get(d->store, i, &tmp)))	/* NULL: not kept (no memory) */
+			record__json(r, &rep->body);
 	jb_arr_close(&rep->body);
 	jb_obj_close(&rep->body);
 }
@@ -517,6 +528,7 @@ static void span_json(const struct record *r, const char *service, struct jbuf *
 static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
 {
 	size_t limit = API_LIMIT_DEFAULT, n = 0;
+	struct record tmp;
 	char v[24];
 
 	if (!api_query_get(query, "limit", v, sizeof(v)))
@@ -525,9 +537,9 @@ static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
 	jb_bool(&rep->body, "exporting", d->otlp != NULL);
 	jb_arr_open(&rep->body, "spans");
 	for (size_t i = 0; n < limit && i < store__count(d->store); i++) {
-		const struct record *r = store__get(d->store, i);
+		const struct record *r = store__get(d->store, i, &tmp);
 
-		if (r->sampled) {
+		if (r && r->sampled) {
 			span_json(r, d->ocfg.service_name, &rep->body);
 			n++;
 		}
@@ -1164,7 +1176,7 @@ int main(int argc, char **argv)
 {
 	static struct daemon d = { .listen = DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
 	struct sigaction sa = { .sa_handler = on_signal };
-	int err = 1;
+	int err = 1, events_err;
 
 	d.svc = services__new();
 	d.rt = routes__new(ROUTE_CAP_DEFAULT);
@@ -1239,7 +1251,7 @@ int main(int argc, char **argv)
 	d.store = store__new(d.store_size);
 	d.logs = log_store__new(LOG_STORE_DEFAULT);
 	d.errors = textring__new(512);
-	d.events = calloc(EVENTS_KEPT, sizeof(*d.events));
+	events_err = slots__init(&d.events, EVENTS_KEPT);
 	d.blocks = textring__new(512);
 	jb_init(&d.scratch);
 	if (d.errors_path) {
@@ -1252,7 +1264,8 @@ int main(int argc, char **argv)
 	}
 	d.metrics = metrics__new(&d.mopts);
 	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!d.store || !d.logs || !d.metrics || !d.errors || !d.events || !d.blocks || d.load_efd < 0) {
+	if (!d.store || !d.logs || !d.metrics || !d.errors || events_err || !d.blocks ||
+	    d.load_efd < 0) {
 		pr_warn("obsd: out of memory at start: %s", strerror(errno));
 		goto out;
 	}
@@ -1290,7 +1303,7 @@ out:
 	store__free(d.store);
 	log_store__free(d.logs);
 	textring__free(d.errors);
-	free(d.events);
+	slots__fini(&d.events);
 	textring__free(d.blocks);
 	jb_free(&d.scratch);
 	if (d.errors_out && d.errors_out != stdout)

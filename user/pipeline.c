@@ -9,6 +9,7 @@
 #include <bpf/libbpf.h>
 #include "ids.h"
 #include "log.h"
+#include "pack.h"
 #include "pipeline.h"
 #include "route.h"
 #include "errors.h"
@@ -117,8 +118,9 @@ static void start_record(struct pipeline *p, struct record *r)
 	}
 	r->sampled = sampler_decide(p->sampler, r->trace_id, r->has_parent, parent_sampled);
 	ids_random(r->span_id, sizeof(r->span_id));
-	snprintf(r->service, sizeof(r->service), "%s",
-		 services__of(p->svc, r->pid, r->comm, r->lport));
+	/* services__of's names are SERVICE_NAME_MAX arrays: a word at a time */
+	_Static_assert(sizeof(r->service) == SERVICE_NAME_MAX, "service names fit records");
+	pack_arr(r->service, services__of(p->svc, r->pid, r->comm, r->lport), sizeof(r->service));
 	r->container = *pipeline__container_of(p, r->pid);
 	if (r->flags & RECF_UNMATCHED)
 		strcpy(r->route, "");
@@ -611,19 +613,63 @@ uint64_t pipeline__traceparent_invalid(const struct pipeline *p)
 	return p->traceparent_invalid;
 }
 
+/*
+ * The recording, read a chunk at a time: two freads per record cost the
+ * replay more instructions than some of the pipeline stages it measures.
+ */
+#define REPLAY_CHUNK	(1 << 20)
+
+struct replay_in {
+	FILE *f;
+	uint8_t *chunk;
+	size_t len, off;	/* bytes in chunk, bytes of them consumed */
+};
+
+/* The next n bytes of the recording into dst; false at its end. */
+static inline bool replay_read(struct replay_in *in, void *dst, size_t n)
+{
+	uint8_t *d = dst;
+
+	if (in->len - in->off >= n) {	/* all in the chunk */
+		memcpy(d, in->chunk + in->off, n);
+		in->off += n;
+		return true;
+	}
+	while (n) {
+		size_t k = in->len - in->off;
+
+		if (!k) {
+			in->len = fread(in->chunk, 1, REPLAY_CHUNK, in->f);
+			in->off = 0;
+			if (!in->len)
+				return false;
+			continue;
+		}
+		if (k > n)
+			k = n;
+		memcpy(d, in->chunk + in->off, k);
+		in->off += k;
+		d += k;
+		n -= k;
+	}
+	return true;
+}
+
 long pipeline__replay(struct pipeline *p)
 {
 	uint8_t *buf = malloc(sizeof(struct obs_ev_data) + 3 * OBS_CAP_MAX);
+	struct replay_in in = { .f = p->replay, .chunk = malloc(REPLAY_CHUNK) };
 	long n = 0;
 	uint32_t sz;
 
-	if (!p->replay || !buf) {
+	if (!p->replay || !buf || !in.chunk) {
 		free(buf);
+		free(in.chunk);
 		return -EINVAL;
 	}
-	while (fread(&sz, sizeof(sz), 1, p->replay) == 1) {
+	while (replay_read(&in, &sz, sizeof(sz))) {
 		if (sz < sizeof(struct obs_ev_hdr) || sz > sizeof(struct obs_ev_data) + 3 * OBS_CAP_MAX ||
-		    fread(buf, sz, 1, p->replay) != 1) {
+		    !replay_read(&in, buf, sz)) {
 			pr_warn("pipeline: replay: truncated or corrupt record %ld", n);
 			break;
 		}
@@ -640,6 +686,7 @@ long pipeline__replay(struct pipeline *p)
 	errors__tick(p->errs, p->replay_now);
 	logs__tick(p->logs, p->replay_now);
 	free(buf);
+	free(in.chunk);
 	return n;
 }
 

@@ -4,21 +4,71 @@
 #include <time.h>
 #include "ids.h"
 #include "json.h"
+#include "pack.h"
 #include "record.h"
 
-static void copy_str(char *dst, size_t n, const char *src)
+void record__clear(struct record *r)
 {
-	size_t l = strnlen(src, n - 1);
+	memset(r, 0, offsetof(struct record, request_id));	/* numbers, flags, ids */
+	r->request_id[0] = 0;
+	r->comm[0] = 0;
+	r->service[0] = 0;
+	memset(&r->container, 0, sizeof(r->container));
+	r->method[0] = 0;
+	r->path[0] = 0;
+	r->route[0] = 0;
+	r->client[0] = 0;
+	r->server[0] = 0;
+	r->host[0] = 0;
+	r->user_agent[0] = 0;
+	r->content_type[0] = 0;
+	r->x_request_id[0] = 0;
+	r->traceparent[0] = 0;
+	r->tracestate[0] = 0;
+	r->exc = NULL;
+}
 
-	memcpy(dst, src, l);
-	dst[l] = 0;
+#define REC_FIXED	offsetof(struct record, request_id)	/* numbers and ids */
+
+/* The strings of a record, in packing order. */
+#define REC_STRS(X)                                                                       \
+	X(request_id) X(comm) X(service) X(container.container_id) X(container.pod_uid)    \
+	X(method) X(path) X(route) X(client) X(server) X(host) X(user_agent) X(content_type) \
+	X(x_request_id) X(traceparent) X(tracestate)
+
+size_t record__pack(const struct record *r, void *out)
+{
+	char *o = out;
+
+	memcpy(o, r, REC_FIXED);
+	o += REC_FIXED;
+	memcpy(o, &r->container.runtime, sizeof(r->container.runtime));
+	o += sizeof(r->container.runtime);
+#define PACK(m)	o = pack_arr(o, r->m, sizeof(r->m));
+	REC_STRS(PACK)
+#undef PACK
+	return o - (char *)out;
+}
+
+void record__unpack(const void *in, struct record *r)
+{
+	const char *p = in;
+
+	memcpy(r, p, REC_FIXED);
+	p += REC_FIXED;
+	memcpy(&r->container.runtime, p, sizeof(r->container.runtime));
+	p += sizeof(r->container.runtime);
+#define UNPACK(m)	p = unpack_str(p, r->m);
+	REC_STRS(UNPACK)
+#undef UNPACK
+	r->exc = NULL;
 }
 
 void record__from_head(struct record *r, const struct h1_head *h)
 {
 	size_t plen = strcspn(h->target, "?#");
 
-	copy_str(r->method, sizeof(r->method), h->method);
+	copy_arr(r->method, h->method);
 	if (plen >= sizeof(r->path))
 		plen = sizeof(r->path) - 1;
 	memcpy(r->path, h->target, plen);
@@ -28,12 +78,12 @@ void record__from_head(struct record *r, const struct h1_head *h)
 	if (h->flags & H1F_HEAD_TRUNC)
 		r->flags |= RECF_TRUNCATED;
 	r->version_minor = h->version_minor;
-	copy_str(r->host, sizeof(r->host), h->host);
-	copy_str(r->user_agent, sizeof(r->user_agent), h->user_agent);
-	copy_str(r->content_type, sizeof(r->content_type), h->content_type);
-	copy_str(r->x_request_id, sizeof(r->x_request_id), h->x_request_id);
-	copy_str(r->traceparent, sizeof(r->traceparent), h->traceparent);
-	copy_str(r->tracestate, sizeof(r->tracestate), h->tracestate);
+	copy_arr(r->host, h->host);
+	copy_arr(r->user_agent, h->user_agent);
+	copy_arr(r->content_type, h->content_type);
+	copy_arr(r->x_request_id, h->x_request_id);
+	copy_arr(r->traceparent, h->traceparent);
+	copy_arr(r->tracestate, h->tracestate);
 }
 
 uint64_t record__duration_us(const struct record *r)

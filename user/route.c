@@ -65,6 +65,9 @@ static bool is_id(const char *s, size_t n)
 	return all_digits(s, n) || is_uuid(s, n) || is_long_hex(s, n) || is_token(s, n);
 }
 
+/* Bytes that end a path segment (1), of which those that end the path (2). */
+static const uint8_t seg_end[256] = { [0] = 3, ['?'] = 3, ['#'] = 3, ['/'] = 1 };
+
 void route_template(const char *path, char *out, size_t n)
 {
 	size_t o = 0;
@@ -72,19 +75,22 @@ void route_template(const char *path, char *out, size_t n)
 
 	if (!n)
 		return;
-	while (*p && *p != '?' && *p != '#') {
+	while (!(seg_end[(uint8_t)*p] & 2)) {
 		const char *seg = p;
 		const char *rep;
 		size_t len, rlen;
 
-		while (*p && *p != '/' && *p != '?' && *p != '#')
+		while (!seg_end[(uint8_t)*p])
 			p++;
 		len = p - seg;
-		rep = is_id(seg, len) ? "{id}" : seg;
+		/* only digits make an id shorter than 16 bytes: most segments stop here */
+		rep = (len >= 16 || (len && seg[0] >= '0' && seg[0] <= '9')) && is_id(seg, len) ?
+			      "{id}" : seg;
 		rlen = rep == seg ? len : 4;
 		if (o + rlen >= n)
 			break;
-		memcpy(out + o, rep, rlen);
+		if (rlen)
+			memcpy(out + o, rep, rlen);
 		o += rlen;
 		if (*p == '/') {
 			if (o + 1 >= n)
@@ -226,7 +232,7 @@ static bool admit(struct routes *rt, const char *service, const char *route)
 
 void routes__resolve(struct routes *rt, const char *service, const char *path, char *out)
 {
-	size_t plen = strcspn(path, "?#");
+	size_t plen = rt->n_patterns ? strcspn(path, "?#") : 0;
 	int i;
 
 	for (i = 0; i < rt->n_patterns; i++) {

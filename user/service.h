@@ -33,7 +33,8 @@ struct services *services__new(void);
  */
 int services__add_rule(struct services *s, const char *spec);
 
-/* The service of a process (cached); never NULL, never "". */
+/* The service of a process (cached); never NULL, never "". It is held in
+ * an array of SERVICE_NAME_MAX bytes (which may be read whole). */
 const char *services__of(struct services *s, uint32_t pid, const char *comm, uint16_t lport);
 
 /* The process exited: forget its cached identity. */

@@ -393,22 +393,35 @@ static void test_addresses(void)
 	struct sim s;
 	struct sconn a = { .id = 1, .pid = 1, .fd = 3 }, b = { .id = 2, .pid = 1, .fd = 4 };
 
+	struct sconn c = { .id = 3, .pid = 1, .fd = 5 }, d = { .id = 4, .pid = 1, .fd = 6 };
+
 	begin("addresses", &s);
 	ev_open6(&s, &a, "::1", 8443, "2001:db8::7", 51000);
 	ev_open6(&s, &b, "::ffff:127.0.0.1", 8000, "::ffff:192.0.2.9", 51001);
+	ev_open4(&s, &c, "0.0.0.0", 1, "255.255.255.255", 65535, "x");
+	ev_open6(&s, &d, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 65535,
+		 "1:203:405:607:809:a0b:c0d:e0f", 0);
 	ev_in(&s, &a, req_a);
 	ev_out(&s, &a, resp_ok2);
 	ev_in(&s, &b, req_a);
 	ev_out(&s, &b, resp_ok2);
-	if (CHECK(done(0) && done(1))) {
+	ev_in(&s, &c, req_a);
+	ev_out(&s, &c, resp_ok2);
+	ev_in(&s, &d, req_a);
+	ev_out(&s, &d, resp_ok2);
+	if (CHECK(done(0) && done(1) && done(2) && done(3))) {
 		CHECK_S(done(0)->client, "[2001:db8::7]:51000");
 		CHECK_S(done(0)->server, "[::1]:8443");
 		CHECK_S(done(1)->client, "192.0.2.9:51001");	/* v4-mapped shown as IPv4 */
 		CHECK_S(done(1)->server, "127.0.0.1:8000");
 		CHECK_U(done(0)->client_addr[0], 0x20);
 		CHECK_U(done(1)->client_addr[15], 9);
+		CHECK_S(done(2)->client, "255.255.255.255:65535");
+		CHECK_S(done(2)->server, "0.0.0.0:1");
+		CHECK_S(done(3)->client, "[1:203:405:607:809:a0b:c0d:e0f]:0");
+		CHECK_S(done(3)->server, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535");
 	}
-	CHECK_U(conn_table__active(s.t), 2);
+	CHECK_U(conn_table__active(s.t), 4);
 	end(&s);
 }
 

@@ -1308,6 +1308,83 @@ static void test_hostile(void)
 	free(b);
 }
 
+/*
+ * Every byte value at every position of field values of several lengths:
+ * only HTAB, SP, VCHAR and obs-text are allowed (values are checked eight
+ * bytes at a time, the last word reaching back into the name). CR and LF
+ * end the line, so they are not tried.
+ */
+static void test_value_bytes(void)
+{
+	static const char pre[] = "GET / HTTP/1.1\r\nX-Long:", post[] = "\r\n\r\n";
+	static const int lens[] = { 1, 3, 7, 8, 9, 13, 16, 23 };
+	char in[sizeof(pre) + 24 + sizeof(post)];
+	struct rec r = { 0 };
+	struct h1_parser p = { 0 };
+
+	for (int b = 0; b < 256; b++) {
+		bool ok = b == '\t' || (b >= 0x20 && b != 0x7f);
+
+		if (b == '\r' || b == '\n')
+			continue;
+		for (size_t li = 0; li < ARRAY_SIZE(lens); li++) {
+			for (int pos = 0; pos < lens[li]; pos++) {
+				size_t n = sizeof(pre) - 1;
+
+				memcpy(in, pre, n);
+				memset(in + n, 'v', lens[li]);
+				in[n + pos] = (char)b;
+				memcpy(in + n + lens[li], post, sizeof(post));
+				n += lens[li] + sizeof(post) - 1;
+				begin("value_bytes", &p, H1_REQUEST, &r);
+				feed(&p, in, n);
+				if (ok)
+					check(r.n == 2 && r.ev[0].type == 'H', __FILE__, __LINE__,
+					      "byte %#x at %d of %d refused", b, pos, lens[li]);
+				else
+					check(r.n >= 1 && r.ev[0].type == 'E' &&
+					      r.ev[0].err == H1E_BAD_HEADER, __FILE__, __LINE__,
+					      "byte %#x at %d of %d accepted", b, pos, lens[li]);
+				h1__free(&p);
+			}
+		}
+	}
+	rec_free(&r);
+}
+
+/* Extracted header names match in any case, and only whole names do. */
+static void test_field_names(void)
+{
+	static const struct {
+		const char *line;
+		const char *host, *ctype;
+	} cases[] = {
+		{ "HOST: a", "a", "" },
+		{ "hOsT: b", "b", "" },
+		{ "Hosts: c", "", "" },
+		{ "Hos: d", "", "" },
+		{ "CONTENT-TYPE: e", "", "e" },
+		{ "Content-Typf: f", "", "" },
+		{ "Content_Type: g", "", "" },
+		{ "X-Request-ID: h", "", "" },
+	};
+	struct rec r = { 0 };
+	struct h1_parser p = { 0 };
+	char in[128];
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		snprintf(in, sizeof(in), "GET / HTTP/1.1\r\n%s\r\n\r\n", cases[i].line);
+		begin(cases[i].line, &p, H1_REQUEST, &r);
+		feed_str(&p, in);
+		if (CHECK(r.n == 2 && r.ev[0].type == 'H')) {
+			CHECK_S(r.ev[0].h.host, cases[i].host);
+			CHECK_S(r.ev[0].h.content_type, cases[i].ctype);
+		}
+		h1__free(&p);
+	}
+	rec_free(&r);
+}
+
 /* A head of exactly H1_HEAD_MAX bytes is accepted, one byte more is not. */
 static void test_head_limit(void)
 {
@@ -1572,6 +1649,8 @@ int main(void)
 	test_gap_chunk_lost();
 	test_gap_in_head();
 	test_hostile();
+	test_value_bytes();
+	test_field_names();
 	test_head_limit();
 	test_scan_resume();
 	test_garbage();

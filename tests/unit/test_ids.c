@@ -230,6 +230,14 @@ static void test_random(void)
 	CHECK_S(hex, "0001abff107f8009");
 	ids_hex(hex, a, 0);
 	CHECK_S(hex, "");
+	for (int b = 0; b < 256; b++) {	/* every byte value */
+		uint8_t in = b;
+		char want[3];
+
+		snprintf(want, sizeof(want), "%02x", b);
+		ids_hex(hex, &in, 1);
+		CHECK_S(hex, want);
+	}
 }
 
 static void test_request_id(void)
