@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ids.h"
+#include "counters.h"
 #include "logstore.h"
 #include "otlp_logs.h"
 #include "record.h"
@@ -144,38 +145,36 @@ void log_rec_json(const struct log_rec *r, struct jbuf *jb)
 	jb_obj_close(jb);
 }
 
-void log_metrics(const struct log_stats *ls, const struct otlp_logs *exp, struct jbuf *o)
+void log_counters(const struct log_stats *ls, const struct otlp_logs *exp,
+		  struct counter_visit *v)
 {
 	const struct otlp_logs_stats *st = exp ? otlp_logs__stats(exp) : NULL;
 
-	jb_printf(o, "# HELP obs_log_records_total Log lines of observed servers turned into records\n"
-		"# TYPE obs_log_records_total counter\nobs_log_records_total %llu\n",
-		(unsigned long long)ls->records);
-	jb_printf(o, "# HELP obs_log_records_linked_total Log records linked to their request's trace\n"
-		"# TYPE obs_log_records_linked_total counter\nobs_log_records_linked_total %llu\n",
-		(unsigned long long)ls->unlinked[LOG_LINKED]);
-	jb_printf(o, "# HELP obs_log_records_unlinked_total Log records without trace ids, by reason\n"
-		"# TYPE obs_log_records_unlinked_total counter\n");
+	counter_family(v, "obs_log_records_total", "counter",
+		       "Log lines of observed servers turned into records");
+	counter_u64(v, ls->records, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_log_records_linked_total", "counter",
+		       "Log records linked to their request's trace");
+	counter_u64(v, ls->unlinked[LOG_LINKED], NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_log_records_unlinked_total", "counter",
+		       "Log records without trace ids, by reason");
 	for (int k = LOG_NO_REQUEST; k < LOG_LINK_KINDS; k++)
-		jb_printf(o, "obs_log_records_unlinked_total{reason=\"%s\"} %llu\n", log_link_name(k),
-			(unsigned long long)ls->unlinked[k]);
-	jb_printf(o, "# HELP obs_log_records_truncated_total Log records cut short (line longer than captured)\n"
-		"# TYPE obs_log_records_truncated_total counter\nobs_log_records_truncated_total %llu\n",
-		(unsigned long long)ls->truncated);
-	jb_printf(o, "# HELP obs_log_bytes_uncaptured_total Bytes of long stdout/stderr writes not captured (their lines are lost)\n"
-		"# TYPE obs_log_bytes_uncaptured_total counter\nobs_log_bytes_uncaptured_total %llu\n",
-		(unsigned long long)ls->bytes_uncaptured);
+		counter_u64(v, ls->unlinked[k], "reason", log_link_name(k), NULL, NULL);
+	counter_family(v, "obs_log_records_truncated_total", "counter",
+		       "Log records cut short (line longer than captured)");
+	counter_u64(v, ls->truncated, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_log_bytes_uncaptured_total", "counter",
+		       "Bytes of long stdout/stderr writes not captured (their lines are lost)");
+	counter_u64(v, ls->bytes_uncaptured, NULL, NULL, NULL, NULL);
 	if (!st)
 		return;
-	jb_printf(o, "# HELP obs_log_records_exported_total Log records acknowledged by the OTLP endpoint\n"
-		"# TYPE obs_log_records_exported_total counter\nobs_log_records_exported_total %llu\n",
-		(unsigned long long)st->exported);
-	jb_printf(o, "# HELP obs_log_records_dropped_total Log records not exported, by reason\n"
-		"# TYPE obs_log_records_dropped_total counter\n"
-		"obs_log_records_dropped_total{reason=\"queue_full\"} %llu\n"
-		"obs_log_records_dropped_total{reason=\"export_failed\"} %llu\n",
-		(unsigned long long)st->dropped_queue, (unsigned long long)st->dropped_export);
-	jb_printf(o, "# HELP obs_log_records_queued Log records waiting for export\n"
-		"# TYPE obs_log_records_queued gauge\nobs_log_records_queued %llu\n",
-		(unsigned long long)st->queue_len);
+	counter_family(v, "obs_log_records_exported_total", "counter",
+		       "Log records acknowledged by the OTLP endpoint");
+	counter_u64(v, st->exported, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_log_records_dropped_total", "counter",
+		       "Log records not exported, by reason");
+	counter_u64(v, st->dropped_queue, "reason", "queue_full", NULL, NULL);
+	counter_u64(v, st->dropped_export, "reason", "export_failed", NULL, NULL);
+	counter_family(v, "obs_log_records_queued", "gauge", "Log records waiting for export");
+	counter_u64(v, st->queue_len, NULL, NULL, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "json.h"
+#include "counters.h"
 #include "logs.h"
 
 #define LOG_STORE_DEFAULT	4096
@@ -35,6 +36,7 @@ void log_rec_json(const struct log_rec *r, struct jbuf *jb);
 struct otlp_logs;
 /* obs_log_* series: records by link, truncation, export (exp may be NULL;
  * its transport errors are in obs_export_errors_total{exporter="otlp_logs"}). */
-void log_metrics(const struct log_stats *ls, const struct otlp_logs *exp, struct jbuf *o);
+void log_counters(const struct log_stats *ls, const struct otlp_logs *exp,
+		  struct counter_visit *v);
 
 #endif

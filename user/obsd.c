@@ -265,6 +265,8 @@ static void export_counters(struct daemon *d, counter_fn fn, void *ctx)
 		sentry_counters(d, &v);
 	if (d->otlp)
 		otlp_counters(otlp__stats(d->otlp), &v);
+	if (d->p)
+		log_counters(pipeline__log_stats(d->p), d->otlp_logs, &v);
 	if (d->otlp || d->sentry || d->otlp_logs)
 		send_error_counters(d, &v);
 }
@@ -592,11 +594,10 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 
 		metrics__render(d->metrics, d->p, &rep->body);
 		export_counters(d, counters_text, &ct);
-		/* the metrics and logs exporters render their own series */
+		/* the metrics exporter renders its own series */
 		if (d->om)
 			otlp_metrics__render(d->om, &rep->body);
-		if (d->p)
-			log_metrics(pipeline__log_stats(d->p), d->otlp_logs, &rep->body);
+
 	} else if (!strcmp(path, "/api/stats")) {
 		h_stats(d, rep);
 	} else if (!strcmp(path, "/api/requests")) {
