@@ -645,7 +645,8 @@ static int header_line(struct h1_head *h, struct head_scan *s, const uint8_t *l,
 	size_t i = 0, j, v, e;
 
 	/* the name: four bytes at a time while the line has them */
-	while (i + 4 <= m && (ctab[l[i]] & ctab[l[i + 1]] & ctab[l[i + 2]] & ctab[l[i + 3]] & C_TCHAR))
+	while (i + 4 <= m &&
+	       (ctab[l[i]] & ctab[l[i + 1]] & ctab[l[i + 2]] & ctab[l[i + 3]] & C_TCHAR))
 		i += 4;
 	while (i < m && (ctab[l[i]] & C_TCHAR))
 		i++;

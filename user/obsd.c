@@ -59,7 +59,8 @@ struct daemon {
 	int n_cfg_strs;
 	struct store *store;
 	struct textring *errors;	/* rendered error events, /api/errors */
-	struct slots events;		/* recent lifecycle events, packed; rendered on /api/events */
+	struct slots events;		/* recent lifecycle events, packed (rendered
+					   when /api/events is read) */
 	struct textring *blocks;	/* rendered LoopBlocked events, /api/loops */
 	FILE *errors_out;		/* --errors-file: JSON lines, or NULL */
 	const char *errors_path;

@@ -3,8 +3,9 @@
  * Unit tests of user/store.c, record__pack/record__unpack (user/record.c) and
  * life_pack/life_unpack (user/events.c): a record or an event comes back
  * exactly as it went in, strings of every length up to their array's size
- * (longer ones cut as snprintf cuts them), and the ring keeps the newest N. Records are packed from exact-size heap
- * copies so that AddressSanitizer catches a read past a record.
+ * (longer ones cut as snprintf cuts them), and the ring keeps the newest N.
+ * Records are packed from exact-size heap copies so that AddressSanitizer
+ * catches a read past a record.
  * main() returns 1 if any check failed.
  */
 #include <stdarg.h>
@@ -264,7 +265,8 @@ static void test_life(void)
 		life_unpack(packed, &lr);
 		CHECK(lr.type == e.type && lr.wall_ns == e.wall_ns && lr.conn_id == ce.conn_id &&
 		      lr.pid == ce.pid && lr.in_flight == ce.in_flight && lr.has_req == !!ce.r);
-		CHECK(str_is(lr.comm, comm, OBS_COMM_LEN) && str_is(lr.client, client, REC_ADDR_MAX) &&
+		CHECK(str_is(lr.comm, comm, OBS_COMM_LEN) &&
+		      str_is(lr.client, client, REC_ADDR_MAX) &&
 		      str_is(lr.server, server, REC_ADDR_MAX) &&
 		      str_is(lr.service, service, SERVICE_NAME_MAX));
 		CHECK(!strcmp(lr.reason, ce.reason ? ce.reason : ""));
@@ -276,7 +278,8 @@ static void test_life(void)
 			CHECK(lr.status == r->status && lr.bytes_in == r->bytes_in &&
 			      lr.bytes_out == r->bytes_out && lr.failed && lr.error == r->error &&
 			      lr.duration_us == record__duration_us(r) &&
-			      !memcmp(lr.trace_id, r->trace_id, 16) && !memcmp(lr.span_id, r->span_id, 8));
+			      !memcmp(lr.trace_id, r->trace_id, 16) &&
+			      !memcmp(lr.span_id, r->span_id, 8));
 		} else {
 			CHECK(!lr.request_id[0] && !lr.method[0] && !lr.path[0] && !lr.route[0]);
 		}
