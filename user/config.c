@@ -52,6 +52,7 @@ const struct config_key config_keys[] = {
 	{ "sentry-release", CONFIG_VALUE, { "SENTRY_RELEASE" } },
 	{ "sentry-sample-rate", CONFIG_VALUE, { "SENTRY_SAMPLE_RATE" } },
 	{ "loop-block-ms", CONFIG_VALUE },
+	{ "queue-time", CONFIG_FLAG },
 	{ "errors-file", CONFIG_VALUE },
 	{ "capture-bytes", CONFIG_VALUE },
 	{ "store-size", CONFIG_VALUE },

@@ -24,7 +24,7 @@ struct obs_filter {
 	int n_unix;
 	uint32_t cap_bytes;		/* bytes captured per syscall, <= OBS_CAP_MAX */
 	uint64_t loop_block_ns;		/* event-loop iterations this long are "blocked" */
-	bool no_queue_time;		/* do not time how long requests waited in the socket */
+	bool queue_time;		/* --queue-time: time how long requests waited in the socket */
 };
 
 struct loader;

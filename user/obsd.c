@@ -826,6 +826,8 @@ static void usage(FILE *f)
 		"  --sentry-environment E, --sentry-release R, --sentry-sample-rate X\n"
 		"                         (SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE)\n"
 		"  --loop-block-ms N      event-loop iterations this long count as blocked (default 50)\n"
+		"  --queue-time           time how long requests waited in the socket (queue_us); costs\n"
+		"                         ~0.5 us of kernel time per request (docs/bench.md)\n"
 		"  --record FILE          also write every kernel record to FILE (for --replay)\n"
 		"  --replay FILE          no kernel: run a recording through the pipeline, print a\n"
 		"                         summary and exit (deterministic: benchmarks, debugging)\n"
@@ -844,7 +846,7 @@ enum {
 	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
 	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
 	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
-	OPT_LOOP_BLOCK, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
+	OPT_LOOP_BLOCK, OPT_QUEUE_TIME, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
 	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_UNIX, OPT_OTLP_METRICS_EP,
 	OPT_METRICS_EXPORTER, OPT_METRIC_INTERVAL, OPT_METRICS_TEMPORALITY, OPT_OTLP_LOGS_EP,
 	OPT_LOGS_EXPORTER,
@@ -882,6 +884,7 @@ static const struct option long_opts[] = {
 	{ "errors-file", required_argument, NULL, OPT_ERRORS_FILE },
 	{ "record", required_argument, NULL, OPT_RECORD },
 	{ "loop-block-ms", required_argument, NULL, OPT_LOOP_BLOCK },
+	{ "queue-time", no_argument, NULL, OPT_QUEUE_TIME },
 	{ "replay", required_argument, NULL, OPT_REPLAY },
 	{ "sentry-dsn", required_argument, NULL, OPT_SENTRY_DSN },
 	{ "sentry-environment", required_argument, NULL, OPT_SENTRY_ENV },
@@ -1021,6 +1024,9 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 		err = parse_uint(arg, 1, 600000, &v);
 		d->popts.filter.loop_block_ns = v * 1000000ull;
 		return err;
+	case OPT_QUEUE_TIME:
+		d->popts.filter.queue_time = true;
+		return 0;
 	case OPT_RECORD:
 		d->popts.record_path = arg;
 		return 0;

@@ -79,7 +79,7 @@ class Load:
 @pytest.fixture(params=SETUPS)
 def setup(request, tmp_path):
     server = harness.Server(request.param, tmp_path / "srv")
-    obsd = harness.Obsd(["--port", str(server.port)], name=f"obsd-loops-{request.param}")
+    obsd = harness.Obsd(["--port", str(server.port), "--queue-time"], name=f"obsd-loops-{request.param}")
     obsd.start()
     server.start()
     try:
@@ -151,7 +151,7 @@ def test_blocking_handler_is_seen_and_queued_requests_wait(setup):
     assert len(users) == 3, users
     for sent_ns, client in sent:
         r = users[client]
-        assert "queue_us" in r, f"no queue_us (kernel >= 6.3 has sock:sk_data_ready): {r}"
+        assert "queue_us" in r, f"no queue_us (--queue-time, kernel >= 6.3 has sock:sk_data_ready): {r}"
         remaining_us = (block_end_ns - sent_ns) / 1000
         assert remaining_us > 50_000, "the request was not sent during the block"
         assert r["queue_us"] >= remaining_us - SLACK_US, (client, r["queue_us"], remaining_us)

@@ -140,7 +140,8 @@ static const char valid[] =
 	"metric-export-interval: 15000\n"				/* 35 */
 	"metrics-temporality: delta\n"					/* 36 */
 	"otlp-logs-endpoint: http://otel-collector:4318/v1/logs\n"	/* 37 */
-	"logs-exporter: otlp\n";					/* 38 */
+	"logs-exporter: otlp\n"					/* 38 */
+	"queue-time: true\n";						/* 39 */
 
 static const struct call valid_calls[] = {
 	{ "listen", "0.0.0.0:9464", 2 },
@@ -181,6 +182,7 @@ static const struct call valid_calls[] = {
 	{ "metrics-temporality", "delta", 36 },
 	{ "otlp-logs-endpoint", "http://otel-collector:4318/v1/logs", 37 },
 	{ "logs-exporter", "otlp", 38 },
+	{ "queue-time", "true", 39 },
 };
 
 static void test_valid(void)
