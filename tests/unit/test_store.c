@@ -18,39 +18,9 @@
 #include "record.h"
 #include "service.h"
 #include "store.h"
+#include "check.h"
 
-#define MAX_PRINTED	200
 
-static const char *cur_case = "";
-static int n_checks, n_failed, n_cases;
-
-static bool check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return true;
-	if (++n_failed <= MAX_PRINTED) {
-		fprintf(stderr, "FAIL [%s] %s:%d: ", cur_case, file, line);
-		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-		fputc('\n', stderr);
-	}
-	return false;
-}
-
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
-#define CHECK_U(a, b)                                                                   \
-	check((uint64_t)(a) == (uint64_t)(b), __FILE__, __LINE__, "%s == %s: %llu != %llu", \
-	      #a, #b, (unsigned long long)(a), (unsigned long long)(b))
-
-static void begin(const char *name)
-{
-	cur_case = name;
-	n_cases++;
-}
 
 /* Every string of a record: offset and array size. */
 #define STR(m)	{ #m, offsetof(struct record, m), sizeof(((struct record *)0)->m) }
@@ -244,7 +214,7 @@ static void test_life(void)
 	for (int round = 0; round < 600; round++) {
 		size_t lc = round % 17, la = round % 57, ls = round % 65;
 		char *comm = arr(OBS_COMM_LEN, lc, 'a'), *client = arr(REC_ADDR_MAX, la, 'b');
-		char *server = arr(REC_ADDR_MAX, REC_ADDR_MAX - 1 - la, 'c');
+		char *server = arr(REC_SERVER_MAX, REC_SERVER_MAX - 1 - la, 'c');
 		char *service = arr(SERVICE_NAME_MAX, ls, 'd');
 		char ident[CONN_IDENT_MAX];
 		struct conn_event ce = {
@@ -267,7 +237,7 @@ static void test_life(void)
 		      lr.pid == ce.pid && lr.in_flight == ce.in_flight && lr.has_req == !!ce.r);
 		CHECK(str_is(lr.comm, comm, OBS_COMM_LEN) &&
 		      str_is(lr.client, client, REC_ADDR_MAX) &&
-		      str_is(lr.server, server, REC_ADDR_MAX) &&
+		      str_is(lr.server, server, REC_SERVER_MAX) &&
 		      str_is(lr.service, service, SERVICE_NAME_MAX));
 		CHECK(!strcmp(lr.reason, ce.reason ? ce.reason : ""));
 		if (ce.r) {
