@@ -21,12 +21,16 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-LIB_SRCS := user/lhist.c user/counters.c user/h2.c user/loops.c user/sentry.c user/sender.c user/errors.c user/logs.c user/logstore.c user/otlp_logs.c user/events.c user/otlp.c user/otlp_encode.c user/otlp_metrics.c user/span.c $(OUT)/otlp.pb-c.c user/sampler.c user/trust.c user/service.c user/metrics.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/loader.c \
-	    user/pipeline.c user/route.c user/ids.c user/api.c user/log.c user/cgroup.c user/config.c
-LIB_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(filter user/%,$(LIB_SRCS))) $(OUT)/otlp.pb-c.o
+# userspace, one folder per stage of the flow, lowest first (docs/design.md):
+# a folder includes only from itself and the folders before it (make layers).
+LAYERS   := base capture proto conn request sinks daemon cli
+OBJ      := $(OUT)/obj
+LIB_SRCS := $(foreach d,base capture proto conn request sinks,$(wildcard user/$(d)/*.c)) \
+	    $(filter-out user/daemon/obsd.c,$(wildcard user/daemon/*.c))
+LIB_OBJS := $(patsubst user/%.c,$(OBJ)/%.o,$(LIB_SRCS)) $(OUT)/otlp.pb-c.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all clean deps run test unit e2e bench fuzz
+.PHONY: all clean deps run test unit e2e bench fuzz layers
 .DELETE_ON_ERROR:
 
 all: $(OUT)/obsd $(OUT)/obsctl
@@ -42,7 +46,7 @@ $(OUT)/obs.skel.h: $(OUT)/obs.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name obs_bpf > $@
 
-$(OUT)/loader.o: $(OUT)/obs.skel.h
+$(OBJ)/capture/loader.o: $(OUT)/obs.skel.h
 
 $(OUT)/otlp.pb-c.c $(OUT)/otlp.pb-c.h: proto/otlp.proto | $(OUT)
 	$(call msg,PROTOC,$@)
@@ -52,32 +56,38 @@ $(OUT)/otlp.pb-c.o: $(OUT)/otlp.pb-c.c
 	$(call msg,CC,$@)
 	$(Q)$(CC) -O2 -g -Wall -Werror -I$(OUT) -c $< -o $@
 
-$(OUT)/otlp_encode.o $(OUT)/otlp.o $(OUT)/otlp_metrics.o $(OUT)/otlp_logs.o: $(OUT)/otlp.pb-c.h
+$(patsubst %,$(OBJ)/sinks/%.o,otlp_encode otlp otlp_metrics otlp_logs): $(OUT)/otlp.pb-c.h
 
-$(OUT)/%.o: user/%.c $(wildcard user/*.h) include/obs.h | $(OUT)
+# -MMD: each object's header dependencies come from the compiler ($(OBJ)/*/*.d)
+$(OBJ)/%.o: user/%.c | $(OUT)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(wildcard $(OBJ)/*/*.d)
 
 $(OUT)/libobs.a: $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)ar rcs $@ $^
 
-$(OUT)/obsd: $(OUT)/obsd.o $(OUT)/libobs.a
+$(OUT)/obsd: $(OBJ)/daemon/obsd.o $(OUT)/libobs.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
 # obsctl top draws with ncurses and reads obsd's /api/stats with json-c; obsd
 # links neither.
-TOP_OBJS := $(patsubst user/%.c,$(OUT)/%.o,$(wildcard user/top*.c))
-CTL_OBJS := $(OUT)/obsctl.o $(TOP_OBJS)
+CTL_OBJS := $(patsubst user/%.c,$(OBJ)/%.o,$(wildcard user/cli/*.c))
 $(OUT)/obsctl: $(CTL_OBJS) $(OUT)/libobs.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lncursesw -ljson-c -o $@
 
 # Unit tests: each tests/unit/test_X.c links the pure modules, under ASan+UBSan.
-UNIT_SRCS := user/lhist.c user/top_model.c user/top_loops.c user/h2.c user/errors.c user/logs.c user/events.c user/span.c user/sampler.c user/trust.c user/service.c user/http1.c user/conn.c user/record.c user/store.c user/json.c user/route.c \
-	     user/ids.c user/log.c user/cgroup.c user/config.c
-$(OUT)/test_%: tests/unit/test_%.c $(UNIT_SRCS) $(wildcard user/*.h) | $(OUT)
+UNIT_SRCS := $(addprefix user/,base/lhist.c base/json.c base/ids.c base/log.c base/cgroup.c \
+	     proto/http1.c proto/h2.c conn/conn.c conn/record.c \
+	     request/errors.c request/logs.c request/events.c request/span.c request/sampler.c \
+	     request/trust.c request/service.c request/route.c sinks/store.c daemon/config.c \
+	     cli/top_model.c cli/top_loops.c)
+$(OUT)/test_%: tests/unit/test_%.c $(UNIT_SRCS) $(wildcard user/*/*.h) | $(OUT)
 	$(call msg,CC-SAN,$@)
 	$(Q)$(CLANG) -O1 -g $(SAN) -Wall -Wextra -Werror -Wno-unused-parameter \
 		-Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser \
@@ -109,17 +119,17 @@ FUZZERS  := http1 conn h2 ids route json api diff_http1 logs
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	       -fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter \
 	       -Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser
-FUZZ_SRCS_http1 := user/http1.c
-FUZZ_SRCS_conn  := user/conn.c user/http1.c user/h2.c user/record.c user/json.c user/ids.c -lnghttp2
-FUZZ_SRCS_h2    := user/h2.c -lnghttp2
-FUZZ_SRCS_ids   := user/ids.c user/trust.c
-FUZZ_SRCS_route := user/route.c
-FUZZ_SRCS_json  := user/json.c
-FUZZ_SRCS_logs  := user/logs.c
-FUZZ_SRCS_api   := user/api.c user/json.c user/log.c
-FUZZ_SRCS_diff_http1 := user/http1.c -lhttp_parser
+FUZZ_SRCS_http1 := user/proto/http1.c
+FUZZ_SRCS_conn  := user/conn/conn.c user/proto/http1.c user/proto/h2.c user/conn/record.c user/base/json.c user/base/ids.c -lnghttp2
+FUZZ_SRCS_h2    := user/proto/h2.c -lnghttp2
+FUZZ_SRCS_ids   := user/base/ids.c user/request/trust.c
+FUZZ_SRCS_route := user/request/route.c
+FUZZ_SRCS_json  := user/base/json.c
+FUZZ_SRCS_logs  := user/request/logs.c
+FUZZ_SRCS_api   := user/daemon/api.c user/base/json.c user/base/log.c
+FUZZ_SRCS_diff_http1 := user/proto/http1.c -lhttp_parser
 
-$(OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.c user/*.h) include/obs.h | $(OUT)
+$(OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*/*.c user/*/*.h) include/obs.h | $(OUT)
 	$(call msg,CC-FUZZ,$@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_SRCS_$*) -o $@
 
@@ -139,8 +149,13 @@ fuzz: $(addprefix $(OUT)/fuzz_,$(FUZZERS))
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (reproducers: $(OUT)/fuzz/<name>/crash-*)"; exit 1; fi
 
+# The layering rule: user/<folder>/ includes only from folders at or below it
+# in LAYERS.
+layers:
+	$(Q)bash scripts/layers.sh $(LAYERS)
+
 test: deps
-	$(Q)$(MAKE) --no-print-directory all unit
+	$(Q)$(MAKE) --no-print-directory layers all unit
 	$(Q)$(MAKE) --no-print-directory e2e
 
 clean:

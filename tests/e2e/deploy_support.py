@@ -73,12 +73,12 @@ def help_options(text: str) -> set:
 
 
 def container_metadata_integrated() -> bool:
-    """obsd was integrated with user/cgroup.c: its --help mentions containers."""
+    """obsd was integrated with user/base/cgroup.c: its --help mentions containers."""
     return re.search(r"container", obsd_help(), re.I) is not None
 
 
 def config_integrated() -> bool:
-    """obsd was integrated with user/config.c: --config and --check-config."""
+    """obsd was integrated with user/daemon/config.c: --config and --check-config."""
     opts = help_options(obsd_help())
     return "config" in opts and "check-config" in opts
 

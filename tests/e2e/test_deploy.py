@@ -10,7 +10,7 @@ installs with the libraries the built binaries need; the DaemonSet's
 securityContext by running obsd with exactly its capabilities against a
 server run by another user.
 
-Two groups need obsd to be integrated with user/config.c and user/cgroup.c
+Two groups need obsd to be integrated with user/daemon/config.c and user/base/cgroup.c
 and are skipped until `build/obsd --help` shows it:
   - config: --config FILE and --check-config (exit 0 valid, 2 invalid);
   - container metadata: a real uvicorn inside a cgroup v2 made by the test,
@@ -46,11 +46,11 @@ NAMESPACED = {"ServiceAccount", "ConfigMap", "DaemonSet", "Deployment", "Service
 
 needs_config = pytest.mark.skipif(
     not config_integrated(),
-    reason="obsd is not integrated with user/config.c yet: `build/obsd --help` shows no "
+    reason="obsd is not integrated with user/daemon/config.c yet: `build/obsd --help` shows no "
            "--config/--check-config")
 needs_container_metadata = pytest.mark.skipif(
     not container_metadata_integrated(),
-    reason="obsd is not integrated with user/cgroup.c yet: `build/obsd --help` does not mention "
+    reason="obsd is not integrated with user/base/cgroup.c yet: `build/obsd --help` does not mention "
            "container metadata")
 
 
@@ -229,7 +229,7 @@ def test_config_files_use_documented_keys(docs):
         assert not missing, f"documented config keys that obsd --help does not know: {missing}"
         undocumented = opts - set(keys) - NOT_IN_FILE
         assert not undocumented, f"obsd options missing from the config keys of {CONFIG_DOC} " \
-                                 f"(and config_keys[] in user/config.c): {sorted(undocumented)}"
+                                 f"(and config_keys[] in user/daemon/config.c): {sorted(undocumented)}"
 
 
 # -- Dockerfile ---------------------------------------------------------------

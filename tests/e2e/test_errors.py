@@ -161,8 +161,13 @@ class Run:
         return [r for r in self.requests if r.get("client") == client]
 
     def ctl_errors_of(self, client: str) -> List[dict]:
+        """The obsctl stream covers all three servers' ports: a client port
+        can recur on another server's connection, so the server's pids
+        select too."""
+        pids = self.pids
         return [o["error"] for o in self.ctl
-                if o.get("type") == "Error" and ((o.get("error") or {}).get("request") or {}).get("client") == client]
+                if o.get("type") == "Error" and (o.get("error") or {}).get("pid") in pids
+                and ((o.get("error") or {}).get("request") or {}).get("client") == client]
 
     def dump_errors(self, client: Optional[str] = None) -> str:
         sel = self.errors if client is None else self.errors_of(client)
@@ -368,7 +373,8 @@ def test_boom_events_in_errors_file_and_obsctl(run):
     for t in run.boom:
         got = run.ctl_errors_of(t.client)
         if len(got) != 1:
-            problems.append(f"obsctl: {len(got)} Error events for {t.describe()}")
+            problems.append(f"obsctl: {len(got)} Error events for {t.describe()}: "
+                            + "; ".join(es.brief_error(x) for x in got))
             continue
         x = got[0].get("exception") or {}
         if (got[0].get("reason"), got[0]["request"].get("path"), x.get("type"), x.get("message"),

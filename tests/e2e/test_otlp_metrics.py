@@ -1,4 +1,4 @@
-"""OTLP metrics export (user/otlp_metrics.c).
+"""OTLP metrics export (user/sinks/otlp_metrics.c).
 
 Every test starts its own real uvicorn server, its own test OTLP/HTTP
 receiver (tests/otlp/receiver.js: decodes ExportMetricsServiceRequest bodies

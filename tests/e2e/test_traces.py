@@ -482,7 +482,7 @@ def test_x_request_id_trusted_proxy(stack):
 
 def test_x_request_id_length_limits(stack):
     """From a trusted peer, an X-Request-ID of 128 bytes (the longest valid
-    one, user/trust.h: 1..128 bytes of [A-Za-z0-9._:+/=-]) is kept intact;
+    one, user/request/trust.h: 1..128 bytes of [A-Za-z0-9._:+/=-]) is kept intact;
     one of 129 bytes is invalid and replaced by a generated id."""
     st = stack("xrid-len", endpoint="flag", args=["--trusted-proxy", "127.0.0.1/32"])
     port = st.server.port

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer harness for what of user/api.c is reachable without a socket:
+ * libFuzzer harness for what of user/daemon/api.c is reachable without a socket:
  * api_query_get(), which reads the query string of every /api/... request
  * from any local client. (The request-line handling, handle(), is static;
  * see docs/robustness.md for what would have to be exposed to fuzz it.)
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
- *         tests/fuzz/fuzz_api.c user/api.c user/json.c user/log.c -o build/fuzz_api
+ *         tests/fuzz/fuzz_api.c user/daemon/api.c user/base/json.c user/base/log.c -o build/fuzz_api
  *
  * Input: byte 0 = output size (1..32) and which key; the rest is the query
  * (NUL-terminated, exact-size heap copy). The answer is compared with a
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "daemon/api.h"
 
 static int ref_query_get(const char *q, const char *key, char *out, size_t n)
 {

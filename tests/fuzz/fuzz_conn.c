@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer harness for user/conn.c: per-connection stream reassembly from
+ * libFuzzer harness for user/conn/conn.c: per-connection stream reassembly from
  * kernel records.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
- *         tests/fuzz/fuzz_conn.c user/conn.c user/http1.c user/h2.c user/record.c \
- *         user/json.c user/ids.c -lnghttp2 -o build/fuzz_conn      (or: make fuzz)
+ *         tests/fuzz/fuzz_conn.c user/conn/conn.c user/proto/http1.c user/proto/h2.c user/conn/record.c \
+ *         user/base/json.c user/base/ids.c -lnghttp2 -o build/fuzz_conn      (or: make fuzz)
  *
  * The input is a program. Each op appends HTTP/1 pieces (a table of real
  * requests and responses, or raw input bytes) to the byte stream of one of
@@ -48,7 +48,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "conn/conn.h"
 
 #define NSLOT		4
 #define STREAM_MAX	(1u << 20)	/* bytes queued per stream */

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * Differential fuzzer: user/http1.c against Debian's libhttp-parser
+ * Differential fuzzer: user/proto/http1.c against Debian's libhttp-parser
  * (http_parser.h, package libhttp-parser-dev) on VALID HTTP/1 streams.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
- *         tests/fuzz/fuzz_diff_http1.c user/http1.c -lhttp_parser -o build/fuzz_diff_http1
+ *         tests/fuzz/fuzz_diff_http1.c user/proto/http1.c -lhttp_parser -o build/fuzz_diff_http1
  *
  * The input drives a generator (it is not parsed itself): byte 0 picks the
  * direction, then each message takes its method or status, version, target,
@@ -26,7 +26,7 @@
 #include <string.h>
 #include <http_parser.h>
 
-#include "http1.h"
+#include "proto/http1.h"
 
 #define MAX_MSGS	8
 #define STREAM_MAX	(64 * 1024)

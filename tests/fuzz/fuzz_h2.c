@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer harness for user/h2.c.
+ * libFuzzer harness for user/proto/h2.c.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
- *         tests/fuzz/fuzz_h2.c user/h2.c -lnghttp2 -o build/fuzz_h2
+ *         tests/fuzz/fuzz_h2.c user/proto/h2.c -lnghttp2 -o build/fuzz_h2
  *
  * Input: bytes 0..7 = seed of the segmenter, the rest = a program that builds
  * an HTTP/2 conversation between a client and a server: header blocks
@@ -30,7 +30,7 @@
 #include <string.h>
 #include <nghttp2/nghttp2.h>
 
-#include "h2.h"
+#include "proto/h2.h"
 
 #define MAX_EVENTS	8192
 #define MAX_SIDS	4096	/* stream ids the checker follows (higher ones: any order) */

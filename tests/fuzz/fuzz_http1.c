@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer harness for user/http1.c.
+ * libFuzzer harness for user/proto/http1.c.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iuser \
- *         tests/fuzz/fuzz_http1.c user/http1.c -o build/fuzz_http1
+ *         tests/fuzz/fuzz_http1.c user/proto/http1.c -o build/fuzz_http1
  *
  * Input: byte 0 = options, bytes 1..8 = seed of the segmenter, the rest =
  * the stream. For each direction the stream is cut into segments, some with
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http1.h"
+#include "proto/http1.h"
 
 #define MAX_EVENTS	4096
 #define OPT_STOP	0x01	/* on_head sometimes answers H1_BODY_STOP */

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer harness for the header-value parsers of user/ids.c and
- * user/trust.c: ids_parse_traceparent(), request_id_valid(), trust_add() and
+ * libFuzzer harness for the header-value parsers of user/base/ids.c and
+ * user/request/trust.c: ids_parse_traceparent(), request_id_valid(), trust_add() and
  * trust_match(). The input, NUL-terminated in an exact-size heap copy, is
  * given to each; the answers are compared with small independent reference
  * implementations written from the W3C Trace Context and docs/records.md
  * rules, and what the parsers fill in is checked against the text.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
- *         tests/fuzz/fuzz_ids.c user/ids.c user/trust.c -o build/fuzz_ids
+ *         tests/fuzz/fuzz_ids.c user/base/ids.c user/request/trust.c -o build/fuzz_ids
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ids.h"
-#include "trust.h"
+#include "base/ids.h"
+#include "request/trust.h"
 
 static bool lhex(char c)
 {

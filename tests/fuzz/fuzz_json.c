@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer harness for user/json.c: whatever bytes reach jb_str/jb_strn
+ * libFuzzer harness for user/base/json.c: whatever bytes reach jb_str/jb_strn
  * (header values, paths, process names straight from the wire), the
  * document must be valid JSON (RFC 8259, strict UTF-8), and each string
  * must decode back to its input with every byte that is not part of valid
  * UTF-8 replaced by U+FFFD.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
- *         tests/fuzz/fuzz_json.c user/json.c -o build/fuzz_json
+ *         tests/fuzz/fuzz_json.c user/base/json.c -o build/fuzz_json
  *
  * Input: byte 0 = how to cut the rest into (key, value) pairs and which
  * builder calls to mix in; the pieces become an object with nested arrays
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "base/json.h"
 
 #define MAX_STRINGS	64
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer harness for user/logs.c: whatever a server writes to its
+ * libFuzzer harness for user/request/logs.c: whatever a server writes to its
  * stdout/stderr, cut into writes of any size, with uncaptured gaps and tails,
  * on two fds and with changing links. Every record must be NUL-free valid
  * UTF-8 of at most what was kept, its body and attribute spans inside the
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "logs.h"
+#include "request/logs.h"
 
 static bool valid_utf8(const unsigned char *p, size_t n)
 {

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer harness for user/route.c.
+ * libFuzzer harness for user/request/route.c.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
- *         tests/fuzz/fuzz_route.c user/route.c -o build/fuzz_route
+ *         tests/fuzz/fuzz_route.c user/request/route.c -o build/fuzz_route
  *
  * Input: byte 0 = number of user patterns (low 2 bits) and route cap (high
  * bits), then lines: the patterns first, the last line is the request path.
@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route.h"
+#include "request/route.h"
 
 #define MAX_PATTERNS	3
 #define MAX_SEGS	64

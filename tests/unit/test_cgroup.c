@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/cgroup.c: /proc/PID/cgroup files as containerd, CRI-O,
+ * Unit tests of user/base/cgroup.c: /proc/PID/cgroup files as containerd, CRI-O,
  * docker and podman leave them (cgroup v1, v2 and hybrid; systemd and
  * cgroupfs drivers; guaranteed, burstable and besteffort pods), hosts'
  * own processes, malformed ids, every truncation point, and the pid cache
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cgroup.h"
+#include "base/cgroup.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/config.c: a valid file with every key and every value
+ * Unit tests of user/daemon/config.c: a valid file with every key and every value
  * shape; unknown keys, values apply() rejects, syntax errors and every
  * other malformed file, each of whose message must name the file, the line
  * and the key; environment overrides; files on disk; every truncation of a
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "daemon/config.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_CALLS 64

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/conn.c: connection streams rebuilt from synthetic kernel
+ * Unit tests of user/conn/conn.c: connection streams rebuilt from synthetic kernel
  * records (include/obs.h), exactly as the ring buffer would deliver them.
  * Every record is built in a heap block of exactly its size, so that
  * AddressSanitizer catches a read past it. A failing check prints the case
@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "conn/conn.h"
 
 #define MAX_PRINTED	200
 #define MAX_EVENTS	4096

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/h2.c. Conversations are built frame by frame (HPACK
+ * Unit tests of user/proto/h2.c. Conversations are built frame by frame (HPACK
  * blocks with nghttp2's deflater, one per direction) as a list of pieces: the
  * bytes of one direction until the other one speaks (or an explicit cut), as
  * one syscall would move them. Every piece is copied into a heap block of
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <nghttp2/nghttp2.h>
 
-#include "h2.h"
+#include "proto/h2.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_PRINTED 200

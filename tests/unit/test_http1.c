@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/http1.c. Every input is copied into a heap block of
+ * Unit tests of user/proto/http1.c. Every input is copied into a heap block of
  * exactly its size before it is fed, so that AddressSanitizer catches a read
  * one byte past it; one test also places input right before a guard page.
  * A failing check prints the case name; main() returns 1 if any failed.
@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "http1.h"
+#include "proto/http1.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_PRINTED 200

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/ids.c (random ids, W3C traceparent) and user/trust.c
+ * Unit tests of user/base/ids.c (random ids, W3C traceparent) and user/request/trust.c
  * (trusted proxies, X-Request-ID validation). Strings are parsed from
  * exact-size heap copies so that AddressSanitizer catches a read past the
  * terminating NUL. main() returns 1 if any check failed.
@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ids.h"
-#include "trust.h"
+#include "base/ids.h"
+#include "request/trust.h"
 
 #define MAX_PRINTED	200
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/json.c. Every document built is checked by a strict
+ * Unit tests of user/base/json.c. Every document built is checked by a strict
  * RFC 8259 validator (UTF-8 included); every string written is decoded back
  * and compared with what was given: equal bytes for valid UTF-8, U+FFFD for
  * each byte that is not. main() returns 1 if any check failed.
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "base/json.h"
 
 #define MAX_PRINTED	200
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/lhist.c: the buckets tile the microseconds without gap
+ * Unit tests of user/base/lhist.c: the buckets tile the microseconds without gap
  * or overlap, an upper bound maps back to its bucket (what /api/stats readers
  * rely on), widths keep the promised precision, and the sparse histogram
  * equals a dense one fed the same values in any order. main() returns 1 if
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lhist.h"
+#include "base/lhist.h"
 #include "check.h"
 
 #define RANDOM_VALUES	20000

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/logs.c: redaction, severity and JSON parsing, line
+ * Unit tests of user/request/logs.c: redaction, severity and JSON parsing, line
  * assembly over writes (partial lines, gaps, truncation, buffered flushes;
  * byte-at-a-time feeding must equal one-shot feeding) and the linking rule.
  * main() returns 1 if any check failed.
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "logs.h"
+#include "request/logs.h"
 
 #define MAX_PRINTED	200
 #define MAX_GOT		128

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/route.c: the heuristic templater, user patterns and the
+ * Unit tests of user/request/route.c: the heuristic templater, user patterns and the
  * per-service cap. Outputs go to exact-size heap buffers so that
  * AddressSanitizer catches a write past the size given. main() returns 1 if
  * any check failed.
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route.h"
+#include "request/route.h"
 
 #define MAX_PRINTED	200
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/span.c: the attributes of a request's span over TCP and
+ * Unit tests of user/request/span.c: the attributes of a request's span over TCP and
  * over a UNIX socket (network.transport, server.address, no port or client
  * address for UNIX, the peer process as obs.peer.*). main() returns 1 if any
  * check failed.
@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "span.h"
+#include "request/span.h"
 
 static const char *cur_case = "";
 static int n_checks, n_failed, n_cases;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of user/store.c, record__pack/record__unpack (user/record.c) and
- * life_pack/life_unpack (user/events.c): a record or an event comes back
+ * Unit tests of user/sinks/store.c, record__pack/record__unpack (user/conn/record.c) and
+ * life_pack/life_unpack (user/request/events.c): a record or an event comes back
  * exactly as it went in, strings of every length up to their array's size
  * (longer ones cut as snprintf cuts them), and the ring keeps the newest N.
  * Records are packed from exact-size heap copies so that AddressSanitizer
@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "events.h"
-#include "record.h"
-#include "service.h"
-#include "store.h"
+#include "request/events.h"
+#include "conn/record.h"
+#include "request/service.h"
+#include "sinks/store.h"
 #include "check.h"
 
 

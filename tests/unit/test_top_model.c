@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of obsctl top's model (user/top_model.c) and loop windows
- * (user/top_loops.c): gains land in their second and leave the window with
+ * Unit tests of obsctl top's model (user/cli/top_model.c) and loop windows
+ * (user/cli/top_loops.c): gains land in their second and leave the window with
  * it; percentiles are the middles of the right buckets and never above the
  * maximum; a poll's difference (many buckets at once) counts like the
  * requests one by one; late gains count in totals only; status codes beyond
@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "top_loops.h"
-#include "top_model.h"
+#include "cli/top_loops.h"
+#include "cli/top_model.h"
 #include "check.h"
 
 #define WINDOW		10

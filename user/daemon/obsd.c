@@ -1,0 +1,1327 @@
+// SPDX-License-Identifier: MIT
+/*
+ * obsd — the obs daemon: load the probes, rebuild every HTTP request of the
+ * observed servers, and serve metrics, health, readiness and the newest
+ * request records on --listen.
+ *
+ * One thread runs the event loop (ring buffer, API, ticks). Loading the BPF
+ * programs takes a while, so it runs in a helper thread while the loop
+ * already answers /health (200) and /ready (503 until attached).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+#include "daemon/api.h"
+#include "base/cgroup.h"
+#include "daemon/config.h"
+#include "base/counters.h"
+#include "base/log.h"
+#include "sinks/logstore.h"
+#include "sinks/metrics.h"
+#include "sinks/otlp.h"
+#include "sinks/otlp_metrics.h"
+#include "sinks/otlp_logs.h"
+#include "sinks/sender.h"
+#include "sinks/sentry.h"
+#include "request/span.h"
+#include "request/pipeline.h"
+#include "request/errors.h"
+#include "request/events.h"
+#include "base/ids.h"
+#include "request/loops.h"
+#include "sinks/store.h"
+
+#define DEFAULT_LISTEN		"127.0.0.1:9464"
+#define LOOP_TIMEOUT_MS		50	/* ring buffer drained at least this often */
+#define STALL_NS		(5ull * 1000000000ull)
+#define API_LIMIT_DEFAULT	100
+#define EVENTS_KEPT		4096	/* lifecycle events kept for /api/events */
+#define SHUTDOWN_FLUSH_MS	800	/* per exporter, at exit */
+#define CONFIG_STRS_MAX		1024	/* values kept from --config (parse_opt may keep pointers) */
+
+static volatile sig_atomic_t stop;	/* set by SIGINT/SIGTERM */
+
+struct daemon {
+	struct pipeline *p;		/* NULL until the loader thread is done */
+	struct cgroup_cache *cgroups;	/* container and pod ids by pid */
+	const char *config_path;	/* --config */
+	bool check_config;		/* --check-config: validate, exit 0 or 2 */
+	bool cli_set[64];		/* options given as flags (index: OPT_* - OPT_LISTEN) */
+	char *cfg_strs[CONFIG_STRS_MAX];	/* copies of the file's values */
+	int n_cfg_strs;
+	struct store *store;
+	struct textring *errors;	/* rendered error events, /api/errors */
+	struct slots events;		/* recent lifecycle events, packed (rendered
+					   when /api/events is read) */
+	struct textring *blocks;	/* rendered LoopBlocked events, /api/loops */
+	FILE *errors_out;		/* --errors-file: JSON lines, or NULL */
+	const char *errors_path;
+	struct jbuf scratch;		/* rendering buffer for sinks */
+	struct metrics *metrics;
+	struct otlp *otlp;		/* NULL: no endpoint, spans only in the store */
+	struct otlp_config ocfg;
+	struct otlp_metrics *om;	/* NULL: no metrics endpoint, or OTEL_METRICS_EXPORTER=none */
+	struct otlp_metrics_config mcfg;
+	bool in_file;			/* parse_opt is applying a --config value */
+	enum otlpm_source traces_ep_src;	/* where --otlp-traces-endpoint came from */
+	struct log_store *logs;		/* newest log records, /api/logs */
+	struct otlp_logs *otlp_logs;	/* NULL: no logs endpoint, or OTEL_LOGS_EXPORTER=none */
+	struct otlp_logs_config lcfg;
+	const char *logs_ep[2][2];	/* [file, flag][base, full] URLs (resolved after parsing) */
+	struct sentry *sentry;		/* NULL: no SENTRY_DSN */
+	struct sentry_config scfg;
+	struct services *svc;
+	struct routes *rt;
+	struct api *api;
+	uint64_t start_ns;
+	const char *listen;
+	struct pipeline_opts popts;
+	struct sampler sampler;
+	char sampler_name[32], sampler_arg[32];
+	struct trust trust;
+	struct metrics_opts mopts;
+	size_t store_size;
+	unsigned route_cap;
+	/* loader thread */
+	pthread_t loader;
+	int load_efd;
+	struct pipeline *loaded;
+	int load_err;
+};
+
+static void on_signal(int sig)
+{
+	stop = 1;
+}
+
+static void store_sink(void *ctx, const struct record *r)
+{
+	store__push(ctx, r);
+}
+
+static void error_sink(void *ctx, const struct record *r, const struct exc_info *exc)
+{
+	struct daemon *d = ctx;
+	char id[33];
+
+	ids_uuid4_hex(id);
+	jb_reset(&d->scratch);
+	error_event_json(r, exc, id, &d->scratch);
+	if (d->scratch.oom)
+		return;
+	textring__push(d->errors, d->scratch.buf, d->scratch.len);
+	if (d->errors_out) {
+		fprintf(d->errors_out, "%s\n", d->scratch.buf);
+		fflush(d->errors_out);
+	}
+}
+
+static void life_sink(void *ctx, const struct life_event *e)
+{
+	struct daemon *d = ctx;
+
+	char packed[sizeof(struct life_rec) + PACK_SLACK];
+
+	slots__push(&d->events, packed, life_pack(e, packed));
+}
+
+/* {"count":n,"total":t,"events":[…]} newest first. */
+static void h_events(struct daemon *d, const char *query, struct api_reply *rep)
+{
+	size_t limit = API_LIMIT_DEFAULT, n = slots__count(&d->events);
+	struct life_rec lr;
+	const void *packed;
+	char v[24];
+
+	if (!api_query_get(query, "limit", v, sizeof(v)))
+		limit = strtoul(v, NULL, 10);
+	if (limit > n)
+		limit = n;
+	jb_obj_open(&rep->body);
+	jb_u64(&rep->body, "count", limit);
+	jb_u64(&rep->body, "total", d->events.total);
+	jb_arr_open(&rep->body, "events");
+	for (size_t i = 0; i < limit; i++) {
+		packed = slots__get(&d->events, i);
+		if (!packed)	/* not kept: no memory */
+			continue;
+		life_unpack(packed, &lr);
+		life_rec_json(&lr, &rep->body);
+	}
+	jb_arr_close(&rep->body);
+	jb_obj_close(&rep->body);
+}
+
+static void block_sink(void *ctx, const struct loop_block *b)
+{
+	struct daemon *d = ctx;
+
+	jb_reset(&d->scratch);
+	loop_block_json(b, &d->scratch);
+	if (!d->scratch.oom)
+		textring__push(d->blocks, d->scratch.buf, d->scratch.len);
+}
+
+/* {"count":n,"<key>":[…]} from a textring, newest first. */
+static void h_textring(const struct textring *t, const char *key, const char *query,
+		       struct api_reply *rep)
+{
+	size_t limit = API_LIMIT_DEFAULT, n;
+	char v[24];
+
+	if (!api_query_get(query, "limit", v, sizeof(v)))
+		limit = strtoul(v, NULL, 10);
+	n = textring__count(t);
+	if (limit > n)
+		limit = n;
+	jb_obj_open(&rep->body);
+	jb_u64(&rep->body, "count", limit);
+	jb_u64(&rep->body, "total", t->total);
+	jb_arr_open(&rep->body, key);
+	for (size_t i = 0; i < limit; i++) {
+		const char *s = textring__get(t, i);
+
+		if (i)
+			jb_raw(&rep->body, ",", 1);
+		jb_raw(&rep->body, s, strlen(s));
+	}
+	rep->body.need_comma = true;
+	jb_arr_close(&rep->body);
+	jb_obj_close(&rep->body);
+}
+
+/* obs_* samples of the request records' consumers: tracebacks, Sentry, OTLP. */
+static void errors_counters(struct daemon *d, struct counter_visit *v)
+{
+	const struct err_stats *es = pipeline__err_stats(d->p);
+
+	counter_family(v, "obs_error_events_total", "counter", "Error events emitted");
+	counter_u64(v, es->events, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_tracebacks_total", "counter",
+		       "Python tracebacks recognised, by join result");
+	counter_u64(v, es->joined - es->ambiguous, "join", "closest", NULL, NULL);
+	counter_u64(v, es->ambiguous, "join", "ambiguous", NULL, NULL);
+	counter_u64(v, es->unjoined, "join", "none", NULL, NULL);
+}
+
+static void sentry_counters(struct daemon *d, struct counter_visit *v)
+{
+	const struct sentry_stats *ss = sentry__stats(d->sentry);
+
+	counter_family(v, "obs_sentry_events_total", "counter", "Sentry events by result");
+	counter_u64(v, ss->sent, "result", "sent", NULL, NULL);
+	counter_u64(v, ss->dropped_queue, "result", "dropped_queue_full", NULL, NULL);
+	counter_u64(v, ss->dropped_send, "result", "dropped_send_failed", NULL, NULL);
+	counter_u64(v, ss->sampled_out, "result", "sampled_out", NULL, NULL);
+}
+
+static void otlp_counters(const struct otlp_stats *st, struct counter_visit *v)
+{
+	counter_family(v, "obs_spans_exported_total", "counter",
+		       "Spans acknowledged by the OTLP endpoint");
+	counter_u64(v, st->spans_exported, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_spans_dropped_total", "counter", "Spans not exported, by reason");
+	counter_u64(v, st->spans_dropped_queue, "reason", "queue_full", NULL, NULL);
+	counter_u64(v, st->spans_dropped_export, "reason", "export_failed", NULL, NULL);
+	counter_family(v, "obs_spans_queued", "gauge", "Spans waiting for export");
+	counter_u64(v, st->queue_len, NULL, NULL, NULL, NULL);
+}
+
+static void send_error_counters(struct daemon *d, struct counter_visit *v)
+{
+	counter_family(v, "obs_export_errors_total", "counter", "Export errors by exporter and kind");
+	counter_none(v);
+	for (int e = 0; e < SEND_E_MAX; e++) {
+		if (d->otlp)
+			counter_u64(v, otlp__sender_stats(d->otlp)->errors[e], "exporter", "otlp",
+				    "kind", send_err_name(e));
+		if (d->otlp_logs)
+			counter_u64(v, otlp_logs__sender_stats(d->otlp_logs)->errors[e], "exporter",
+				    "otlp_logs", "kind", send_err_name(e));
+		if (d->sentry)
+			counter_u64(v, sentry__sender_stats(d->sentry)->errors[e], "exporter",
+				    "sentry", "kind", send_err_name(e));
+	}
+}
+
+/* obs_* samples of the span and error pipelines (after the pipeline's own). */
+static void export_counters(struct daemon *d, counter_fn fn, void *ctx)
+{
+	struct counter_visit v = { .fn = fn, .ctx = ctx };
+
+	counter_family(&v, "obs_traceparent_invalid_total", "counter",
+		       "Incoming traceparent headers ignored as invalid");
+	counter_u64(&v, d->p ? pipeline__traceparent_invalid(d->p) : 0, NULL, NULL, NULL, NULL);
+	if (d->p)
+		errors_counters(d, &v);
+	if (d->sentry)
+		sentry_counters(d, &v);
+	if (d->otlp)
+		otlp_counters(otlp__stats(d->otlp), &v);
+	if (d->p)
+		log_counters(pipeline__log_stats(d->p), d->otlp_logs, &v);
+	if (d->otlp || d->sentry || d->otlp_logs)
+		send_error_counters(d, &v);
+}
+
+/* ---- /health ---- */
+
+struct health_ctx {
+	struct daemon *d;
+	struct jbuf *jb;
+	const char *service;	/* the group being written */
+	uint64_t conns;
+	double uptime;
+};
+
+static double proc_uptime(uint32_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start;
+	struct timespec now;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	/* field 22 (starttime) is the 20th after the ")" */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+				"%*d %*d %*d %llu", &start) != 1)
+		return 0;
+	clock_gettime(CLOCK_BOOTTIME, &now);
+	return now.tv_sec + now.tv_nsec / 1e9 - (double)start / sysconf(_SC_CLK_TCK);
+}
+
+static void health_conn(void *ctx, const struct conn_view *v)
+{
+	struct health_ctx *h = ctx;
+
+	if (!strcmp(pipeline__service_of(h->d->p, v->pid, v->comm, v->lport), h->service))
+		h->conns++;
+}
+
+static void health_worker(void *ctx, const struct proc_view *v)
+{
+	struct health_ctx *h = ctx;
+	double up;
+
+	if (strcmp(pipeline__service_of(h->d->p, v->pid, v->comm, v->lport), h->service))
+		return;
+	jb_u64(h->jb, NULL, v->pid);
+	up = proc_uptime(v->pid);
+	if (up > h->uptime)
+		h->uptime = up;
+}
+
+/* Visit processes; write one server object per service not written yet. */
+struct health_groups {
+	struct health_ctx *h;
+	char seen[64][64];
+	int n_seen;
+};
+
+static void health_group(void *ctx, const struct proc_view *v)
+{
+	struct health_groups *g = ctx;
+	struct health_ctx *h = g->h;
+	const char *svc = pipeline__service_of(h->d->p, v->pid, v->comm, v->lport);
+
+	for (int i = 0; i < g->n_seen; i++)
+		if (!strcmp(g->seen[i], svc))
+			return;
+	if (g->n_seen >= 64)
+		return;
+	snprintf(g->seen[g->n_seen++], 64, "%s", svc);
+	h->service = g->seen[g->n_seen - 1];
+	h->conns = 0;
+	h->uptime = 0;
+	jb_obj_open(h->jb);
+	jb_str(h->jb, "service", h->service);
+	jb_arr_open(h->jb, "worker_ids");
+	pipeline__foreach_proc(h->d->p, health_worker, h);
+	jb_arr_close(h->jb);
+	pipeline__foreach_conn(h->d->p, health_conn, h);
+	jb_dbl(h->jb, "uptime_seconds", h->uptime);
+	jb_u64(h->jb, "active_connections", h->conns);
+	jb_obj_close(h->jb);
+}
+
+static double self_cpu_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* How obsd itself is: the members /health and /api/stats's "obsd" share. */
+static void self_summary(struct daemon *d, struct jbuf *jb)
+{
+	jb_dbl(jb, "uptime_seconds", (mono_ns() - d->start_ns) / 1e9);
+	jb_bool(jb, "attached", d->p != NULL);
+	jb_dbl(jb, "cpu_seconds", self_cpu_seconds());
+	jb_u64(jb, "pid", getpid());
+	jb_u64(jb, "observed_processes", d->p ? pipeline__processes(d->p) : 0);
+	jb_u64(jb, "active_connections", d->p ? pipeline__active_conns(d->p) : 0);
+	jb_u64(jb, "events_lost", d->p ? pipeline__events_lost(d->p) : 0);
+}
+
+static void h_health(struct daemon *d, struct api_reply *rep)
+{
+	struct jbuf *jb = &rep->body;
+	struct health_ctx h = { .d = d, .jb = jb };
+	struct health_groups *g;
+
+	jb_obj_open(jb);
+	jb_str(jb, "status", "ok");
+	self_summary(d, jb);
+	if (d->p) {
+		const struct conn_stats *st = pipeline__stats(d->p);
+
+		jb_u64(jb, "requests_in_flight", st->requests_in_flight);
+		jb_u64(jb, "requests_total", st->records_ok + st->records_failed);
+		g = calloc(1, sizeof(*g));
+		if (g) {
+			g->h = &h;
+			jb_arr_open(jb, "servers");
+			pipeline__foreach_proc(d->p, health_group, g);
+			jb_arr_close(jb);
+			free(g);
+		}
+	}
+	jb_obj_close(jb);
+}
+
+/* GET /api/stats: the live aggregates behind /metrics, as one JSON document
+ * (docs/api.md): what `obsctl top --daemon` reads every frame. */
+static void h_stats(struct daemon *d, struct api_reply *rep)
+{
+	struct jbuf *jb = &rep->body;
+	struct counters_json cj = { .out = jb };
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	jb_obj_open(jb);
+	jb_u64(jb, "time_unix_nano", (uint64_t)now.tv_sec * 1000000000ull + now.tv_nsec);
+	jb_key(jb, "obsd");
+	jb_obj_open(jb);
+	self_summary(d, jb);
+	jb_obj_close(jb);
+	metrics__render_json(d->metrics, d->p, jb);
+	jb_key(jb, "obs");
+	jb_obj_open(jb);
+	if (d->p)
+		metrics__obs_counters(d->p, counters_json, &cj);
+	export_counters(d, counters_json, &cj);
+	counters_json_end(&cj);
+	jb_obj_close(jb);
+	jb_obj_close(jb);
+}
+
+static void h_ready(struct daemon *d, struct api_reply *rep)
+{
+	const char *why = NULL;
+
+	if (!d->p)
+		why = "attaching";
+	else if (mono_ns() - pipeline__last_consume_ns(d->p) >= STALL_NS)
+		why = "stalled";
+	rep->status = why ? 503 : 200;
+	jb_obj_open(&rep->body);
+	jb_str(&rep->body, "status", why ? why : "ready");
+	jb_obj_close(&rep->body);
+}
+
+static void h_requests(struct daemon *d, const char *query, struct api_reply *rep)
+{
+	size_t limit = API_LIMIT_DEFAULT, n;
+	struct record tmp;
+	const struct record *r;
+	char v[24];
+
+	if (!api_query_get(query, "limit", v, sizeof(v)))
+		limit = strtoul(v, NULL, 10);
+	n = store__count(d->store);
+	/* ?since=T: only records after the T-th ever stored (T = an earlier "total") */
+	if (!api_query_get(query, "since", v, sizeof(v))) {
+		uint64_t since = strtoull(v, NULL, 10), total = store__total(d->store);
+
+		n = since >= total ? 0 : total - since < n ? total - since : n;
+	}
+	if (limit > n)
+		limit = n;
+	jb_obj_open(&rep->body);
+	jb_u64(&rep->body, "count", limit);
+	jb_u64(&rep->body, "total", store__total(d->store));
+	jb_arr_open(&rep->body, "requests");
+	for (size_t i = 0; i < limit; i++)
+		if ((r = store__get(d->store, i, &tmp)))	/* NULL: not kept (no memory) */
+			record__json(r, &rep->body);
+	jb_arr_close(&rep->body);
+	jb_obj_close(&rep->body);
+}
+
+static void span_json(const struct record *r, const char *service, struct jbuf *jb)
+{
+	static const char *const codes[] = { "UNSET", "OK", "ERROR" };
+	struct span_view v;
+	char hex[33];
+
+	span_view(&v, r);
+	jb_obj_open(jb);
+	ids_hex(hex, r->trace_id, 16);
+	jb_str(jb, "trace_id", hex);
+	ids_hex(hex, r->span_id, 8);
+	jb_str(jb, "span_id", hex);
+	if (r->has_parent)
+		ids_hex(hex, r->parent_span_id, 8);
+	else
+		hex[0] = 0;
+	jb_str(jb, "parent_span_id", hex);
+	jb_str(jb, "trace_state", r->tracestate);
+	jb_str(jb, "name", v.name);
+	jb_str(jb, "kind", "SERVER");
+	jb_u64(jb, "start_time_unix_nano", r->wall_start_ns);
+	jb_u64(jb, "end_time_unix_nano", r->wall_start_ns + (r->end_ns - r->start_ns));
+	jb_u64(jb, "duration_us", record__duration_us(r));
+	jb_key(jb, "status");
+	jb_obj_open(jb);
+	jb_str(jb, "code", codes[v.status]);
+	jb_str(jb, "message", v.status_message ? v.status_message : "");
+	jb_obj_close(jb);
+	jb_key(jb, "resource");
+	jb_obj_open(jb);
+	jb_str(jb, "service.name", service[0] ? service : r->service);
+	jb_u64(jb, "process.pid", r->pid);
+	jb_str(jb, "process.executable.name", r->comm);
+	if (r->container.container_id[0])
+		jb_str(jb, "container.id", r->container.container_id);
+	if (r->container.pod_uid[0])
+		jb_str(jb, "k8s.pod.uid", r->container.pod_uid);
+	if (r->container.runtime)
+		jb_str(jb, "container.runtime", cgroup_runtime_name(r->container.runtime));
+	jb_obj_close(jb);
+	jb_key(jb, "attributes");
+	jb_obj_open(jb);
+	for (int i = 0; i < v.n_attrs; i++) {
+		if (v.attrs[i].type == SPAN_STR)
+			jb_str(jb, v.attrs[i].key, v.attrs[i].str);
+		else
+			jb_i64(jb, v.attrs[i].key, v.attrs[i].i);
+	}
+	jb_obj_close(jb);
+	jb_obj_close(jb);
+}
+
+/* Sampled records of the store, as spans, newest first. */
+static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
+{
+	size_t limit = API_LIMIT_DEFAULT, n = 0;
+	struct record tmp;
+	char v[24];
+
+	if (!api_query_get(query, "limit", v, sizeof(v)))
+		limit = strtoul(v, NULL, 10);
+	jb_obj_open(&rep->body);
+	jb_bool(&rep->body, "exporting", d->otlp != NULL);
+	jb_arr_open(&rep->body, "spans");
+	for (size_t i = 0; n < limit && i < store__count(d->store); i++) {
+		const struct record *r = store__get(d->store, i, &tmp);
+
+		if (r && r->sampled) {
+			span_json(r, d->ocfg.service_name, &rep->body);
+			n++;
+		}
+	}
+	jb_arr_close(&rep->body);
+	jb_u64(&rep->body, "count", n);
+	jb_obj_close(&rep->body);
+}
+
+/* {"count":n,"total":t,"logs":[…]} newest first; ?since=T: only records
+ * after the T-th ever stored (T = an earlier "total"), for obsctl logs --follow. */
+static void h_logs(struct daemon *d, const char *query, struct api_reply *rep)
+{
+	size_t limit = API_LIMIT_DEFAULT, n = log_store__count(d->logs);
+	char v[24];
+
+	if (!api_query_get(query, "limit", v, sizeof(v)))
+		limit = strtoul(v, NULL, 10);
+	if (!api_query_get(query, "since", v, sizeof(v))) {
+		uint64_t since = strtoull(v, NULL, 10);
+
+		if (since >= d->logs->total)
+			n = 0;
+		else if (d->logs->total - since < n)
+			n = d->logs->total - since;
+	}
+	if (limit > n)
+		limit = n;
+	jb_obj_open(&rep->body);
+	jb_u64(&rep->body, "count", limit);
+	jb_u64(&rep->body, "total", d->logs->total);
+	jb_arr_open(&rep->body, "logs");
+	for (size_t i = 0; i < limit; i++)
+		log_rec_json(log_store__get(d->logs, i), &rep->body);
+	jb_arr_close(&rep->body);
+	jb_obj_close(&rep->body);
+}
+
+static void handler(void *ctx, const char *path, const char *query, struct api_reply *rep)
+{
+	struct daemon *d = ctx;
+
+	if (!strcmp(path, "/health")) {
+		h_health(d, rep);
+	} else if (!strcmp(path, "/ready")) {
+		h_ready(d, rep);
+	} else if (!strcmp(path, "/metrics")) {
+		rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		struct counters_text ct = { .out = &rep->body };
+
+		metrics__render(d->metrics, d->p, &rep->body);
+		export_counters(d, counters_text, &ct);
+		/* the metrics exporter renders its own series */
+		if (d->om)
+			otlp_metrics__render(d->om, &rep->body);
+
+	} else if (!strcmp(path, "/api/stats")) {
+		h_stats(d, rep);
+	} else if (!strcmp(path, "/api/requests")) {
+		h_requests(d, query, rep);
+	} else if (!strcmp(path, "/api/traces")) {
+		h_traces(d, query, rep);
+	} else if (!strcmp(path, "/api/errors")) {
+		h_textring(d->errors, "errors", query, rep);
+	} else if (!strcmp(path, "/api/events")) {
+		h_events(d, query, rep);
+	} else if (!strcmp(path, "/api/logs")) {
+		h_logs(d, query, rep);
+	} else if (!strcmp(path, "/api/loops")) {
+		h_textring(d->blocks, "blocked", query, rep);
+	} else {
+		rep->status = 404;
+		jb_obj_open(&rep->body);
+		jb_str(&rep->body, "error", "not found");
+		jb_obj_close(&rep->body);
+	}
+}
+
+/* --replay: the whole pipeline, sinks included, over a recording. */
+static int replay(struct daemon *d)
+{
+	const struct conn_stats *st;
+	uint64_t perr = 0;
+	struct jbuf jb;
+	long n;
+
+	d->popts.svc = d->svc;
+	d->popts.rt = d->rt;
+	d->popts.sampler = &d->sampler;
+	d->popts.trust = &d->trust;
+	d->p = pipeline__open(&d->popts);
+	if (!d->p)
+		return 1;
+	pipeline__add_sink(d->p, store_sink, d->store);
+	pipeline__add_sink(d->p, metrics__record, d->metrics);
+	pipeline__add_error_sink(d->p, error_sink, d);
+	pipeline__add_life_sink(d->p, life_sink, d);
+	pipeline__add_block_sink(d->p, block_sink, d);
+	pipeline__add_log_sink(d->p, log_store__push, d->logs);
+	n = pipeline__replay(d->p);
+	if (n < 0)
+		return 1;
+	st = pipeline__stats(d->p);
+	for (int dir = 0; dir < 2; dir++)
+		for (int e = 0; e < H1E_MAX; e++)
+			perr += st->parse_errors[dir][e];
+	jb_init(&jb);
+	jb_obj_open(&jb);
+	jb_u64(&jb, "kernel_records", n);
+	jb_u64(&jb, "requests_ok", st->records_ok);
+	jb_u64(&jb, "requests_failed", st->records_failed);
+	jb_u64(&jb, "requests_in_flight", st->requests_in_flight);
+	jb_u64(&jb, "connections", st->conns_opened);
+	jb_u64(&jb, "parse_errors", perr);
+	jb_u64(&jb, "lost_event_gaps", st->seq_gaps);
+	jb_u64(&jb, "error_events", pipeline__err_stats(d->p)->events);
+	jb_u64(&jb, "log_records", pipeline__log_stats(d->p)->records);
+	jb_obj_close(&jb);
+	printf("%s\n", jb.oom ? "{}" : jb.buf);
+	jb_free(&jb);
+	return 0;
+}
+
+/* ---- loading and the loop ---- */
+
+static void *load_thread(void *arg)
+{
+	struct daemon *d = arg;
+	uint64_t one = 1;
+
+	d->popts.svc = d->svc;
+	d->popts.rt = d->rt;
+	d->popts.sampler = &d->sampler;
+	d->popts.trust = &d->trust;
+	d->popts.cgroups = d->cgroups;
+	d->loaded = pipeline__open(&d->popts);
+	d->load_err = d->loaded ? 0 : errno;
+	if (write(d->load_efd, &one, sizeof(one)) != sizeof(one))
+		pr_warn("obsd: cannot signal load completion: %s", strerror(errno));
+	return NULL;
+}
+
+/* The loader thread finished: adopt its pipeline. 0 or -errno. */
+static int adopt_pipeline(struct daemon *d, int ep)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 1 };
+
+	pthread_join(d->loader, NULL);
+	if (!d->loaded)
+		return -d->load_err;
+	d->p = d->loaded;
+	pipeline__add_sink(d->p, store_sink, d->store);
+	pipeline__add_sink(d->p, metrics__record, d->metrics);
+	if (d->otlp)
+		pipeline__add_sink(d->p, otlp__span, d->otlp);
+	pipeline__add_error_sink(d->p, error_sink, d);
+	if (d->sentry)
+		pipeline__add_error_sink(d->p, sentry__event, d->sentry);
+	pipeline__add_life_sink(d->p, life_sink, d);
+	pipeline__add_block_sink(d->p, block_sink, d);
+	pipeline__add_log_sink(d->p, log_store__push, d->logs);
+	if (d->otlp_logs)
+		pipeline__add_log_sink(d->p, otlp_logs__record, d->otlp_logs);
+	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
+	pipeline__tick(d->p);
+	pr_info("obsd: attached; API on http://%s (/metrics /health /ready /api/requests)",
+		d->listen);
+	return 0;
+}
+
+/* OTLP metrics: a snapshot of the aggregates when one is due, then sending. */
+static void export_metrics(struct daemon *d)
+{
+	if (otlp_metrics__due(d->om)) {
+		struct metrics_snapshot *s = metrics__snapshot(d->metrics, d->p);
+
+		if (s)
+			otlp_metrics__collect(d->om, s);
+		metrics_snapshot__free(s);
+	}
+	otlp_metrics__poll(d->om);
+}
+
+static int run(struct daemon *d)
+{
+	struct epoll_event ev = { .events = EPOLLIN }, evs[4];
+	int ep = epoll_create1(EPOLL_CLOEXEC), err = 0;
+	uint64_t next_tick = 0;
+
+	if (ep < 0)
+		return -errno;
+	ev.data.u32 = 2;
+	epoll_ctl(ep, EPOLL_CTL_ADD, api__fd(d->api), &ev);
+	ev.data.u32 = 3;
+	epoll_ctl(ep, EPOLL_CTL_ADD, d->load_efd, &ev);
+	while (!stop) {
+		int n = epoll_wait(ep, evs, 4, LOOP_TIMEOUT_MS);
+		uint64_t now;
+
+		if (n < 0 && errno != EINTR) {
+			err = -errno;
+			break;
+		}
+		if (d->p)
+			pipeline__consume(d->p);
+		if (d->otlp)
+			otlp__poll(d->otlp);
+		if (d->om)
+			export_metrics(d);
+		if (d->otlp_logs)
+			otlp_logs__poll(d->otlp_logs);
+		if (d->sentry)
+			sentry__poll(d->sentry);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.u32 == 2) {
+				api__process(d->api);
+			} else if (evs[i].data.u32 == 3) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, d->load_efd, NULL);
+				err = adopt_pipeline(d, ep);
+				if (err)
+					goto out;
+			}
+		}
+		now = mono_ns();
+		if (now >= next_tick) {
+			if (d->p)
+				pipeline__tick(d->p);
+			api__tick(d->api);
+			next_tick = now + 1000000000ull;
+		}
+	}
+out:
+	close(ep);
+	return err;
+}
+
+/* ---- options ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: obsd [options]\n"
+		"Observe HTTP servers (uvicorn, hypercorn, daphne, gunicorn, any other) on TCP or\n"
+		"UNIX sockets from the kernel and serve what they do. Needs root (or CAP_BPF, CAP_PERFMON).\n\n"
+		"  --listen ADDR:PORT     API address (default " DEFAULT_LISTEN ")\n"
+		"  --pid PID              observe this process and its children (repeatable)\n"
+		"  --comm NAME            observe processes with this command name (repeatable)\n"
+		"  --port PORT            observe servers on this local TCP port (repeatable)\n"
+		"  --unix PATH            observe servers listening on this UNIX socket path\n"
+		"                         ('@name': abstract; repeatable; --port never selects one)\n"
+		"  --service KIND:V=NAME  name a service: pid:1234=api, port:8000=api, comm:gunicorn=api\n"
+		"  --route PATTERN        route template such as /users/{id} (repeatable)\n"
+		"  --route-cap N          distinct routes per service before overflow (default %d)\n"
+		"  --worker-label         add worker=\"<pid>\" to http_* series\n"
+		"  --container-label      add container_id=\"<id>\" and pod_uid=\"<uid>\" to http_* series\n"
+		"                         (container metadata from /proc/PID/cgroup; spans always\n"
+		"                         carry container.id and k8s.pod.uid)\n"
+		"  --buckets LIST         duration buckets in seconds, e.g. 0.005,0.05,0.5\n"
+		"  --trusted-proxy CIDR   honour X-Request-ID from these peers (default: none);\n"
+		"                         'unix': from every peer of a UNIX socket\n"
+		"  --otlp-endpoint URL    OTLP/HTTP base URL, /v1/traces appended\n"
+		"                         (OTEL_EXPORTER_OTLP_ENDPOINT); none: spans stay local\n"
+		"  --otlp-traces-endpoint URL  full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)\n"
+		"  --otlp-metrics-endpoint URL full metrics URL (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);\n"
+		"                         with an endpoint, metrics are exported too (docs/config.md)\n"
+		"  --otlp-logs-endpoint URL  full logs URL (OTEL_EXPORTER_OTLP_LOGS_ENDPOINT); else\n"
+		"                         the base URL + /v1/logs\n"
+		"  --logs-exporter NAME   otlp (default) or none (OTEL_LOGS_EXPORTER)\n"
+		"  --otlp-header K=V      extra export header (OTEL_EXPORTER_OTLP_HEADERS)\n"
+		"  --service-name NAME    resource service.name of every span and metric\n"
+		"                         (OTEL_SERVICE_NAME)\n"
+		"  --traces-sampler NAME  always_on, always_off, traceidratio, parentbased_always_on\n"
+		"                         (default), parentbased_traceidratio (OTEL_TRACES_SAMPLER)\n"
+		"  --traces-sampler-arg R ratio for the ratio samplers (OTEL_TRACES_SAMPLER_ARG)\n"
+		"  --metrics-exporter E   otlp (default) or none (OTEL_METRICS_EXPORTER)\n"
+		"  --metric-export-interval MS  OTLP metrics export interval (default 60000)\n"
+		"                         (OTEL_METRIC_EXPORT_INTERVAL)\n"
+		"  --metrics-temporality T  cumulative (default), delta or lowmemory\n"
+		"                         (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)\n"
+		"  --sentry-dsn DSN       send error events to Sentry (SENTRY_DSN)\n"
+		"  --sentry-environment E, --sentry-release R, --sentry-sample-rate X\n"
+		"                         (SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE)\n"
+		"  --loop-block-ms N      event-loop iterations this long count as blocked (default 50)\n"
+		"  --queue-time           time how long requests waited in the socket (queue_us); costs\n"
+		"                         ~0.5 us of kernel time per request (docs/bench.md)\n"
+		"  --record FILE          also write every kernel record to FILE (for --replay)\n"
+		"  --replay FILE          no kernel: run a recording through the pipeline, print a\n"
+		"                         summary and exit (deterministic: benchmarks, debugging)\n"
+		"  --errors-file PATH     also write error events as JSON lines to PATH ('-': stdout)\n"
+		"  --capture-bytes N      bytes captured per read/write (default %d, max %d)\n"
+		"  --store-size N         request records kept for /api/requests (default %d)\n"
+		"  --config FILE          read options from a YAML file (docs/config.md); flags and\n"
+		"                         the environment beat it\n"
+		"  --check-config         validate the options and --config, then exit 0 (valid) or 2\n"
+		"  -v, --verbose          more logging (twice: libbpf debug)\n"
+		"  -h, --help\n",
+		ROUTE_CAP_DEFAULT, OBS_CAP_DEFAULT, OBS_CAP_MAX, STORE_DEFAULT);
+}
+
+enum {
+	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
+	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
+	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
+	OPT_LOOP_BLOCK, OPT_QUEUE_TIME, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
+	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_UNIX, OPT_OTLP_METRICS_EP,
+	OPT_METRICS_EXPORTER, OPT_METRIC_INTERVAL, OPT_METRICS_TEMPORALITY, OPT_OTLP_LOGS_EP,
+	OPT_LOGS_EXPORTER,
+};
+
+static const struct option long_opts[] = {
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "pid", required_argument, NULL, OPT_PID },
+	{ "comm", required_argument, NULL, OPT_COMM },
+	{ "port", required_argument, NULL, OPT_PORT },
+	{ "unix", required_argument, NULL, OPT_UNIX },
+	{ "capture-bytes", required_argument, NULL, OPT_CAP },
+	{ "store-size", required_argument, NULL, OPT_STORE },
+	{ "service", required_argument, NULL, OPT_SERVICE },
+	{ "route", required_argument, NULL, OPT_ROUTE },
+	{ "route-cap", required_argument, NULL, OPT_ROUTE_CAP },
+	{ "worker-label", no_argument, NULL, OPT_WORKER },
+	{ "container-label", no_argument, NULL, OPT_CONTAINER_LABEL },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+	{ "buckets", required_argument, NULL, OPT_BUCKETS },
+	{ "trusted-proxy", required_argument, NULL, OPT_TRUSTED },
+	{ "otlp-endpoint", required_argument, NULL, OPT_OTLP_EP },
+	{ "otlp-traces-endpoint", required_argument, NULL, OPT_OTLP_TRACES_EP },
+	{ "otlp-logs-endpoint", required_argument, NULL, OPT_OTLP_LOGS_EP },
+	{ "logs-exporter", required_argument, NULL, OPT_LOGS_EXPORTER },
+	{ "otlp-header", required_argument, NULL, OPT_OTLP_HEADER },
+	{ "service-name", required_argument, NULL, OPT_SVC_NAME },
+	{ "traces-sampler", required_argument, NULL, OPT_SAMPLER },
+	{ "traces-sampler-arg", required_argument, NULL, OPT_SAMPLER_ARG },
+	{ "otlp-metrics-endpoint", required_argument, NULL, OPT_OTLP_METRICS_EP },
+	{ "metrics-exporter", required_argument, NULL, OPT_METRICS_EXPORTER },
+	{ "metric-export-interval", required_argument, NULL, OPT_METRIC_INTERVAL },
+	{ "metrics-temporality", required_argument, NULL, OPT_METRICS_TEMPORALITY },
+	{ "errors-file", required_argument, NULL, OPT_ERRORS_FILE },
+	{ "record", required_argument, NULL, OPT_RECORD },
+	{ "loop-block-ms", required_argument, NULL, OPT_LOOP_BLOCK },
+	{ "queue-time", no_argument, NULL, OPT_QUEUE_TIME },
+	{ "replay", required_argument, NULL, OPT_REPLAY },
+	{ "sentry-dsn", required_argument, NULL, OPT_SENTRY_DSN },
+	{ "sentry-environment", required_argument, NULL, OPT_SENTRY_ENV },
+	{ "sentry-release", required_argument, NULL, OPT_SENTRY_RELEASE },
+	{ "sentry-sample-rate", required_argument, NULL, OPT_SENTRY_RATE },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{},
+};
+
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	return errno || end == s || *end || s[0] == '-' || *out < min || *out > max ? -EINVAL : 0;
+}
+
+static bool env_set(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v;
+}
+
+/*
+ * A shared OTLP option (--otlp-endpoint, --otlp-header) applies to traces
+ * and metrics; from the file, not to a signal whose own variable is set
+ * (the environment beats the file). The base URL does not replace a signal's
+ * own URL given at the same level or above (flags, file), in either order.
+ */
+static int otlp_shared(struct daemon *d, int o, const char *arg)
+{
+	bool file = d->in_file;
+	enum otlpm_source src = file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG;
+	int err = 0;
+
+	if (o == OPT_OTLP_EP) {
+		d->logs_ep[!file][0] = arg;
+		if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) &&
+		    d->traces_ep_src < src)
+			err = otlp_config_endpoint(&d->ocfg, arg, false);
+		return err ?: otlp_metrics_config_endpoint(&d->mcfg, arg, false, src);
+	}
+	if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))
+		err = otlp_config_header(&d->ocfg, arg);
+	if (!err && !(file && env_set("OTEL_EXPORTER_OTLP_METRICS_HEADERS")))
+		err = otlp_metrics_config_header(&d->mcfg, arg);
+	if (!err && !(file && env_set("OTEL_EXPORTER_OTLP_LOGS_HEADERS")))
+		err = otlp_logs_config_header(&d->lcfg, arg);
+	return err;
+}
+
+static int parse_opt(struct daemon *d, int o, const char *arg)
+{
+	unsigned long v;
+	int err;
+
+	switch (o) {
+	case OPT_LISTEN:
+		d->listen = arg;
+		return 0;
+	case OPT_PID:
+		return obs_filter__add_pid(&d->popts.filter, arg);
+	case OPT_COMM:
+		return obs_filter__add_comm(&d->popts.filter, arg);
+	case OPT_PORT:
+		return obs_filter__add_port(&d->popts.filter, arg);
+	case OPT_UNIX:
+		return obs_filter__add_unix(&d->popts.filter, arg);
+	case OPT_CAP:
+		err = parse_uint(arg, 64, OBS_CAP_MAX, &v);
+		d->popts.filter.cap_bytes = v;
+		return err;
+	case OPT_STORE:
+		err = parse_uint(arg, 1, 10000000, &v);
+		d->store_size = v;
+		return err;
+	case OPT_SERVICE:
+		return services__add_rule(d->svc, arg);
+	case OPT_ROUTE:
+		return routes__add_pattern(d->rt, arg);
+	case OPT_ROUTE_CAP:
+		err = parse_uint(arg, 1, 100000, &v);
+		d->route_cap = v;
+		return err;
+	case OPT_WORKER:
+		d->mopts.worker_label = true;
+		return 0;
+	case OPT_CONTAINER_LABEL:
+		d->mopts.container_label = true;
+		return 0;
+	case OPT_CONFIG:
+	case OPT_CHECK_CONFIG:
+		return 0;	/* taken by parse_args' first pass */
+	case OPT_BUCKETS:
+		return metrics_parse_buckets(&d->mopts, arg);
+	case OPT_TRUSTED:
+		return trust_add(&d->trust, arg);
+	case OPT_OTLP_EP:
+	case OPT_OTLP_HEADER:
+		return otlp_shared(d, o, arg);
+	case OPT_OTLP_TRACES_EP:
+		d->traces_ep_src = d->in_file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG;
+		return otlp_config_endpoint(&d->ocfg, arg, true);
+	case OPT_OTLP_METRICS_EP:
+		return otlp_metrics_config_endpoint(&d->mcfg, arg, true,
+						    d->in_file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG);
+	case OPT_METRICS_EXPORTER:
+		return otlp_metrics_config_exporter(&d->mcfg, arg);
+	case OPT_METRIC_INTERVAL:
+		err = parse_uint(arg, 1, 100000000, &v);
+		d->mcfg.interval_ms = v;
+		return err;
+	case OPT_METRICS_TEMPORALITY:
+		return otlp_metrics_config_temporality(&d->mcfg, arg);
+	case OPT_OTLP_LOGS_EP:
+		d->logs_ep[!d->in_file][1] = arg;
+		return otlp_logs_config_endpoint(&d->lcfg, arg, true);
+	case OPT_LOGS_EXPORTER:
+		return otlp_logs_config_exporter(&d->lcfg, arg);
+	case OPT_SVC_NAME:
+		if (!*arg || strlen(arg) >= sizeof(d->ocfg.service_name))
+			return -EINVAL;
+		strcpy(d->ocfg.service_name, arg);
+		strcpy(d->mcfg.service_name, arg);
+		strcpy(d->lcfg.service_name, arg);
+		return 0;
+	case OPT_SAMPLER:
+		snprintf(d->sampler_name, sizeof(d->sampler_name), "%s", arg);
+		return 0;
+	case OPT_ERRORS_FILE:
+		d->errors_path = arg;
+		return 0;
+	case OPT_LOOP_BLOCK:
+		err = parse_uint(arg, 1, 600000, &v);
+		d->popts.filter.loop_block_ns = v * 1000000ull;
+		return err;
+	case OPT_QUEUE_TIME:
+		d->popts.filter.queue_time = true;
+		return 0;
+	case OPT_RECORD:
+		d->popts.record_path = arg;
+		return 0;
+	case OPT_REPLAY:
+		d->popts.replay_path = arg;
+		return 0;
+	case OPT_SENTRY_DSN:
+		return snprintf(d->scfg.dsn, sizeof(d->scfg.dsn), "%s", arg) <
+		       (int)sizeof(d->scfg.dsn) ? 0 : -EINVAL;
+	case OPT_SENTRY_ENV:
+		return snprintf(d->scfg.environment, sizeof(d->scfg.environment), "%s", arg) <
+		       (int)sizeof(d->scfg.environment) ? 0 : -EINVAL;
+	case OPT_SENTRY_RELEASE:
+		return snprintf(d->scfg.release, sizeof(d->scfg.release), "%s", arg) <
+		       (int)sizeof(d->scfg.release) ? 0 : -EINVAL;
+	case OPT_SENTRY_RATE: {
+		char *end;
+
+		d->scfg.sample_rate = strtod(arg, &end);
+		return *end || !(d->scfg.sample_rate >= 0 && d->scfg.sample_rate <= 1) ? -EINVAL : 0;
+	}
+	case OPT_SAMPLER_ARG:
+		snprintf(d->sampler_arg, sizeof(d->sampler_arg), "%s", arg);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static const struct option *long_opt_named(const char *name)
+{
+	for (const struct option *o = long_opts; o->name; o++)
+		if (!strcmp(o->name, name))
+			return o;
+	return NULL;
+}
+
+/* config_load's apply(): a key of the file is one more option, unless the same
+ * option was given as a flag or its environment variable is set. */
+static int config_apply(void *ctx, const char *key, const char *value, const char *file, int line)
+{
+	const struct option *o = long_opt_named(key);
+	struct daemon *d = ctx;
+	char *v;
+	int err;
+
+	if (!o || o->val < OPT_LISTEN)
+		return -ENOENT;
+	if (d->cli_set[o->val - OPT_LISTEN] || config_env_override(key))
+		return 0;
+	if (o->has_arg == no_argument)
+		return strcmp(value, "true") ? 0 : parse_opt(d, o->val, NULL);
+	if (d->n_cfg_strs == CONFIG_STRS_MAX)
+		return -E2BIG;
+	v = strdup(value);
+	if (!v)
+		return -ENOMEM;
+	d->cfg_strs[d->n_cfg_strs++] = v;	/* parse_opt may keep it, as it keeps argv's */
+	d->in_file = true;
+	err = parse_opt(d, o->val, v);
+	d->in_file = false;
+	return err;
+}
+
+/* First pass: which options are flags, --config, --check-config; then the
+ * file (flags and environment beat it); second pass: the flags. */
+static int parse_config(int argc, char **argv, struct daemon *d)
+{
+	char err[512];
+	int o, idx;
+
+	while ((o = getopt_long(argc, argv, "vh", long_opts, &idx)) != -1) {
+		if (o == 'h') {
+			usage(stdout);
+			exit(0);
+		} else if (o == '?') {
+			usage(stderr);
+			return -EINVAL;
+		} else if (o >= OPT_LISTEN) {
+			d->cli_set[o - OPT_LISTEN] = true;
+			if (o == OPT_CONFIG)
+				d->config_path = optarg;
+			else if (o == OPT_CHECK_CONFIG)
+				d->check_config = true;
+		}
+	}
+	optind = 0;	/* glibc: rescan argv from the start */
+	if (d->config_path && config_load(d->config_path, config_apply, d, err, sizeof(err))) {
+		fprintf(stderr, "obsd: %s\n", err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct daemon *d)
+{
+	int o, idx;
+
+	if (parse_config(argc, argv, d))
+		return -EINVAL;
+	while ((o = getopt_long(argc, argv, "vh", long_opts, &idx)) != -1) {
+		if (o == 'v') {
+			log_level++;
+		} else if (o == 'h') {
+			usage(stdout);
+			exit(0);
+		} else if (o == '?') {
+			usage(stderr);
+			return -EINVAL;
+		} else if (parse_opt(d, o, optarg)) {
+			fprintf(stderr, "obsd: invalid value for --%s: '%s'\n", long_opts[idx].name,
+				optarg);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "obsd: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* At exit: one last collection, so that what happened since the last one is sent. */
+static void flush_metrics(struct daemon *d)
+{
+	struct metrics_snapshot *s;
+
+	if (!d->om)
+		return;
+	s = metrics__snapshot(d->metrics, d->p);
+	otlp_metrics__flush(d->om, s, SHUTDOWN_FLUSH_MS);
+	metrics_snapshot__free(s);
+}
+
+/*
+ * The logs URL: a flag beats the environment beats the file, and within one
+ * source the logs-specific URL beats the base URL + /v1/logs.
+ */
+static int resolve_logs_endpoint(struct daemon *d)
+{
+	const char *full = d->logs_ep[1][1], *base = d->logs_ep[1][0];
+
+	if (!full && !base && !env_set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") &&
+	    !env_set("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+		full = d->logs_ep[0][1];
+		base = d->logs_ep[0][0];
+	}
+	if (full)
+		return otlp_logs_config_endpoint(&d->lcfg, full, true);
+	if (base)
+		return otlp_logs_config_endpoint(&d->lcfg, base, false);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d = { .listen = DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
+	struct sigaction sa = { .sa_handler = on_signal };
+	int err = 1, events_err;
+
+	d.svc = services__new();
+	d.rt = routes__new(ROUTE_CAP_DEFAULT);
+	if (!d.svc || !d.rt)
+		goto out;
+	if (otlp_config_env(&d.ocfg) || otlp_metrics_config_env(&d.mcfg) ||
+	    otlp_logs_config_env(&d.lcfg) ||
+	    sentry_config_env(&d.scfg)) {	/* flags override */
+		err = 2;
+		goto out;
+	}
+	snprintf(d.sampler_name, sizeof(d.sampler_name), "%s",
+		 getenv("OTEL_TRACES_SAMPLER") ?: "parentbased_always_on");
+	snprintf(d.sampler_arg, sizeof(d.sampler_arg), "%s", getenv("OTEL_TRACES_SAMPLER_ARG") ?: "");
+	if (parse_args(argc, argv, &d) || resolve_logs_endpoint(&d)) {
+		err = 2;
+		goto out;
+	}
+	if (sampler_parse(&d.sampler, d.sampler_name, d.sampler_arg)) {
+		fprintf(stderr, "obsd: invalid traces sampler '%s' (arg '%s')\n", d.sampler_name,
+			d.sampler_arg);
+		err = 2;
+		goto out;
+	}
+	if (d.check_config) {
+		char url[600], key[128];
+
+		if (d.scfg.dsn[0] && sentry_parse_dsn(d.scfg.dsn, url, sizeof(url), key, sizeof(key))) {
+			fprintf(stderr, "obsd: invalid SENTRY_DSN (want https://KEY@HOST/PROJECT_ID)\n");
+			err = 2;
+			goto out;
+		}
+		printf("obsd: configuration is valid\n");
+		err = 0;
+		goto out;
+	}
+	if (d.scfg.dsn[0]) {
+		d.sentry = sentry__new(&d.scfg);
+		if (!d.sentry) {
+			err = 2;
+			goto out;
+		}
+		pr_info("obsd: sending error events to Sentry");
+	}
+	if (d.ocfg.traces_url[0]) {
+		d.otlp = otlp__new(&d.ocfg);
+		if (!d.otlp)
+			goto out;
+		pr_info("obsd: exporting spans to %s (sampler %s)", d.ocfg.traces_url,
+			sampler_name(&d.sampler));
+	}
+	if (d.mcfg.url[0] && !d.mcfg.off) {
+		d.mopts.by_status = true;	/* the durations' attributes */
+		d.om = otlp_metrics__new(&d.mcfg);
+		if (!d.om)
+			goto out;
+		pr_info("obsd: exporting metrics to %s every %u ms (%s)", d.mcfg.url,
+			d.mcfg.interval_ms, d.mcfg.delta ? "delta" : "cumulative");
+	}
+	if (d.lcfg.url[0] && !d.lcfg.off) {
+		d.otlp_logs = otlp_logs__new(&d.lcfg);
+		if (!d.otlp_logs)
+			goto out;
+		pr_info("obsd: exporting log records to %s", d.lcfg.url);
+	}
+	if (d.route_cap)
+		routes__with_cap(d.rt, d.route_cap);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d.start_ns = mono_ns();
+	d.store = store__new(d.store_size);
+	d.logs = log_store__new(LOG_STORE_DEFAULT);
+	d.errors = textring__new(512);
+	events_err = slots__init(&d.events, EVENTS_KEPT);
+	d.blocks = textring__new(512);
+	jb_init(&d.scratch);
+	if (d.errors_path) {
+		d.errors_out = strcmp(d.errors_path, "-") ? fopen(d.errors_path, "a") : stdout;
+		if (!d.errors_out) {
+			pr_warn("obsd: cannot open --errors-file %s: %s", d.errors_path,
+				strerror(errno));
+			goto out;
+		}
+	}
+	d.metrics = metrics__new(&d.mopts);
+	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!d.store || !d.logs || !d.metrics || !d.errors || events_err || !d.blocks ||
+	    d.load_efd < 0) {
+		pr_warn("obsd: out of memory at start: %s", strerror(errno));
+		goto out;
+	}
+	if (d.popts.replay_path) {
+		err = replay(&d);
+		goto out;
+	}
+	d.api = api__new(d.listen, handler, &d);
+	if (!d.api)
+		goto out;
+	d.cgroups = cgroup_cache__new(NULL);
+	if (!d.cgroups)
+		goto out;
+	if (pthread_create(&d.loader, NULL, load_thread, &d)) {
+		pr_warn("obsd: cannot start the loader thread");
+		goto out;
+	}
+	err = run(&d) ? 1 : 0;
+	if (!d.p && !err)	/* stopped while loading: wait for the thread */
+		pthread_join(d.loader, NULL), d.p = d.loaded;
+	pr_info("obsd: stopping");
+	/* best effort, bounded: SIGTERM must end obsd within a few seconds */
+	otlp__flush(d.otlp, SHUTDOWN_FLUSH_MS);
+	flush_metrics(&d);
+	otlp_logs__flush(d.otlp_logs, SHUTDOWN_FLUSH_MS);
+	sentry__flush(d.sentry, SHUTDOWN_FLUSH_MS);
+out:
+	pipeline__free(d.p);	/* first: what it still emits goes to live sinks */
+	otlp__free(d.otlp);
+	otlp_metrics__free(d.om);
+	otlp_logs__free(d.otlp_logs);
+	sentry__free(d.sentry);
+	api__free(d.api);
+	metrics__free(d.metrics);
+	store__free(d.store);
+	log_store__free(d.logs);
+	textring__free(d.errors);
+	slots__fini(&d.events);
+	textring__free(d.blocks);
+	jb_free(&d.scratch);
+	if (d.errors_out && d.errors_out != stdout)
+		fclose(d.errors_out);
+	routes__free(d.rt);
+	services__free(d.svc);
+	cgroup_cache__free(d.cgroups);
+	for (int i = 0; i < d.n_cfg_strs; i++)
+		free(d.cfg_strs[i]);
+	if (d.load_efd > 0)
+		close(d.load_efd);
+	return err;
+}

@@ -1,0 +1,536 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "otlp.pb-c.h"
+#include "sinks/otlp_encode.h"
+#include "sinks/otlp_logs.h"
+#include "request/pipeline.h"
+#include "sinks/sender.h"
+
+typedef Obs__Otlp__KeyValue KeyValue;
+typedef Obs__Otlp__AnyValue AnyValue;
+
+#define REC_ATTRS	(LOG_ATTRS_MAX + 4)	/* + log.iostream, thread.id, obs.truncated, obs.trace_link */
+#define RES_ATTRS	10
+
+struct otlp_logs {
+	struct otlp_logs_config c;
+	struct log_rec **q;		/* ring of max_queue owned copies */
+	size_t q_head, q_len;
+	struct sender *snd;
+	size_t batch_n;			/* records in the body the sender holds */
+	uint64_t last_export_ns;
+	struct otlp_logs_stats st;
+};
+
+/* ---- configuration ---- */
+
+static int env_uint(const char *name, unsigned *out, unsigned min)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long x;
+
+	if (!v || !*v)
+		return 0;
+	x = strtoul(v, &end, 10);
+	if (*end || v[0] == '-' || x < min || x > 100000000) {
+		fprintf(stderr, "obsd: invalid %s='%s' (want an integer >= %u)\n", name, v, min);
+		return -EINVAL;
+	}
+	*out = x;
+	return 0;
+}
+
+int otlp_logs_config_endpoint(struct otlp_logs_config *c, const char *url, bool full)
+{
+	size_t l = strlen(url);
+
+	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
+		return -EINVAL;
+	while (!full && l && url[l - 1] == '/')
+		l--;
+	if (snprintf(c->url, sizeof(c->url), "%.*s%s", (int)l, url, full ? "" : "/v1/logs") >=
+	    (int)sizeof(c->url))
+		return -EINVAL;
+	return 0;
+}
+
+int otlp_logs_config_exporter(struct otlp_logs_config *c, const char *name)
+{
+	if (!strcmp(name, "otlp"))
+		c->off = false;
+	else if (!strcmp(name, "none"))
+		c->off = true;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* The same syntax and checks as the span exporter's headers. */
+int otlp_logs_config_header(struct otlp_logs_config *c, const char *kv)
+{
+	struct otlp_config t = { 0 };
+	int err;
+
+	if (c->n_headers >= OTLP_MAX_HEADERS)
+		return -EINVAL;
+	err = otlp_config_header(&t, kv);
+	if (!err)
+		memcpy(c->headers[c->n_headers++], t.headers[0], sizeof(c->headers[0]));
+	return err;
+}
+
+static int env_headers(struct otlp_logs_config *c, const char *name)
+{
+	const char *v = getenv(name);
+	char *dup, *tok, *save;
+	int err = 0;
+
+	if (!v || !*v)
+		return 0;
+	dup = strdup(v);
+	if (!dup)
+		return -ENOMEM;
+	for (tok = strtok_r(dup, ",", &save); tok && !err; tok = strtok_r(NULL, ",", &save))
+		err = otlp_logs_config_header(c, tok);
+	free(dup);
+	if (err)
+		fprintf(stderr, "obsd: invalid %s (want key=value,key2=value2)\n", name);
+	return err;
+}
+
+int otlp_logs_config_env(struct otlp_logs_config *c)
+{
+	const char *v;
+	int err = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->delay_ms = 1000;
+	c->max_batch = 512;
+	c->max_queue = 2048;
+	c->timeout_ms = 10000;
+	if ((v = getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")) && *v)
+		err = otlp_logs_config_endpoint(c, v, true);
+	else if ((v = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) && *v)
+		err = otlp_logs_config_endpoint(c, v, false);
+	if (err) {
+		fprintf(stderr, "obsd: invalid OTLP logs endpoint '%s' (want http(s)://host:port)\n", v);
+		return err;
+	}
+	if ((v = getenv("OTEL_LOGS_EXPORTER")) && *v && otlp_logs_config_exporter(c, v)) {
+		fprintf(stderr, "obsd: invalid OTEL_LOGS_EXPORTER='%s' (want otlp or none)\n", v);
+		return -EINVAL;
+	}
+	if ((v = getenv("OTEL_SERVICE_NAME")))
+		snprintf(c->service_name, sizeof(c->service_name), "%s", v);
+	return env_headers(c, "OTEL_EXPORTER_OTLP_HEADERS") ?:
+	       env_headers(c, "OTEL_EXPORTER_OTLP_LOGS_HEADERS") ?:
+	       env_uint("OTEL_BLRP_SCHEDULE_DELAY", &c->delay_ms, 1) ?:
+	       env_uint("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", &c->max_batch, 1) ?:
+	       env_uint("OTEL_BLRP_MAX_QUEUE_SIZE", &c->max_queue, 1) ?:
+	       env_uint("OTEL_EXPORTER_OTLP_TIMEOUT", &c->timeout_ms, 1) ?:
+	       env_uint("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", &c->timeout_ms, 1);
+}
+
+/* ---- encoding ---- */
+
+/* Everything one log record needs, allocated per batch. */
+struct rec_mem {
+	Obs__Otlp__LogRecord lr;
+	AnyValue body;
+	KeyValue kv[REC_ATTRS];
+	AnyValue av[REC_ATTRS];
+	KeyValue *kvp[REC_ATTRS];
+};
+
+struct res_mem {
+	Obs__Otlp__ResourceLogs rl;
+	Obs__Otlp__Resource res;
+	Obs__Otlp__ScopeLogs sl;
+	Obs__Otlp__ScopeLogs *slp;
+	KeyValue kv[RES_ATTRS];
+	AnyValue av[RES_ATTRS];
+	KeyValue *kvp[RES_ATTRS];
+	const struct log_rec *first;	/* of the group: pid, comm, container */
+	const char *service;
+};
+
+/* Decoded strings of a batch: one arena, sized up front. */
+struct arena {
+	char *buf;
+	size_t len;
+};
+
+static Obs__Otlp__InstrumentationScope scope = OBS__OTLP__INSTRUMENTATION_SCOPE__INIT;
+
+static AnyValue *kv_init(KeyValue *kv, AnyValue *av, char *key)
+{
+	obs__otlp__key_value__init(kv);
+	obs__otlp__any_value__init(av);
+	kv->key = key;
+	kv->value = av;
+	return av;
+}
+
+static void kv_str(KeyValue *kv, AnyValue *av, const char *k, const char *v)
+{
+	av = kv_init(kv, av, (char *)k);
+	av->value_case = OBS__OTLP__ANY_VALUE__VALUE_STRING_VALUE;
+	av->string_value = (char *)v;
+}
+
+static void kv_int(KeyValue *kv, AnyValue *av, const char *k, int64_t v)
+{
+	av = kv_init(kv, av, (char *)k);
+	av->value_case = OBS__OTLP__ANY_VALUE__VALUE_INT_VALUE;
+	av->int_value = v;
+}
+
+static void kv_bool(KeyValue *kv, AnyValue *av, const char *k, bool v)
+{
+	av = kv_init(kv, av, (char *)k);
+	av->value_case = OBS__OTLP__ANY_VALUE__VALUE_BOOL_VALUE;
+	av->bool_value = v;
+}
+
+/* s[0..n) of a JSON string body, unescaped into the arena. */
+static char *unescaped(struct arena *a, const char *s, size_t n)
+{
+	char *out = a->buf + a->len;
+
+	a->len += log_json_unescape(s, n, out) + 1;
+	return out;
+}
+
+static char *copied(struct arena *a, const char *s, size_t n)
+{
+	char *out = a->buf + a->len;
+
+	memcpy(out, s, n);
+	out[n] = 0;
+	a->len += n + 1;
+	return out;
+}
+
+/* One JSON field as an attribute. */
+static void json_attr(struct rec_mem *m, int i, const struct log_rec *r,
+		      const struct log_attr *f, struct arena *a)
+{
+	const char *v = r->line + f->val_off;
+	AnyValue *av = kv_init(&m->kv[i], &m->av[i], unescaped(a, r->line + f->key_off, f->key_len));
+	char *txt = copied(a, v, f->val_len);
+
+	switch (f->type) {
+	case LOGV_STR:
+		av->value_case = OBS__OTLP__ANY_VALUE__VALUE_STRING_VALUE;
+		av->string_value = unescaped(a, v, f->val_len);
+		break;
+	case LOGV_INT:
+		av->value_case = OBS__OTLP__ANY_VALUE__VALUE_INT_VALUE;
+		av->int_value = strtoll(txt, NULL, 10);
+		break;
+	case LOGV_DBL:
+		av->value_case = OBS__OTLP__ANY_VALUE__VALUE_DOUBLE_VALUE;
+		av->double_value = strtod(txt, NULL);
+		break;
+	case LOGV_BOOL:
+		av->value_case = OBS__OTLP__ANY_VALUE__VALUE_BOOL_VALUE;
+		av->bool_value = txt[0] == 't';
+		break;
+	default:	/* objects and arrays: their JSON text */
+		av->value_case = OBS__OTLP__ANY_VALUE__VALUE_STRING_VALUE;
+		av->string_value = txt;
+	}
+}
+
+static void fill_record(struct rec_mem *m, const struct log_rec *r, struct arena *a)
+{
+	Obs__Otlp__LogRecord *lr = &m->lr;
+	int n = 0;
+
+	obs__otlp__log_record__init(lr);
+	obs__otlp__any_value__init(&m->body);
+	lr->time_unix_nano = r->wall_ns;
+	lr->observed_time_unix_nano = r->observed_wall_ns;
+	lr->severity_number = (Obs__Otlp__SeverityNumber)r->p.severity;
+	if (r->p.severity_text[0])
+		lr->severity_text = (char *)r->p.severity_text;
+	m->body.value_case = OBS__OTLP__ANY_VALUE__VALUE_STRING_VALUE;
+	m->body.string_value = r->flags & LOGF_BODY_JSON
+		? unescaped(a, r->line + r->p.body_off, r->p.body_len)
+		: copied(a, r->line + r->p.body_off, r->p.body_len);
+	lr->body = &m->body;
+	kv_str(&m->kv[n], &m->av[n], "log.iostream", r->fd == 2 ? "stderr" : "stdout");
+	n++;
+	kv_int(&m->kv[n], &m->av[n], "thread.id", r->tid);
+	n++;
+	for (int i = 0; i < r->p.n_attrs; i++, n++)
+		json_attr(m, n, r, &r->p.attrs[i], a);
+	if (r->flags & LOGF_TRUNCATED)
+		kv_bool(&m->kv[n], &m->av[n], "obs.truncated", true), n++;
+	if (r->link.kind != LOG_LINKED) {
+		kv_str(&m->kv[n], &m->av[n], "obs.trace_link", log_link_name(r->link.kind));
+		n++;
+	} else {
+		lr->trace_id = (ProtobufCBinaryData){ 16, (uint8_t *)r->link.trace_id };
+		lr->span_id = (ProtobufCBinaryData){ 8, (uint8_t *)r->link.span_id };
+		lr->flags = r->link.sampled ? 1 : 0;	/* W3C trace flags */
+	}
+	for (int i = 0; i < n; i++)
+		m->kvp[i] = &m->kv[i];
+	lr->n_attributes = n;
+	lr->attributes = m->kvp;
+	lr->dropped_attributes_count = r->p.attrs_dropped;
+}
+
+static void fill_resource(struct res_mem *rm, const char *host)
+{
+	const struct log_rec *r = rm->first;
+	const char *rt = cgroup_runtime_name(r->container.runtime);
+	int n = 7;
+
+	obs__otlp__resource_logs__init(&rm->rl);
+	obs__otlp__resource__init(&rm->res);
+	obs__otlp__scope_logs__init(&rm->sl);
+	kv_str(&rm->kv[0], &rm->av[0], "service.name", rm->service);
+	kv_int(&rm->kv[1], &rm->av[1], "process.pid", r->pid);
+	kv_str(&rm->kv[2], &rm->av[2], "process.executable.name", r->comm);
+	kv_str(&rm->kv[3], &rm->av[3], "host.name", host);
+	kv_str(&rm->kv[4], &rm->av[4], "telemetry.sdk.name", "obs");
+	kv_str(&rm->kv[5], &rm->av[5], "telemetry.sdk.language", "c");
+	kv_str(&rm->kv[6], &rm->av[6], "telemetry.sdk.version", OBS_VERSION);
+	if (r->container.container_id[0])
+		kv_str(&rm->kv[n], &rm->av[n], "container.id", r->container.container_id), n++;
+	if (r->container.pod_uid[0])
+		kv_str(&rm->kv[n], &rm->av[n], "k8s.pod.uid", r->container.pod_uid), n++;
+	if (rt[0])
+		kv_str(&rm->kv[n], &rm->av[n], "container.runtime", rt), n++;
+	for (int i = 0; i < n; i++)
+		rm->kvp[i] = &rm->kv[i];
+	rm->res.n_attributes = n;
+	rm->res.attributes = rm->kvp;
+	rm->rl.resource = &rm->res;
+	scope.name = "obs";
+	scope.version = OBS_VERSION;
+	rm->sl.scope = &scope;
+	rm->slp = &rm->sl;
+	rm->rl.n_scope_logs = 1;
+	rm->rl.scope_logs = &rm->slp;
+}
+
+static const char *service_of(const struct log_rec *r, const char *override)
+{
+	return override && override[0] ? override : r->service;
+}
+
+int otlp_logs_encode(const struct log_rec *const *recs, size_t n, const char *service_name,
+		     uint8_t **out, size_t *len)
+{
+	Obs__Otlp__ExportLogsServiceRequest req = OBS__OTLP__EXPORT_LOGS_SERVICE_REQUEST__INIT;
+	size_t m = n ? n : 1, n_res = 0, used = 0, text = 1;
+	struct rec_mem *rec = calloc(m, sizeof(*rec));
+	struct res_mem *rm = calloc(m, sizeof(*rm));
+	Obs__Otlp__ResourceLogs **rlp = calloc(m, sizeof(*rlp));
+	Obs__Otlp__LogRecord **lrs = calloc(m, sizeof(*lrs));
+	struct arena a = { 0 };
+	char host[256] = "";
+	int err = -ENOMEM;
+
+	for (size_t i = 0; i < n; i++)	/* unescaping only shrinks; + NULs, + raw copies */
+		text += 2 * (recs[i]->len + 2 * recs[i]->p.n_attrs + 2);
+	a.buf = malloc(text);
+	if (!rec || !rm || !rlp || !lrs || !a.buf)
+		goto out;
+	gethostname(host, sizeof(host) - 1);
+	for (size_t i = 0; i < n; i++) {
+		const char *svc = service_of(recs[i], service_name);
+		size_t g;
+
+		for (g = 0; g < n_res; g++)
+			if (rm[g].first->pid == recs[i]->pid && !strcmp(rm[g].service, svc))
+				break;
+		if (g == n_res) {
+			rm[g].first = recs[i];
+			rm[g].service = svc;
+			n_res++;
+		}
+		fill_record(&rec[i], recs[i], &a);
+	}
+	for (size_t g = 0; g < n_res; g++) {	/* each group's records contiguous */
+		size_t first = used;
+
+		for (size_t i = 0; i < n; i++)
+			if (rm[g].first->pid == recs[i]->pid &&
+			    !strcmp(rm[g].service, service_of(recs[i], service_name)))
+				lrs[used++] = &rec[i].lr;
+		fill_resource(&rm[g], host);
+		rm[g].sl.n_log_records = used - first;
+		rm[g].sl.log_records = lrs + first;
+		rlp[g] = &rm[g].rl;
+	}
+	req.n_resource_logs = n_res;
+	req.resource_logs = rlp;
+	*len = obs__otlp__export_logs_service_request__get_packed_size(&req);
+	*out = malloc(*len ? *len : 1);
+	if (!*out)
+		goto out;
+	obs__otlp__export_logs_service_request__pack(&req, *out);
+	err = 0;
+out:
+	free(a.buf);
+	free(rec);
+	free(rm);
+	free(rlp);
+	free(lrs);
+	return err;
+}
+
+/* ---- exporter ---- */
+
+static void count_partial(struct otlp_logs *o, const char *resp, size_t len)
+{
+	Obs__Otlp__ExportLogsServiceResponse *r;
+
+	if (!len)
+		return;
+	r = obs__otlp__export_logs_service_response__unpack(NULL, len, (const uint8_t *)resp);
+	if (!r)
+		return;
+	if (r->partial_success && r->partial_success->rejected_log_records > 0)
+		o->st.rejected_partial += r->partial_success->rejected_log_records;
+	obs__otlp__export_logs_service_response__free_unpacked(r, NULL);
+}
+
+static void on_done(void *ctx, bool delivered, const char *resp, size_t len)
+{
+	struct otlp_logs *o = ctx;
+
+	if (delivered) {
+		o->st.exported += o->batch_n;
+		count_partial(o, resp, len);
+	} else {
+		o->st.dropped_export += o->batch_n;
+	}
+	o->batch_n = 0;
+	o->last_export_ns = mono_ns();
+}
+
+struct otlp_logs *otlp_logs__new(const struct otlp_logs_config *c)
+{
+	struct otlp_logs *o = calloc(1, sizeof(*o));
+	const char *hdrs[OTLP_MAX_HEADERS + 1] = { "Content-Type: application/x-protobuf" };
+
+	if (!o)
+		return NULL;
+	o->c = *c;
+	if (o->c.max_batch > o->c.max_queue)
+		o->c.max_batch = o->c.max_queue;
+	for (int i = 0; i < o->c.n_headers; i++)
+		hdrs[i + 1] = o->c.headers[i];
+	o->q = calloc(o->c.max_queue, sizeof(*o->q));
+	o->snd = sender__new("otlp_logs", o->c.url, hdrs, o->c.n_headers + 1, o->c.timeout_ms,
+			     on_done, o);
+	if (!o->q || !o->snd) {
+		sender__free(o->snd);
+		free(o->q);
+		free(o);
+		errno = ENOMEM;
+		return NULL;
+	}
+	o->last_export_ns = mono_ns();
+	return o;
+}
+
+void otlp_logs__record(void *ctx, const struct log_rec *r)
+{
+	struct otlp_logs *o = ctx;
+	struct log_rec *copy;
+
+	if (o->q_len >= o->c.max_queue || !(copy = log_rec_dup(r))) {
+		o->st.dropped_queue++;
+		return;
+	}
+	o->q[(o->q_head + o->q_len) % o->c.max_queue] = copy;
+	o->q_len++;
+	o->st.queued++;
+	o->st.queue_len = o->q_len;
+}
+
+/* Take up to max_batch records off the queue, encode and hand them over. */
+static void send_batch(struct otlp_logs *o)
+{
+	size_t n = o->q_len < o->c.max_batch ? o->q_len : o->c.max_batch;
+	const struct log_rec **recs = calloc(n, sizeof(*recs));
+	uint8_t *body = NULL;
+	size_t len = 0;
+	int err = -ENOMEM;
+
+	if (recs) {
+		for (size_t i = 0; i < n; i++)
+			recs[i] = o->q[(o->q_head + i) % o->c.max_queue];
+		err = otlp_logs_encode(recs, n, o->c.service_name, &body, &len);
+		free(recs);
+	}
+	if (err) {
+		sender__error(o->snd, SEND_E_ENCODE, strerror(-err));
+		return;	/* the records stay queued; the queue bound still holds */
+	}
+	for (size_t i = 0; i < n; i++)
+		free(o->q[(o->q_head + i) % o->c.max_queue]);
+	o->q_head = (o->q_head + n) % o->c.max_queue;
+	o->q_len -= n;
+	o->st.queue_len = o->q_len;
+	o->batch_n = n;
+	o->st.batches++;
+	sender__send(o->snd, body, len);
+}
+
+void otlp_logs__poll(struct otlp_logs *o)
+{
+	sender__poll(o->snd);
+	if (!sender__idle(o->snd) || !o->q_len)
+		return;
+	if (o->q_len >= o->c.max_batch ||
+	    mono_ns() - o->last_export_ns >= (uint64_t)o->c.delay_ms * 1000000ull)
+		send_batch(o);
+}
+
+void otlp_logs__flush(struct otlp_logs *o, unsigned timeout_ms)
+{
+	uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	if (!o || !sender__healthy(o->snd))
+		return;	/* the collector is failing: waiting would only delay exit */
+	o->c.delay_ms = 0;
+	while ((o->q_len || !sender__idle(o->snd)) && mono_ns() < end) {
+		uint64_t left = (end - mono_ns()) / 1000000ull;
+
+		otlp_logs__poll(o);
+		sender__drain(o->snd, left < 200 ? (unsigned)left : 200);
+	}
+}
+
+const struct otlp_logs_stats *otlp_logs__stats(const struct otlp_logs *o)
+{
+	return &o->st;
+}
+
+const struct sender_stats *otlp_logs__sender_stats(const struct otlp_logs *o)
+{
+	return sender__stats(o->snd);
+}
+
+void otlp_logs__free(struct otlp_logs *o)
+{
+	if (!o)
+		return;
+	sender__free(o->snd);
+	for (size_t i = 0; i < o->q_len; i++)
+		free(o->q[(o->q_head + i) % o->c.max_queue]);
+	free(o->q);
+	free(o);
+}
