@@ -116,12 +116,18 @@ struct {
 	__type(value, __u64);
 } early SEC(".maps");
 
-/* Processes that own (or owned) followed connections: tgid -> OBS_PF_*. */
+/*
+ * Processes that own (or owned) followed connections: OBS_PF_* as four bits
+ * per tgid, 16 tgids to a word (the loader sizes it from pid_max). The
+ * syscall tracepoints run for every process on the node; an array lookup is
+ * inlined by the verifier, so a process we do not follow is told apart by
+ * one load, no hashing.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, OBS_MAX_CONNS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, OBS_PID_MAX_DEFAULT / OBS_PF_PER_WORD);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } procs SEC(".maps");
 
 /* The TLS connection each thread last read or wrote ciphertext on: tid -> conn_id. */
@@ -211,6 +217,35 @@ static __always_inline void count(__u32 idx)
 
 	if (v)
 		(*v)++;
+}
+
+/* OBS_PF_* of process tgid (0: not followed). */
+static __always_inline __u32 proc_flags(__u32 tgid)
+{
+	__u32 w = tgid / OBS_PF_PER_WORD;
+	__u64 *v = bpf_map_lookup_elem(&procs, &w);
+
+	return v ? (*v >> (tgid % OBS_PF_PER_WORD * OBS_PF_BITS)) & OBS_PF_MASK : 0;
+}
+
+static __always_inline void proc_set(__u32 tgid, __u32 pf)
+{
+	__u32 w = tgid / OBS_PF_PER_WORD;
+	__u64 *v = bpf_map_lookup_elem(&procs, &w);
+
+	if (v)
+		__sync_fetch_and_or(v, (__u64)pf << (tgid % OBS_PF_PER_WORD * OBS_PF_BITS));
+	else
+		count(OBS_C_LOST_TARGETS_FULL);	/* tgid above the pid_max we sized for */
+}
+
+static __always_inline void proc_clear(__u32 tgid)
+{
+	__u32 w = tgid / OBS_PF_PER_WORD;
+	__u64 *v = bpf_map_lookup_elem(&procs, &w);
+
+	if (v)
+		__sync_fetch_and_and(v, ~((__u64)OBS_PF_MASK << (tgid % OBS_PF_PER_WORD * OBS_PF_BITS)));
 }
 
 static __always_inline __u64 rb_flags(void)
@@ -606,6 +641,7 @@ static __always_inline struct obs_conn *adopt(struct sock *sk, long ret, __u32 f
 	}
 	*in_store = c.family != AF_UNIX;
 	if (!*in_store) {	/* close() finds it by (tgid, fd) */
+		pf |= OBS_PF_UNIX;
 		struct obs_conn_key k = { .tgid = tgid, .fd = fd };
 
 		if (bpf_map_update_elem(&hconns, &c.conn_id, &c, BPF_NOEXIST)) {
@@ -623,7 +659,8 @@ static __always_inline struct obs_conn *adopt(struct sock *sk, long ret, __u32 f
 		bpf_map_delete_elem(&hconns, &c.conn_id);
 		return NULL;
 	}
-	bpf_map_update_elem(&procs, &tgid, &pf, BPF_ANY);
+	if ((proc_flags(tgid) & pf) != pf)
+		proc_set(tgid, pf);
 	if (pf & OBS_PF_LOOP) {
 		/* The reading thread runs the event loop (asyncio, uvloop): time
 		 * it from now, so a block in the very first request counts too. */
@@ -724,6 +761,64 @@ static __always_inline void emit_data(struct obs_conn *c, struct data_scratch *s
 	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
 }
 
+/*
+ * The steady state of a followed connection, a plain read/write of one
+ * buffer: the record is reserved in the ring and the bytes are copied
+ * straight into it (no scratch copy). The reservation is a size class (K
+ * captured bytes plus the tail) so the verifier knows every copy's bound.
+ * Returns false when the ring had no room, so that the caller takes the
+ * scratch path, which counts the loss.
+ */
+static __always_inline bool emit_buf_class(struct obs_conn *c, __u64 ptr, __u64 ret,
+					   __u32 cap, __u32 tail, __u8 dir, const __u32 K)
+{
+	struct obs_ev_data *e;
+
+	if (cap > K || tail > OBS_TAIL_MAX)
+		return false;
+	e = bpf_ringbuf_reserve(&rb, sizeof(*e) + K + OBS_TAIL_MAX, 0);
+	if (!e)
+		return false;
+	e->flags = 0;
+	if (bpf_probe_read_user(e->data, cap, (void *)ptr)) {
+		count(OBS_C_READ_FAULT);
+		cap = 0;
+	}
+	if (tail && bpf_probe_read_user(e->data + cap, tail, (void *)(ptr + ret - tail)))
+		tail = 0;
+	if (ret > cap)
+		count(OBS_C_TRUNCATED);
+	fill_hdr(&e->h, c, OBS_EV_DATA);
+	e->arrival_ns = 0;
+	if (dir == OBS_DIR_IN) {
+		e->arrival_ns = c->arrival_ns;
+		c->arrival_ns = 0;
+	}
+	e->len = ret;
+	e->cap = cap;
+	e->tail = tail;
+	e->dir = dir;
+	rb_submit(e);
+	return true;
+}
+
+static __always_inline bool emit_buf(struct obs_conn *c, __u64 ptr, __u64 ret, __u8 dir)
+{
+	__u32 cap = ret < cap_bytes ? (__u32)ret : cap_bytes, tail = 0;
+
+	if (cap > OBS_CAP_MAX)
+		cap = OBS_CAP_MAX;
+	if (ret > cap)
+		tail = ret - cap < OBS_TAIL_MAX ? ret - cap : OBS_TAIL_MAX;
+	if (cap <= 256)
+		return emit_buf_class(c, ptr, ret, cap, tail, dir, 256);
+	if (cap <= 1024)
+		return emit_buf_class(c, ptr, ret, cap, tail, dir, 1024);
+	if (cap <= 2048)
+		return emit_buf_class(c, ptr, ret, cap, tail, dir, 2048);
+	return emit_buf_class(c, ptr, ret, cap, tail, dir, OBS_CAP_MAX);
+}
+
 /* ---- socket I/O ---- */
 
 /* The syscall behind a socket operation, from the task's saved registers. */
@@ -798,6 +893,9 @@ static __always_inline int handle_io(struct obs_conn *c, struct io_args *a, long
 	/* the client's first bytes decide: an HTTP/2 server (gRPC) sends its
 	 * SETTINGS before reading anything */
 	if (c->proto == OBS_PROTO_UNKNOWN && a->dir == OBS_DIR_OUT)
+		return 0;
+	if (c->proto != OBS_PROTO_UNKNOWN && a->kind == IO_BUF &&
+	    emit_buf(c, a->ptr, ret, a->dir))
 		return 0;
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
@@ -1014,8 +1112,8 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	struct obs_conn_key k = { .tgid = id >> 32, .fd = ctx->args[0] };
 	struct obs_conn *c;
 
-	if (!bpf_map_lookup_elem(&procs, &k.tgid))
-		return 0;
+	if (!(proc_flags(k.tgid) & OBS_PF_UNIX))
+		return 0;	/* no followed UNIX connection in this process */
 	idp = bpf_map_lookup_elem(&fds, &k);
 	if (!idp)
 		return 0;
@@ -1086,7 +1184,7 @@ static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 bytes_ptr, __u8
 	__u32 tgid = id >> 32;
 	struct ssl_args a = { .ssl = ssl, .buf = buf, .bytes_ptr = bytes_ptr, .dir = dir, .ex = ex };
 
-	if (!bpf_map_lookup_elem(&procs, &tgid))
+	if (!proc_flags(tgid))
 		return 0;	/* not a process serving followed connections */
 	if (bpf_map_update_elem(&ssl_calls, &id, &a, BPF_ANY))
 		count(OBS_C_LOST_ARGS_FULL);
@@ -1237,7 +1335,7 @@ int enter_write(struct trace_event_raw_sys_enter *ctx)
 		return 0;	/* not stdout/stderr: the common case, first */
 	id = bpf_get_current_pid_tgid();
 	tgid = id >> 32;
-	if (!n || !bpf_map_lookup_elem(&procs, &tgid))
+	if (!n || !proc_flags(tgid))
 		return 0;
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
@@ -1293,10 +1391,9 @@ static __always_inline int loop_enter(void)
 {
 	__u64 id = bpf_get_current_pid_tgid(), now, busy, wait;
 	__u32 tgid = id >> 32, tid = (__u32)id, b;
-	__u8 *pf = bpf_map_lookup_elem(&procs, &tgid);
 	struct obs_loop *l;
 
-	if (!pf || !(*pf & OBS_PF_LOOP))
+	if (!(proc_flags(tgid) & OBS_PF_LOOP))
 		return 0;	/* only Python event loops are timed */
 	l = bpf_map_lookup_elem(&loops, &tid);
 	if (!l) {
@@ -1338,9 +1435,13 @@ static __always_inline int loop_enter(void)
 
 static __always_inline int loop_exit(void)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct obs_loop *l = bpf_map_lookup_elem(&loops, &tid);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct obs_loop *l;
 
+	if (!(proc_flags(id >> 32) & OBS_PF_LOOP))
+		return 0;
+	l = bpf_map_lookup_elem(&loops, &tid);
 	if (l) {
 		l->last_exit_ns = bpf_ktime_get_ns();
 		l->exit_run_delay = run_delay();
@@ -1416,9 +1517,9 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	if (tid != tgid)
 		return 0;
 	bpf_map_delete_elem(&targets, &tgid);
-	if (!bpf_map_lookup_elem(&procs, &tgid))
+	if (!proc_flags(tgid))
 		return 0;
-	bpf_map_delete_elem(&procs, &tgid);
+	proc_clear(tgid);
 	bpf_for_each_map_elem(&hconns, drop_hconn, &tgid, 0);
 	if (track_fds)
 		bpf_for_each_map_elem(&fds, drop_fd, &tgid, 0);

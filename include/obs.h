@@ -196,10 +196,16 @@ enum {
 	OBS_CF_PYTHON = 1 << 4,	/* owned by a Python process (event-loop timing) */
 };
 
-/* Map "procs": tgid -> OBS_PF_* of processes that own followed connections. */
+/* Map "procs": OBS_PF_* of processes that own followed connections, four bits
+ * per tgid (16 to a __u64 word, tgid / 16 the key); sized from pid_max. */
+#define OBS_PID_MAX_DEFAULT	4194304
+#define OBS_PF_BITS		4
+#define OBS_PF_PER_WORD		16
+#define OBS_PF_MASK		0xf
 enum {
 	OBS_PF_CONNS = 1 << 0,
 	OBS_PF_LOOP = 1 << 1,	/* a Python event loop: epoll_wait is timed */
+	OBS_PF_UNIX = 1 << 2,	/* has followed UNIX connections: close() is looked at */
 };
 
 /* Per-CPU counters (map "counters"), summed by userspace. */

@@ -201,6 +201,20 @@ static void add_children(int map_fd, pid_t root)
 	closedir(d);
 }
 
+/* The highest tgid plus one (kernel.pid_max), which sizes the "procs" bits. */
+static unsigned long pid_max(void)
+{
+	unsigned long n = 0;
+	FILE *fp = fopen("/proc/sys/kernel/pid_max", "r");
+
+	if (fp) {
+		if (fscanf(fp, "%lu", &n) != 1)
+			n = 0;
+		fclose(fp);
+	}
+	return n >= 32 && n <= (1ul << 30) ? n : OBS_PID_MAX_DEFAULT;
+}
+
 static int configure(struct loader *l, const struct obs_filter *f)
 {
 	struct obs_bpf *skel = l->skel;
@@ -231,6 +245,8 @@ static int configure(struct loader *l, const struct obs_filter *f)
 	/* Connection ids stay unique across restarts: seconds since the epoch in the
 	 * high bits. */
 	skel->data->next_conn_id = ((__u64)time(NULL) << 24) + 1;
+	bpf_map__set_max_entries(skel->maps.procs,
+				 (pid_max() + OBS_PF_PER_WORD - 1) / OBS_PF_PER_WORD);
 	if (!f->n_pids)
 		bpf_program__set_autoload(skel->progs.fork, false);
 	if (!raw_tp_exists("tcp_receive_reset"))
