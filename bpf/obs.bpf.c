@@ -744,20 +744,27 @@ static __always_inline void emit_early_state(struct obs_conn *c)
 		emit_simple(c, OBS_EV_STATE, OBS_ST_RESET, 0);
 }
 
+/* The fields of a data record of connection c other than its bytes and flags. */
+static __always_inline void data_fields(struct obs_ev_data *e, struct obs_conn *c, __u64 ret,
+					__u32 cap, __u32 tail, __u8 dir)
+{
+	fill_hdr(&e->h, c, OBS_EV_DATA);
+	e->arrival_ns = 0;
+	if (dir == OBS_DIR_IN) {	/* queue time: arrival -> this read */
+		e->arrival_ns = c->arrival_ns;
+		c->arrival_ns = 0;
+	}
+	e->len = ret;
+	e->cap = cap;
+	e->tail = tail;
+	e->dir = dir;
+}
+
 /* Emit the captured bytes of s as a data record of connection c. */
 static __always_inline void emit_data(struct obs_conn *c, struct data_scratch *s, __u64 ret,
 				      __u32 cap, __u32 tail, __u8 dir)
 {
-	fill_hdr(&s->ev.h, c, OBS_EV_DATA);
-	s->ev.arrival_ns = 0;
-	if (dir == OBS_DIR_IN) {	/* queue time: arrival -> this read */
-		s->ev.arrival_ns = c->arrival_ns;
-		c->arrival_ns = 0;
-	}
-	s->ev.len = ret;
-	s->ev.cap = cap;
-	s->ev.tail = tail;
-	s->ev.dir = dir;
+	data_fields(&s->ev, c, ret, cap, tail, dir);
 	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
 }
 
@@ -788,16 +795,7 @@ static __always_inline bool emit_buf_class(struct obs_conn *c, __u64 ptr, __u64 
 		tail = 0;
 	if (ret > cap)
 		count(OBS_C_TRUNCATED);
-	fill_hdr(&e->h, c, OBS_EV_DATA);
-	e->arrival_ns = 0;
-	if (dir == OBS_DIR_IN) {
-		e->arrival_ns = c->arrival_ns;
-		c->arrival_ns = 0;
-	}
-	e->len = ret;
-	e->cap = cap;
-	e->tail = tail;
-	e->dir = dir;
+	data_fields(e, c, ret, cap, tail, dir);
 	rb_submit(e);
 	return true;
 }
@@ -817,6 +815,60 @@ static __always_inline bool emit_buf(struct obs_conn *c, __u64 ptr, __u64 ret, _
 	if (cap <= 2048)
 		return emit_buf_class(c, ptr, ret, cap, tail, dir, 2048);
 	return emit_buf_class(c, ptr, ret, cap, tail, dir, OBS_CAP_MAX);
+}
+
+/* A short gather/scatter transfer (writev, sendmsg, recvmsg: nginx writes
+ * its response heads so) of at most IOV_K bytes in at most IOV_N pieces,
+ * copied straight into the ring; anything larger takes the scratch path. */
+#define IOV_N	4
+#define IOV_K	512
+
+static __always_inline bool emit_iov(struct obs_conn *c, const struct iovec *iov, __u32 iovcnt,
+				     __u64 ret, __u8 dir)
+{
+	struct obs_ev_data *e;
+	__u32 off = 0;
+
+	if (ret > IOV_K || ret > cap_bytes || iovcnt > IOV_N)
+		return false;
+	e = bpf_ringbuf_reserve(&rb, sizeof(*e) + 2 * IOV_K, 0);
+	if (!e)
+		return false;
+	e->flags = 0;
+	for (int i = 0; i < IOV_N; i++) {
+		struct iovec v;
+		__u64 n;
+
+		if (i >= iovcnt || off >= ret || off > IOV_K)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i])) {
+			count(OBS_C_READ_FAULT);
+			break;
+		}
+		n = v.iov_len < ret - off ? v.iov_len : ret - off;
+		if (n > IOV_K || bpf_probe_read_user(e->data + off, n, v.iov_base))
+			break;
+		off += n;
+	}
+	if (off < ret)
+		e->flags |= OBS_DF_IOV_SHORT;
+	data_fields(e, c, ret, off, 0, dir);
+	rb_submit(e);
+	return true;
+}
+
+/* A transfer whose bytes are not captured (sendfile, or a call obs cannot
+ * decode): a record of its length only. */
+static __always_inline bool emit_gap(struct obs_conn *c, __u64 ret, __u8 dir, __u8 kind)
+{
+	struct obs_ev_data *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+
+	if (!e)
+		return false;
+	e->flags = kind == IO_NONE ? OBS_DF_UNDECODED : OBS_DF_SENDFILE;
+	data_fields(e, c, ret, 0, 0, dir);
+	rb_submit(e);
+	return true;
 }
 
 /* ---- socket I/O ---- */
@@ -894,12 +946,6 @@ static __always_inline int handle_io(struct obs_conn *c, struct io_args *a, long
 	 * SETTINGS before reading anything */
 	if (c->proto == OBS_PROTO_UNKNOWN && a->dir == OBS_DIR_OUT)
 		return 0;
-	if (c->proto != OBS_PROTO_UNKNOWN && a->kind == IO_BUF &&
-	    emit_buf(c, a->ptr, ret, a->dir))
-		return 0;
-	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
-		return 0;
 	if (a->kind == IO_MSG) {
 		struct user_msghdr m;
 
@@ -912,6 +958,21 @@ static __always_inline int handle_io(struct obs_conn *c, struct io_args *a, long
 	} else if (a->kind == IO_IOV) {
 		iov = (const struct iovec *)a->ptr;
 	}
+	/* the steady state: the record is written in place in the ring */
+	if (c->proto != OBS_PROTO_UNKNOWN) {
+		if (a->kind == IO_BUF) {
+			if (emit_buf(c, a->ptr, ret, a->dir))
+				return 0;
+		} else if (a->kind == IO_IOV || a->kind == IO_MSG) {
+			if (emit_iov(c, iov, iovcnt, ret, a->dir))
+				return 0;
+		} else if (emit_gap(c, ret, a->dir, a->kind)) {
+			return 0;
+		}
+	}
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
 	capture(s, a->kind, a->ptr, iov, iovcnt, ret, cap_bytes, &cap, &tail);
 	if (c->proto == OBS_PROTO_UNKNOWN) {
 		if (!cap)
