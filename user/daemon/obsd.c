@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -1180,6 +1181,25 @@ static int resolve_logs_endpoint(struct daemon *d)
 	return 0;
 }
 
+/*
+ * obsd yields to the servers it observes: as SCHED_BATCH its wakeups never
+ * preempt a running server (the ring buffer absorbs the wait), while it keeps
+ * its fair share of the CPU under load, so nothing is lost. OBS_SCHED=normal
+ * keeps the default policy; OBS_SCHED=idle runs only on an idle CPU.
+ */
+static void yield_to_servers(void)
+{
+	const char *want = getenv("OBS_SCHED") ?: "batch";
+	struct sched_param sp = { 0 };
+	int policy;
+
+	if (!strcmp(want, "normal"))
+		return;
+	policy = !strcmp(want, "idle") ? SCHED_IDLE : SCHED_BATCH;
+	if (sched_setscheduler(0, policy, &sp))
+		pr_warn("obsd: cannot set scheduling policy %s: %s", want, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d = { .listen = DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
@@ -1221,6 +1241,7 @@ int main(int argc, char **argv)
 		err = 0;
 		goto out;
 	}
+	yield_to_servers();	/* before any thread starts: they inherit it */
 	if (d.scfg.dsn[0]) {
 		d.sentry = sentry__new(&d.scfg);
 		if (!d.sentry) {
