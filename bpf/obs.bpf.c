@@ -42,9 +42,6 @@
 #define TCP_LAST_ACK	9
 #define CAP_MASK	(2 * OBS_CAP_MAX - 1)
 #define TAIL_MASK	(2 * OBS_TAIL_MAX - 1)
-#ifndef OBS_STAGE
-#define OBS_STAGE	9	/* cost experiments only: stop a followed run early */
-#endif
 #define SNIFF_MAX	8	/* reads of a connection first seen mid-stream before giving up */
 
 char LICENSE[] SEC("license") = "GPL";
@@ -817,15 +814,7 @@ static __always_inline bool emit_buf_class(struct obs_conn *c, __u64 ptr, __u64 
 		tail = 0;
 	if (ret > cap)
 		count(OBS_C_TRUNCATED);
-	if (OBS_STAGE == 3) {
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-		return true;
-	}
 	data_fields(e, c, ret, cap, tail, dir);
-	if (OBS_STAGE == 4) {
-		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-		return true;
-	}
 	rb_submit(e);
 	return true;
 }
@@ -1057,11 +1046,9 @@ static __always_inline int sock_io(struct sock *sk, long ret, __u8 dir)
 			return 0;
 		in_store = !(c->flags & OBS_CF_HASHED);
 		c = state_of(c);
-		if (!c || OBS_STAGE == 1)
+		if (!c)
 			return 0;
 		io_from_regs(&a, dir);
-		if (OBS_STAGE == 2)
-			return 0;
 	}
 	return handle_io(c, &a, ret, in_store);
 }
