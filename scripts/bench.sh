@@ -260,7 +260,7 @@ stop_obsd() { if [ -n "$obsd" ]; then stop_pid "$obsd"; fi; obsd=; }
 foreign_obs() {
 	bpftool prog show -j | $PY -c '
 import json, sys
-n = sum(1 for p in json.load(sys.stdin) if p.get("name") == "exit_writev")
+n = sum(1 for p in json.load(sys.stdin) if p.get("name") in ("exit_writev", "sock_recv"))
 print(max(n - int(sys.argv[1]), 0))' "$([ -n "$obsd" ] && echo 1 || echo 0)"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$obsd/stat"; }
