@@ -7,6 +7,7 @@
 #include <time.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "base/clock.h"
 #include "base/ids.h"
 #include "base/log.h"
 #include "base/pack.h"
@@ -72,22 +73,6 @@ struct pipeline {
 };
 
 static const char *loop_service(void *ctx, uint32_t pid);
-
-uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static int64_t wall_offset(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec - (int64_t)mono_ns();
-}
 
 /* May the request's peer set its X-Request-ID? (trust.h) */
 static bool peer_trusted(const struct pipeline *p, const struct record *r)
@@ -333,7 +318,7 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o)
 		ids_seed_fixed(1);
 	else
 		ids_seed();
-	p->wall_offset_ns = wall_offset();
+	p->wall_offset_ns = wall_offset_ns();
 	p->errs = errors__new(error_event, release_record, p);
 	p->ct = conn_table__new(on_conn_event, p);
 	p->loops = loops__new();
@@ -490,7 +475,7 @@ void pipeline__tick(struct pipeline *p)
 
 	if (!p->l)
 		return;
-	p->wall_offset_ns = wall_offset();
+	p->wall_offset_ns = wall_offset_ns();
 	loader__counters(p->l, p->kc);
 	loops__refresh(p->loops, loader__loops_fd(p->l));
 	loops__name(p->loops, loop_service, p);	/* while the workers are alive */

@@ -9,6 +9,7 @@
 #define OBS_PIPELINE_H
 
 #include <stdint.h>
+#include "base/clock.h"
 #include "conn/conn.h"
 #include "capture/loader.h"
 #include "request/logs.h"
@@ -131,7 +132,5 @@ long pipeline__replay(struct pipeline *p);
 
 /* Detach and free; pending requests are failed to the sinks first. NULL-safe. */
 void pipeline__free(struct pipeline *p);
-
-uint64_t mono_ns(void);
 
 #endif

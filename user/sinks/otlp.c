@@ -9,7 +9,7 @@
 #include "sinks/otlp.h"
 #include "otlp.pb-c.h"
 #include "sinks/otlp_encode.h"
-#include "request/pipeline.h"
+#include "base/clock.h"
 #include "sinks/sender.h"
 
 

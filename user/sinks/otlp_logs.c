@@ -7,7 +7,7 @@
 #include "otlp.pb-c.h"
 #include "sinks/otlp_encode.h"
 #include "sinks/otlp_logs.h"
-#include "request/pipeline.h"
+#include "base/clock.h"
 #include "sinks/sender.h"
 
 typedef Obs__Otlp__KeyValue KeyValue;

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <curl/curl.h>
 #include "base/log.h"
-#include "request/pipeline.h"
+#include "base/clock.h"
 #include "sinks/sender.h"
 
 #define BACKOFF_FIRST_MS	1000

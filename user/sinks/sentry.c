@@ -8,7 +8,7 @@
 #include "base/ids.h"
 #include "base/json.h"
 #include "sinks/otlp_encode.h"
-#include "request/pipeline.h"
+#include "base/clock.h"
 #include "sinks/sender.h"
 #include "sinks/sentry.h"
 
