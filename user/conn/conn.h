@@ -73,6 +73,13 @@ size_t conn_ident_pack(char *out, const char *comm, const char *client, const ch
 #define ERR_RESP_INCOMPLETE	"response_incomplete"	/* response started, ended early */
 #define ERR_STREAM_RESET	"stream_reset"		/* HTTP/2 RST_STREAM before the end */
 
+/* Why a request record was not made (its request is then not reported). */
+enum conn_drop {
+	CONN_DROP_NO_MEMORY,	/* the record or its queue slot could not be allocated */
+	CONN_DROP_H2_STREAMS,	/* an HTTP/2 connection already has H2_MAX_STREAMS open */
+	CONN_DROP_MAX
+};
+
 struct conn_stats {
 	uint64_t events[OBS_EV_EXIT + 1];	/* decoded, by type */
 	uint64_t bad_events;			/* malformed ring records */
@@ -85,6 +92,7 @@ struct conn_stats {
 	uint64_t conns_opened, conns_closed;
 	uint64_t requests_in_flight;		/* request heads awaiting their response */
 	uint64_t h2_errors;			/* HTTP/2 connections that could not be parsed */
+	uint64_t records_dropped[CONN_DROP_MAX];	/* requests not reported, by reason */
 	uint64_t bytes_in, bytes_out;
 };
 

@@ -91,7 +91,7 @@ static void start_record(struct pipeline *p, struct record *r)
 	if (r->x_request_id[0] && peer_trusted(p, r) && request_id_valid(r->x_request_id))
 		memcpy(r->request_id, r->x_request_id, sizeof(r->request_id));
 	else
-		ids_uuid4_hex(r->request_id);	/* the server's own id replaces it later */
+		ids_uuid4_hex(r->request_id);	/* the server's own replaces it when done */
 	if (r->traceparent[0] && ids_parse_traceparent(r->traceparent, r->trace_id,
 						       r->parent_span_id, &parent_sampled)) {
 		r->has_parent = true;
@@ -156,6 +156,8 @@ static void on_conn_event(void *ctx, const struct conn_event *ce)
 		life(p, LIFE_REQUEST_STARTED, ce);
 		break;
 	case CONN_EV_REQ_DONE:
+		if (ce->r->flags & RECF_SERVER_REQID)	/* the server's own id wins */
+			memcpy(ce->r->request_id, ce->r->x_request_id, sizeof(ce->r->request_id));
 		life(p, ce->r->outcome == REC_OK ? LIFE_RESPONSE_COMPLETED : LIFE_REQUEST_FAILED, ce);
 		logs__request_done(p->logs, ce->r);
 		errors__record(p->errs, ce->r);

@@ -700,6 +700,16 @@ static void obs_parsing(struct counter_visit *v, const struct conn_stats *st)
 	counter_family(v, "obs_connections_lost_events_total", "counter",
 		   "Connections on which lost kernel records were noticed");
 	counter_u64(v, st->seq_gaps, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_bytes_skipped_total", "counter",
+		       "Bytes the HTTP/1 parser skipped to find the next message, by direction");
+	counter_u64(v, st->skipped_bytes[0], "direction", "request", NULL, NULL);
+	counter_u64(v, st->skipped_bytes[1], "direction", "response", NULL, NULL);
+	counter_family(v, "obs_events_malformed_total", "counter",
+		       "Ring-buffer records too short or of an unknown type (ignored)");
+	counter_u64(v, st->bad_events, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_events_orphan_total", "counter",
+		       "Kernel records of no followed connection (open lost, or after its end): ignored");
+	counter_u64(v, st->orphan_events, NULL, NULL, NULL, NULL);
 }
 
 static void obs_connections(struct counter_visit *v, struct pipeline *p, const uint64_t *kc)
@@ -721,6 +731,14 @@ static void obs_requests(struct counter_visit *v, const struct conn_stats *st)
 	counter_family(v, "obs_incomplete_requests_total", "counter",
 		   "Connections that ended inside a request head (no request to report)");
 	counter_u64(v, st->incomplete_requests, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_requests_dropped_total", "counter",
+		       "Requests read but not reported, by reason");
+	counter_u64(v, st->records_dropped[CONN_DROP_NO_MEMORY], "reason", "no_memory", NULL, NULL);
+	counter_u64(v, st->records_dropped[CONN_DROP_H2_STREAMS], "reason", "h2_streams_full",
+		    NULL, NULL);
+	counter_family(v, "obs_h2_errors_total", "counter",
+		       "HTTP/2 connections that could not be parsed (followed no further)");
+	counter_u64(v, st->h2_errors, NULL, NULL, NULL, NULL);
 }
 
 void metrics__obs_counters(struct pipeline *p, counter_fn fn, void *ctx)
