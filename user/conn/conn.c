@@ -1006,11 +1006,8 @@ static void on_data(struct conn *c, const struct obs_ev_data *d)
 	}
 	skipped = p->skipped_bytes;
 	h1__feed(p, d->data, d->cap, d->len - d->cap - d->tail, d->data + d->cap, d->tail);
-	if (p->skipped_bytes != skipped) {
-		c->t->st.skipped_bytes[d->dir] += p->skipped_bytes - skipped;
-		if (d->dir == OBS_DIR_IN)
-			c->req_desync = true;	/* requests may hide in what was skipped */
-	}
+	if (d->dir == OBS_DIR_IN && p->skipped_bytes != skipped)
+		c->req_desync = true;	/* requests may hide in what was skipped */
 	if (c->loss_one && d->dir == OBS_DIR_OUT) {
 		/* The one lost event was this direction's if its data resumes
 		 * mid-message: then no request was lost. */

@@ -86,7 +86,6 @@ struct conn_stats {
 	uint64_t seq_gaps;			/* connections that noticed lost events */
 	uint64_t orphan_events;			/* events for connections never opened */
 	uint64_t parse_errors[2][H1E_MAX];	/* [dir][error] */
-	uint64_t skipped_bytes[2];		/* bytes skipped while resyncing, [dir] */
 	uint64_t records_ok, records_failed;
 	uint64_t incomplete_requests;		/* partial request heads at close: no record */
 	uint64_t conns_opened, conns_closed;

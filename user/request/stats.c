@@ -65,10 +65,6 @@ static void obs_parsing(struct counter_visit *v, const struct conn_stats *st)
 	counter_family(v, "obs_connections_lost_events_total", "counter",
 		   "Connections on which lost kernel records were noticed");
 	counter_u64(v, st->seq_gaps, NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_bytes_skipped_total", "counter",
-		       "Bytes the HTTP/1 parser skipped to find the next message, by direction");
-	counter_u64(v, st->skipped_bytes[0], "direction", "request", NULL, NULL);
-	counter_u64(v, st->skipped_bytes[1], "direction", "response", NULL, NULL);
 	counter_family(v, "obs_events_malformed_total", "counter",
 		       "Ring-buffer records too short or of an unknown type (ignored)");
 	counter_u64(v, st->bad_events, NULL, NULL, NULL, NULL);
