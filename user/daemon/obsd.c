@@ -22,6 +22,7 @@
 #include "daemon/api.h"
 #include "base/cgroup.h"
 #include "daemon/config.h"
+#include "daemon/options.h"
 #include "base/counters.h"
 #include "base/log.h"
 #include "sinks/logstore.h"
@@ -39,7 +40,6 @@
 #include "request/loops.h"
 #include "sinks/store.h"
 
-#define DEFAULT_LISTEN		"127.0.0.1:9464"
 #define LOOP_TIMEOUT_MS		50	/* ring buffer drained at least this often */
 #define STALL_NS		(5ull * 1000000000ull)
 #define API_LIMIT_DEFAULT	100
@@ -55,7 +55,7 @@ struct daemon {
 	struct cgroup_cache *cgroups;	/* container and pod ids by pid */
 	const char *config_path;	/* --config */
 	bool check_config;		/* --check-config: validate, exit 0 or 2 */
-	bool cli_set[64];		/* options given as flags (index: OPT_* - OPT_LISTEN) */
+	bool cli_set[OPTIONS_MAX];	/* options given as flags (index: OPT_* - OPT_LISTEN) */
 	char *cfg_strs[CONFIG_STRS_MAX];	/* copies of the file's values */
 	int n_cfg_strs;
 	struct store *store;
@@ -688,121 +688,9 @@ out:
 	return err;
 }
 
-/* ---- options ---- */
+/* ---- options (options.h: the table) ---- */
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"Usage: obsd [options]\n"
-		"Observe HTTP servers (uvicorn, hypercorn, daphne, gunicorn, any other) on TCP or\n"
-		"UNIX sockets from the kernel and serve what they do. Needs root (or CAP_BPF, CAP_PERFMON).\n\n"
-		"  --listen ADDR:PORT     API address (default " DEFAULT_LISTEN ")\n"
-		"  --pid PID              observe this process and its children (repeatable)\n"
-		"  --comm NAME            observe processes with this command name (repeatable)\n"
-		"  --port PORT            observe servers on this local TCP port (repeatable)\n"
-		"  --unix PATH            observe servers listening on this UNIX socket path\n"
-		"                         ('@name': abstract; repeatable; --port never selects one)\n"
-		"  --service KIND:V=NAME  name a service: pid:1234=api, port:8000=api, comm:gunicorn=api\n"
-		"  --route PATTERN        route template such as /users/{id} (repeatable)\n"
-		"  --route-cap N          distinct routes per service before overflow (default %d)\n"
-		"  --worker-label         add worker=\"<pid>\" to http_* series\n"
-		"  --container-label      add container_id=\"<id>\" and pod_uid=\"<uid>\" to http_* series\n"
-		"                         (container metadata from /proc/PID/cgroup; spans always\n"
-		"                         carry container.id and k8s.pod.uid)\n"
-		"  --buckets LIST         duration buckets in seconds, e.g. 0.005,0.05,0.5\n"
-		"  --trusted-proxy CIDR   honour X-Request-ID from these peers (default: none);\n"
-		"                         'unix': from every peer of a UNIX socket\n"
-		"  --otlp-endpoint URL    OTLP/HTTP base URL, /v1/traces appended\n"
-		"                         (OTEL_EXPORTER_OTLP_ENDPOINT); none: spans stay local\n"
-		"  --otlp-traces-endpoint URL  full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)\n"
-		"  --otlp-metrics-endpoint URL full metrics URL (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);\n"
-		"                         with an endpoint, metrics are exported too (docs/config.md)\n"
-		"  --otlp-logs-endpoint URL  full logs URL (OTEL_EXPORTER_OTLP_LOGS_ENDPOINT); else\n"
-		"                         the base URL + /v1/logs\n"
-		"  --logs-exporter NAME   otlp (default) or none (OTEL_LOGS_EXPORTER)\n"
-		"  --otlp-header K=V      extra export header (OTEL_EXPORTER_OTLP_HEADERS)\n"
-		"  --service-name NAME    resource service.name of every span and metric\n"
-		"                         (OTEL_SERVICE_NAME)\n"
-		"  --traces-sampler NAME  always_on, always_off, traceidratio, parentbased_always_on\n"
-		"                         (default), parentbased_traceidratio (OTEL_TRACES_SAMPLER)\n"
-		"  --traces-sampler-arg R ratio for the ratio samplers (OTEL_TRACES_SAMPLER_ARG)\n"
-		"  --metrics-exporter E   otlp (default) or none (OTEL_METRICS_EXPORTER)\n"
-		"  --metric-export-interval MS  OTLP metrics export interval (default 60000)\n"
-		"                         (OTEL_METRIC_EXPORT_INTERVAL)\n"
-		"  --metrics-temporality T  cumulative (default), delta or lowmemory\n"
-		"                         (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)\n"
-		"  --sentry-dsn DSN       send error events to Sentry (SENTRY_DSN)\n"
-		"  --sentry-environment E, --sentry-release R, --sentry-sample-rate X\n"
-		"                         (SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE)\n"
-		"  --loop-block-ms N      event-loop iterations this long count as blocked (default 50)\n"
-		"  --queue-time           time how long requests waited in the socket (queue_us); costs\n"
-		"                         ~0.5 us of kernel time per request (docs/bench.md)\n"
-		"  --record FILE          also write every kernel record to FILE (for --replay)\n"
-		"  --replay FILE          no kernel: run a recording through the pipeline, print a\n"
-		"                         summary and exit (deterministic: benchmarks, debugging)\n"
-		"  --errors-file PATH     also write error events as JSON lines to PATH ('-': stdout)\n"
-		"  --capture-bytes N      bytes captured per read/write (default %d, max %d)\n"
-		"  --store-size N         request records kept for /api/requests (default %d)\n"
-		"  --config FILE          read options from a YAML file (docs/config.md); flags and\n"
-		"                         the environment beat it\n"
-		"  --check-config         validate the options and --config, then exit 0 (valid) or 2\n"
-		"  -v, --verbose          more logging (twice: libbpf debug)\n"
-		"  -h, --help\n",
-		ROUTE_CAP_DEFAULT, OBS_CAP_DEFAULT, OBS_CAP_MAX, STORE_DEFAULT);
-}
-
-enum {
-	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
-	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
-	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
-	OPT_LOOP_BLOCK, OPT_QUEUE_TIME, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
-	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_UNIX, OPT_OTLP_METRICS_EP,
-	OPT_METRICS_EXPORTER, OPT_METRIC_INTERVAL, OPT_METRICS_TEMPORALITY, OPT_OTLP_LOGS_EP,
-	OPT_LOGS_EXPORTER,
-};
-
-static const struct option long_opts[] = {
-	{ "listen", required_argument, NULL, OPT_LISTEN },
-	{ "pid", required_argument, NULL, OPT_PID },
-	{ "comm", required_argument, NULL, OPT_COMM },
-	{ "port", required_argument, NULL, OPT_PORT },
-	{ "unix", required_argument, NULL, OPT_UNIX },
-	{ "capture-bytes", required_argument, NULL, OPT_CAP },
-	{ "store-size", required_argument, NULL, OPT_STORE },
-	{ "service", required_argument, NULL, OPT_SERVICE },
-	{ "route", required_argument, NULL, OPT_ROUTE },
-	{ "route-cap", required_argument, NULL, OPT_ROUTE_CAP },
-	{ "worker-label", no_argument, NULL, OPT_WORKER },
-	{ "container-label", no_argument, NULL, OPT_CONTAINER_LABEL },
-	{ "config", required_argument, NULL, OPT_CONFIG },
-	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
-	{ "buckets", required_argument, NULL, OPT_BUCKETS },
-	{ "trusted-proxy", required_argument, NULL, OPT_TRUSTED },
-	{ "otlp-endpoint", required_argument, NULL, OPT_OTLP_EP },
-	{ "otlp-traces-endpoint", required_argument, NULL, OPT_OTLP_TRACES_EP },
-	{ "otlp-logs-endpoint", required_argument, NULL, OPT_OTLP_LOGS_EP },
-	{ "logs-exporter", required_argument, NULL, OPT_LOGS_EXPORTER },
-	{ "otlp-header", required_argument, NULL, OPT_OTLP_HEADER },
-	{ "service-name", required_argument, NULL, OPT_SVC_NAME },
-	{ "traces-sampler", required_argument, NULL, OPT_SAMPLER },
-	{ "traces-sampler-arg", required_argument, NULL, OPT_SAMPLER_ARG },
-	{ "otlp-metrics-endpoint", required_argument, NULL, OPT_OTLP_METRICS_EP },
-	{ "metrics-exporter", required_argument, NULL, OPT_METRICS_EXPORTER },
-	{ "metric-export-interval", required_argument, NULL, OPT_METRIC_INTERVAL },
-	{ "metrics-temporality", required_argument, NULL, OPT_METRICS_TEMPORALITY },
-	{ "errors-file", required_argument, NULL, OPT_ERRORS_FILE },
-	{ "record", required_argument, NULL, OPT_RECORD },
-	{ "loop-block-ms", required_argument, NULL, OPT_LOOP_BLOCK },
-	{ "queue-time", no_argument, NULL, OPT_QUEUE_TIME },
-	{ "replay", required_argument, NULL, OPT_REPLAY },
-	{ "sentry-dsn", required_argument, NULL, OPT_SENTRY_DSN },
-	{ "sentry-environment", required_argument, NULL, OPT_SENTRY_ENV },
-	{ "sentry-release", required_argument, NULL, OPT_SENTRY_RELEASE },
-	{ "sentry-sample-rate", required_argument, NULL, OPT_SENTRY_RATE },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{},
-};
+static struct option long_opts[OPTIONS_MAX + 1];
 
 static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
@@ -964,29 +852,21 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	return -EINVAL;
 }
 
-static const struct option *long_opt_named(const char *name)
-{
-	for (const struct option *o = long_opts; o->name; o++)
-		if (!strcmp(o->name, name))
-			return o;
-	return NULL;
-}
-
 /* config_load's apply(): a key of the file is one more option, unless the same
  * option was given as a flag or its environment variable is set. */
 static int config_apply(void *ctx, const char *key, const char *value, const char *file, int line)
 {
-	const struct option *o = long_opt_named(key);
+	const struct option_def *o = config_key_find(key);
 	struct daemon *d = ctx;
 	char *v;
 	int err;
 
-	if (!o || o->val < OPT_LISTEN)
+	if (!o)
 		return -ENOENT;
-	if (d->cli_set[o->val - OPT_LISTEN] || config_env_override(key))
+	if (d->cli_set[o->id - OPT_LISTEN] || config_env_override(key))
 		return 0;
-	if (o->has_arg == no_argument)
-		return strcmp(value, "true") ? 0 : parse_opt(d, o->val, NULL);
+	if (!o->arg)
+		return strcmp(value, "true") ? 0 : parse_opt(d, o->id, NULL);
 	if (d->n_cfg_strs == CONFIG_STRS_MAX)
 		return -E2BIG;
 	v = strdup(value);
@@ -994,7 +874,7 @@ static int config_apply(void *ctx, const char *key, const char *value, const cha
 		return -ENOMEM;
 	d->cfg_strs[d->n_cfg_strs++] = v;	/* parse_opt may keep it, as it keeps argv's */
 	d->in_file = true;
-	err = parse_opt(d, o->val, v);
+	err = parse_opt(d, o->id, v);
 	d->in_file = false;
 	return err;
 }
@@ -1006,12 +886,13 @@ static int parse_config(int argc, char **argv, struct daemon *d)
 	char err[512];
 	int o, idx;
 
+	options_long(long_opts);
 	while ((o = getopt_long(argc, argv, "vh", long_opts, &idx)) != -1) {
 		if (o == 'h') {
-			usage(stdout);
+			options_usage(stdout);
 			exit(0);
 		} else if (o == '?') {
-			usage(stderr);
+			options_usage(stderr);
 			return -EINVAL;
 		} else if (o >= OPT_LISTEN) {
 			d->cli_set[o - OPT_LISTEN] = true;
@@ -1039,10 +920,10 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 		if (o == 'v') {
 			log_level++;
 		} else if (o == 'h') {
-			usage(stdout);
+			options_usage(stdout);
 			exit(0);
 		} else if (o == '?') {
-			usage(stderr);
+			options_usage(stderr);
 			return -EINVAL;
 		} else if (parse_opt(d, o, optarg)) {
 			fprintf(stderr, "obsd: invalid value for --%s: '%s'\n", long_opts[idx].name,
@@ -1152,7 +1033,7 @@ static void flush(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	static struct daemon d = { .listen = DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
+	static struct daemon d = { .listen = OPTIONS_DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
 	struct sigaction sa = { .sa_handler = on_signal };
 	int err = 1;
 
