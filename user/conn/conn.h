@@ -3,11 +3,14 @@
  * conn — per-connection byte streams and request/response matching.
  *
  * Each tracked connection has a request parser (bytes the server read) and a
- * response parser (bytes it wrote). Request heads queue up in arrival order;
- * responses complete them in the same order (HTTP/1 pipelining). A request
- * whose response never completes — the connection closed, was reset, its
- * process died, or its events were lost — is completed as failed with a
- * reason; nothing is invented and nothing silently dropped.
+ * response parser (bytes it wrote): HTTP/1 (http1.h) until an h2c upgrade or
+ * the HTTP/2 preface, then HTTP/2 (h2.h, one record per stream). HTTP/1
+ * request heads queue up in arrival order; responses complete them in the
+ * same order (pipelining). A request whose response never completes — the
+ * connection closed, was reset, its process died, or its events were lost —
+ * is completed as failed with a reason; nothing is invented. A request whose
+ * record cannot be made (no memory, too many HTTP/2 streams) is counted in
+ * conn_stats.records_dropped, never silently lost.
  *
  * Everything that happens is reported through one callback as a conn_event,
  * in stream order: a connection opened, a request started (its head was
@@ -28,7 +31,7 @@
 #include "conn/record.h"
 
 enum conn_ev_type {
-	CONN_EV_OPENED,		/* first HTTP/1 bytes of a connection */
+	CONN_EV_OPENED,		/* first HTTP bytes of a connection (1.x or 2) */
 	CONN_EV_REQ_STARTED,	/* a request head was read (r) */
 	CONN_EV_REQ_DONE,	/* r completed or failed */
 	CONN_EV_DISCONNECTED,	/* the client sent FIN or RST with requests in flight */
