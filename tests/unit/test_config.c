@@ -20,35 +20,8 @@
 #define MAX_CALLS 64
 #define NAME "obsd.yaml"
 
-static const char *cur_case = "";
-static int n_checks, n_failed;
+#include "check.h"
 
-static bool check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return true;
-	n_failed++;
-	fprintf(stderr, "FAIL [%s] %s:%d: ", cur_case, file, line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return false;
-}
-
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
-#define CHECK_I(a, b) check_i((a), (b), __FILE__, __LINE__, #a, #b)
-#define CHECK_S(a, b) \
-	check(!strcmp((a), (b)), __FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, (a), (b))
-
-/* Evaluates its arguments once (they may be calls with effects). */
-static bool check_i(long a, long b, const char *file, int line, const char *sa, const char *sb)
-{
-	return check(a == b, file, line, "%s == %s: %ld != %ld", sa, sb, a, b);
-}
 
 /* ---- a recording apply() ---- */
 
