@@ -217,7 +217,8 @@ enum obs_counter {
 	OBS_C_LOST_TARGETS_FULL,/* forked children not followed: target table full */
 	OBS_C_TRUNCATED,	/* data records with bytes beyond the capture */
 	OBS_C_CONNS_OPENED,	/* connections that entered the table */
-	OBS_C_CONNS_NOT_HTTP,	/* tracked connections whose first bytes were not HTTP/1 */
+	OBS_C_CONNS_NOT_HTTP,	/* adopted connections whose first bytes were not HTTP (1.x,
+				   the h2 preface or a TLS ClientHello) */
 	OBS_C_READ_FAULT,	/* user memory that could not be read */
 	OBS_C_LOG_WRITES,	/* stdout/stderr writes of observed processes captured */
 	OBS_C_ADOPT_SKIPPED,	/* reads on connections first seen mid-stream, before a request start */

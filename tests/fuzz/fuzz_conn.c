@@ -413,7 +413,7 @@ static uint64_t parse_errors(int dir)
 
 	for (int e = 0; e < H1E_MAX; e++)
 		n += st->parse_errors[dir][e];
-	return n + st->skipped_bytes[dir];
+	return n;
 }
 
 /* Hand a record to the table from an exact-size heap copy. */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The unit tests' check framework: CHECK(cond) and CHECK_U(a, b) count a
- * check and, when it fails, print the case, file and line (the first
- * CHECK_MAX_PRINTED failures). begin(name) starts a case. A test's main()
+ * The unit tests' and fuzz harnesses' check framework: CHECK(cond),
+ * CHECK_U(a, b) (unsigned), CHECK_I(a, b) (signed) and CHECK_S(a, b)
+ * (strings) count a check and, when it fails, print the case, file and line
+ * (the first CHECK_MAX_PRINTED failures); each evaluates its arguments once
+ * and returns whether it held. begin(name) starts a case. A test's main()
  * prints n_cases, n_checks, n_failed and returns 1 if any check failed.
  * Included by one .c file per test binary (the state is static).
  */
@@ -13,11 +15,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #define CHECK_MAX_PRINTED	200
 
-static const char *cur_case = "";
-static int n_checks, n_failed, n_cases;
+static const char *cur_case __attribute__((unused)) = "";
+static int n_checks, n_failed, n_cases __attribute__((unused));
 
 static bool check(bool ok, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -39,12 +42,32 @@ static bool check(bool ok, const char *file, int line, const char *fmt, ...)
 	return false;
 }
 
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
-#define CHECK_U(a, b)                                                                   \
-	check((uint64_t)(a) == (uint64_t)(b), __FILE__, __LINE__, "%s == %s: %llu != %llu", \
-	      #a, #b, (unsigned long long)(a), (unsigned long long)(b))
+static __attribute__((unused)) bool check_u(uint64_t a, uint64_t b, const char *file, int line,
+					    const char *sa, const char *sb)
+{
+	return check(a == b, file, line, "%s == %s: %llu != %llu", sa, sb, (unsigned long long)a,
+		     (unsigned long long)b);
+}
 
-static void begin(const char *name)
+static __attribute__((unused)) bool check_i(long long a, long long b, const char *file, int line,
+					    const char *sa, const char *sb)
+{
+	return check(a == b, file, line, "%s == %s: %lld != %lld", sa, sb, a, b);
+}
+
+static __attribute__((unused)) bool check_s(const char *a, const char *b, const char *file,
+					    int line, const char *sa, const char *sb)
+{
+	return check(a && b && !strcmp(a, b), file, line, "%s == %s: \"%s\" != \"%s\"", sa, sb,
+		     a ? a : "(null)", b ? b : "(null)");
+}
+
+#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
+#define CHECK_U(a, b) check_u((a), (b), __FILE__, __LINE__, #a, #b)
+#define CHECK_I(a, b) check_i((a), (b), __FILE__, __LINE__, #a, #b)
+#define CHECK_S(a, b) check_s((a), (b), __FILE__, __LINE__, #a, #b)
+
+static __attribute__((unused)) void begin(const char *name)
 {
 	cur_case = name;
 	n_cases++;

@@ -19,31 +19,7 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-static const char *cur_case = "";
-static int n_checks, n_failed;
-
-static bool check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return true;
-	n_failed++;
-	fprintf(stderr, "FAIL [%s] %s:%d: ", cur_case, file, line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return false;
-}
-
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
-#define CHECK_U(a, b)                                                                   \
-	check((uint64_t)(a) == (uint64_t)(b), __FILE__, __LINE__, "%s == %s: %llu != %llu", \
-	      #a, #b, (unsigned long long)(a), (unsigned long long)(b))
-#define CHECK_S(a, b) \
-	check(!strcmp((a), (b)), __FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, (a), (b))
+#include "check.h"
 
 /* Container ids and pod UIDs as runtimes and the kubelet generate them. */
 #define ID1 "ddfe7146e6314a0e701dff07b8d47c25862b595cac26d03028cdab6d03445eab"

@@ -20,35 +20,8 @@
 #define MAX_CALLS 64
 #define NAME "obsd.yaml"
 
-static const char *cur_case = "";
-static int n_checks, n_failed;
+#include "check.h"
 
-static bool check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return true;
-	n_failed++;
-	fprintf(stderr, "FAIL [%s] %s:%d: ", cur_case, file, line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return false;
-}
-
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
-#define CHECK_I(a, b) check_i((a), (b), __FILE__, __LINE__, #a, #b)
-#define CHECK_S(a, b) \
-	check(!strcmp((a), (b)), __FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, (a), (b))
-
-/* Evaluates its arguments once (they may be calls with effects). */
-static bool check_i(long a, long b, const char *file, int line, const char *sa, const char *sb)
-{
-	return check(a == b, file, line, "%s == %s: %ld != %ld", sa, sb, a, b);
-}
 
 /* ---- a recording apply() ---- */
 
@@ -203,14 +176,14 @@ static void test_valid(void)
 	}
 	/* the file above uses every key there is */
 	for (size_t i = 0; i < ARRAY_SIZE(valid_calls); i++) {
-		const struct config_key *k = config_key_find(valid_calls[i].key);
+		const struct option_def *k = config_key_find(valid_calls[i].key);
 
 		if (CHECK(k != NULL))
-			key_used[k - config_keys] = true;
+			key_used[k - options] = true;
 	}
-	for (size_t i = 0; i < config_n_keys; i++)
-		check(key_used[i], __FILE__, __LINE__, "key %s not in the valid file",
-		      config_keys[i].name);
+	for (size_t i = 0; i < options_n; i++)
+		check(key_used[i] || options[i].kind == CONFIG_NONE, __FILE__, __LINE__,
+		      "key %s not in the valid file", options[i].name);
 }
 
 /* Files with nothing to apply are valid. */
@@ -436,10 +409,14 @@ static void test_env(void)
 static void test_keys(void)
 {
 	cur_case = "key table";
-	for (size_t i = 0; i < config_n_keys; i++) {
-		const char *n = config_keys[i].name;
+	for (size_t i = 0; i < options_n; i++) {
+		const char *n = options[i].name;
 
-		CHECK(config_key_find(n) == &config_keys[i]);
+		if (options[i].kind == CONFIG_NONE) {
+			CHECK(config_key_find(n) == NULL);
+			continue;
+		}
+		CHECK(config_key_find(n) == &options[i]);
 		check(strspn(n, "abcdefghijklmnopqrstuvwxyz-") == strlen(n), __FILE__, __LINE__,
 		      "key '%s' is not a long option name", n);
 	}

@@ -20,32 +20,7 @@
 #define MAX_PRINTED	200
 #define MAX_EVENTS	4096
 
-static const char *cur_case = "";
-static int n_checks, n_failed, n_cases;
-
-static bool check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return true;
-	if (++n_failed <= MAX_PRINTED) {
-		fprintf(stderr, "FAIL [%s] %s:%d: ", cur_case, file, line);
-		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-		fputc('\n', stderr);
-	}
-	return false;
-}
-
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
-#define CHECK_U(a, b)                                                                   \
-	check((uint64_t)(a) == (uint64_t)(b), __FILE__, __LINE__, "%s == %s: %llu != %llu", \
-	      #a, #b, (unsigned long long)(a), (unsigned long long)(b))
-#define CHECK_S(a, b) \
-	check(!strcmp((a), (b)), __FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, (a), (b))
+#include "check.h"
 
 /* ---- what the table reports ---------------------------------------------- */
 
@@ -293,10 +268,9 @@ static void ev_lose(struct sconn *c)
 	c->seq++;
 }
 
-static void begin(const char *name, struct sim *s)
+static void begin_sim(const char *name, struct sim *s)
 {
-	cur_case = name;
-	n_cases++;
+	begin(name);
 	n_seen = 0;
 	n_started_open = 0;
 	memset(type_count, 0, sizeof(type_count));
@@ -335,7 +309,7 @@ static void test_basic(void)
 	const struct record *r;
 	uint64_t t_in, t_out;
 
-	begin("basic", &s);
+	begin_sim("basic", &s);
 	ev_open(&s, &c);
 	c.tid = 102;
 	ev_in(&s, &c, req_a);
@@ -395,7 +369,7 @@ static void test_addresses(void)
 
 	struct sconn c = { .id = 3, .pid = 1, .fd = 5 }, d = { .id = 4, .pid = 1, .fd = 6 };
 
-	begin("addresses", &s);
+	begin_sim("addresses", &s);
 	ev_open6(&s, &a, "::1", 8443, "2001:db8::7", 51000);
 	ev_open6(&s, &b, "::ffff:127.0.0.1", 8000, "::ffff:192.0.2.9", 51001);
 	ev_open4(&s, &c, "0.0.0.0", 1, "255.255.255.255", 65535, "x");
@@ -435,7 +409,7 @@ static void test_unix(void)
 	uint32_t me = getpid();
 	const struct record *r;
 
-	begin("unix", &s);
+	begin_sim("unix", &s);
 	ev_open_unix(&s, &a, "/run/app/gunicorn.sock", 22, me);
 	ev_open_unix(&s, &b, "@obs-abstract", 13, 0);
 	ev_open_unix(&s, &c, "/x", 2, 4194305);	/* above any pid_max: no /proc entry */
@@ -506,7 +480,7 @@ static void test_unix_events_and_names(void)
 	char old[17] = "", want[64];
 	uint32_t me = getpid();
 
-	begin("unix events and peer names", &s);
+	begin_sim("unix events and peer names", &s);
 	conn_table__free(s.t);
 	s.t = conn_table__new(on_event_unix, NULL);
 	prctl(PR_GET_NAME, old);
@@ -583,7 +557,7 @@ static void test_pipelining_splits(void)
 			struct sim s;
 			struct sconn c = { .id = 11, .pid = 5, .fd = 5 };
 
-			begin("pipelining_splits", &s);
+			begin_sim("pipelining_splits", &s);
 			ev_open(&s, &c);
 			ev_data(&s, &c, OBS_DIR_IN, pipe_in, i);
 			ev_data(&s, &c, OBS_DIR_IN, pipe_in + i, ni - i);
@@ -607,7 +581,7 @@ static void test_pipelining_interleaved(void)
 	struct sconn c = { .id = 12, .pid = 5, .fd = 5 };
 	size_t l0 = strlen(pipe_in_msgs[0]);
 
-	begin("pipelining_interleaved", &s);
+	begin_sim("pipelining_interleaved", &s);
 	ev_open(&s, &c);
 	/* the first request and half of the second in one read */
 	ev_data(&s, &c, OBS_DIR_IN, pipe_in, l0 + 10);
@@ -627,7 +601,7 @@ static void test_byte_at_a_time(void)
 	struct sim s;
 	struct sconn c = { .id = 13, .pid = 5, .fd = 5 };
 
-	begin("byte_at_a_time", &s);
+	begin_sim("byte_at_a_time", &s);
 	ev_open(&s, &c);
 	for (size_t i = 0; pipe_in[i]; i++)
 		ev_data(&s, &c, OBS_DIR_IN, pipe_in + i, 1);
@@ -644,7 +618,7 @@ static void test_loss_in_flight(void)
 	struct sconn c = { .id = 20, .pid = 5, .fd = 5 };
 	const struct record *r;
 
-	begin("loss_in_flight", &s);
+	begin_sim("loss_in_flight", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, req_a);
 	ev_lose(&c);		/* e.g. the response head */
@@ -678,7 +652,7 @@ static void test_loss_of_request(void)
 	struct sim s;
 	struct sconn c = { .id = 21, .pid = 5, .fd = 5 };
 
-	begin("loss_of_request", &s);
+	begin_sim("loss_of_request", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, req_a);
 	ev_out(&s, &c, resp_ok2);
@@ -706,7 +680,7 @@ static void test_loss_pipelined(void)
 	struct sconn c = { .id = 22, .pid = 5, .fd = 5 };
 	const struct record *r;
 
-	begin("loss_pipelined", &s);
+	begin_sim("loss_pipelined", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, "GET /1 HTTP/1.1\r\n\r\n");
 	ev_lose(&c);	/* GET /2 */
@@ -740,7 +714,7 @@ static void test_gap_pipelined(void)
 	const struct record *r;
 	size_t n1 = strlen(in1);
 
-	begin("gap_pipelined", &s);
+	begin_sim("gap_pipelined", &s);
 	ev_open(&s, &c);
 	ev_data_cap(&s, &c, OBS_DIR_IN, in1, n1, 24, 0, 0);	/* /2 not captured */
 	ev_in(&s, &c, "GET /3 HTTP/1.1\r\n\r\n");
@@ -773,7 +747,7 @@ static void test_gap_mid_request_line(void)
 	struct sconn c = { .id = 24, .pid = 5, .fd = 5 };
 	int n;
 
-	begin("gap_mid_request_line", &s);
+	begin_sim("gap_mid_request_line", &s);
 	ev_open(&s, &c);
 	for (n = 0; n1 < 3000; n++)
 		n1 += snprintf(in1 + n1, sizeof(in1) - n1, "GET /%d HTTP/1.1\r\n\r\n", n);
@@ -800,7 +774,7 @@ static void test_orphan_mid_stream(void)
 	struct sim s;
 	struct sconn c = { .id = 25, .pid = 5, .fd = 5, .seq = 4 };
 
-	begin("orphan_mid_stream", &s);
+	begin_sim("orphan_mid_stream", &s);
 	ev_in(&s, &c, "bbbbbbbb /k1 HTTP/1.1\r\n\r\n");
 	ev_close(&s, &c);
 	for (int k = 0; done(k); k++)
@@ -821,7 +795,7 @@ static void test_loss_mid_method(void)
 	struct sim s;
 	struct sconn c = { .id = 26, .pid = 5, .fd = 5 };
 
-	begin("loss_mid_method", &s);
+	begin_sim("loss_mid_method", &s);
 	ev_open(&s, &c);
 	ev_lose(&c);	/* the read of "P" */
 	for (size_t i = 1; req[i]; i++)
@@ -850,7 +824,7 @@ static void test_gap_pipelined_responses(void)
 	size_t n = 0;
 	const struct record *r;
 
-	begin("gap_pipelined_responses", &s);
+	begin_sim("gap_pipelined_responses", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
 	n += snprintf(out + n, sizeof(out) - n,
@@ -896,7 +870,7 @@ static void test_gap_inferred_head_pipelined(void)
 	size_t n1 = 0, n2 = 0, start = 0;
 	int n = 0, first2;
 
-	begin("gap_inferred_head_pipelined", &s);
+	begin_sim("gap_inferred_head_pipelined", &s);
 	memset(pad, 'a', sizeof(pad) - 1);
 	while (n1 < 3000) {
 		if (n1 <= OBS_CAP_DEFAULT)
@@ -948,7 +922,7 @@ static void test_loss_pipelined_drain(void)
 	char out[512];
 	size_t n = 0;
 
-	begin("loss_pipelined_drain", &s);
+	begin_sim("loss_pipelined_drain", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, "GET /p1 HTTP/1.1\r\n\r\n");
 	ev_lose(&c);
@@ -996,7 +970,7 @@ static void test_close_pending(void)
 		struct sconn c = { .id = 30 + i, .pid = 5, .fd = 5 };
 		const struct record *r;
 
-		begin(cases[i].name, &s);
+		begin_sim(cases[i].name, &s);
 		ev_open(&s, &c);
 		ev_in(&s, &c, "GET /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n");
 		CHECK_U(conn_table__stats(s.t)->requests_in_flight, 2);
@@ -1027,7 +1001,7 @@ static void test_idle_fin(void)
 	struct sim s;
 	struct sconn c = { .id = 35, .pid = 5, .fd = 5 };
 
-	begin("idle_fin", &s);
+	begin_sim("idle_fin", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, req_a);
 	ev_out(&s, &c, resp_ok2);
@@ -1044,7 +1018,7 @@ static void test_partial_head(void)
 	struct sim s;
 	struct sconn c = { .id = 36, .pid = 5, .fd = 5 };
 
-	begin("partial_head", &s);
+	begin_sim("partial_head", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, "GET /half HTT");
 	ev_close(&s, &c);
@@ -1061,7 +1035,7 @@ static void test_response_incomplete(void)
 	struct sconn c = { .id = 37, .pid = 5, .fd = 5 };
 	const struct record *r;
 
-	begin("response_incomplete", &s);
+	begin_sim("response_incomplete", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, req_a);
 	ev_out(&s, &c, resp);
@@ -1084,7 +1058,7 @@ static void test_eof_body(void)
 	struct sconn c = { .id = 38, .pid = 5, .fd = 5 };
 	static const char resp[] = "HTTP/1.0 200 OK\r\n\r\nuntil close";
 
-	begin("eof_body", &s);
+	begin_sim("eof_body", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, "GET /old HTTP/1.0\r\n\r\n");
 	ev_out(&s, &c, resp);
@@ -1105,7 +1079,7 @@ static void test_process_exit(void)
 	struct sconn a = { .id = 40, .pid = 100, .fd = 5 }, b = { .id = 41, .pid = 100, .fd = 6 };
 	struct sconn other = { .id = 42, .pid = 200, .fd = 5 };
 
-	begin("process_exit", &s);
+	begin_sim("process_exit", &s);
 	ev_open(&s, &a);
 	ev_open(&s, &b);
 	ev_open(&s, &other);
@@ -1145,7 +1119,7 @@ static void test_upgrade(void)
 	struct sconn c = { .id = 50, .pid = 5, .fd = 5 };
 	const struct conn_stats *st;
 
-	begin("upgrade", &s);
+	begin_sim("upgrade", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, hs_in);
 	ev_out(&s, &c, hs_out);
@@ -1177,7 +1151,7 @@ static void test_connect_tunnel(void)
 	struct sim s;
 	struct sconn c = { .id = 51, .pid = 5, .fd = 5 };
 
-	begin("connect_tunnel", &s);
+	begin_sim("connect_tunnel", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
 	ev_out(&s, &c, "HTTP/1.1 200 Connection established\r\n\r\n");
@@ -1204,7 +1178,7 @@ static void test_response_before_body(void)
 	const struct conn_stats *st;
 	const struct record *r;
 
-	begin("response_before_body", &s);
+	begin_sim("response_before_body", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, "POST /up HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234");
 	ev_out(&s, &c, resp);
@@ -1239,7 +1213,7 @@ static void test_head_and_interim(void)
 	struct sconn c = { .id = 61, .pid = 5, .fd = 5 };
 	uint64_t t_cont;
 
-	begin("head_and_interim", &s);
+	begin_sim("head_and_interim", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, "HEAD /h HTTP/1.1\r\n\r\n");
 	ev_out(&s, &c, head_resp);	/* no body follows a response to HEAD */
@@ -1271,7 +1245,7 @@ static void test_unmatched(void)
 	struct sconn c = { .id = 62, .pid = 5, .fd = 5 };
 	const struct conn_stats *st;
 
-	begin("unmatched", &s);
+	begin_sim("unmatched", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, "GET /bad\x01path HTTP/1.1\r\n\r\n");
 	ev_out(&s, &c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -1300,7 +1274,7 @@ static void test_bad_records(void)
 	const struct conn_stats *st;
 	uint32_t seq;
 
-	begin("bad_records", &s);
+	begin_sim("bad_records", &s);
 	ev_open(&s, &c);
 	seq = c.seq + 1;
 	st = conn_table__stats(s.t);
@@ -1350,7 +1324,7 @@ static void test_orphans(void)
 	struct sconn late = { .id = 81, .pid = 5, .fd = 6 };
 	const struct conn_stats *st;
 
-	begin("orphans", &s);
+	begin_sim("orphans", &s);
 	ev_in(&s, &c, req_a);
 	ev_out(&s, &c, resp_ok2);
 	st = conn_table__stats(s.t);
@@ -1379,7 +1353,7 @@ static void test_fin_held(void)
 		struct sconn c = { .id = 90, .pid = 5, .fd = 5 };
 		uint64_t closed;
 
-		begin(reset ? "fin_held_reset" : "fin_held_delivered", &s);
+		begin_sim(reset ? "fin_held_reset" : "fin_held_delivered", &s);
 		ev_open(&s, &c);
 		ev_in(&s, &c, req_a);
 		ev_state(&s, &c, OBS_ST_PEER_FIN);
@@ -1420,7 +1394,7 @@ static void test_sweep(void)
 	struct sim s;
 	struct sconn c = { .id = 95, .pid = 5, .fd = 5 };
 
-	begin("sweep", &s);
+	begin_sim("sweep", &s);
 	ev_open(&s, &c);
 	ev_in(&s, &c, req_a);
 	conn_table__sweep(s.t, s.ts + 1, always_alive, NULL);
@@ -1443,7 +1417,7 @@ static void test_many_conns(void)
 	static struct sconn c[N];
 	struct sim s;
 
-	begin("many_conns", &s);
+	begin_sim("many_conns", &s);
 	for (int i = 0; i < N; i++) {
 		c[i] = (struct sconn){ .id = (1ull << 40) + i * 4099ull, .pid = 5, .fd = 10 + i };
 		ev_open(&s, &c[i]);
@@ -1468,7 +1442,7 @@ static void test_free_busy(void)
 	struct sim s;
 	struct sconn a = { .id = 98, .pid = 5, .fd = 5 }, b = { .id = 99, .pid = 5, .fd = 6 };
 
-	begin("free_busy", &s);
+	begin_sim("free_busy", &s);
 	ev_open(&s, &a);
 	ev_open(&s, &b);
 	ev_in(&s, &a, "GET /x HTTP/1.1\r\n\r\nGET /y HT");

@@ -17,32 +17,7 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_PRINTED 200
 
-static const char *cur_case = "";
-static int n_checks, n_failed, n_cases;
-
-static bool check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return true;
-	if (++n_failed <= MAX_PRINTED) {
-		fprintf(stderr, "FAIL [%s] %s:%d: ", cur_case, file, line);
-		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-		fputc('\n', stderr);
-	}
-	return false;
-}
-
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
-#define CHECK_U(a, b)                                                                   \
-	check((uint64_t)(a) == (uint64_t)(b), __FILE__, __LINE__, "%s == %s: %llu != %llu", \
-	      #a, #b, (unsigned long long)(a), (unsigned long long)(b))
-#define CHECK_S(a, b) \
-	check(!strcmp((a), (b)), __FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, (a), (b))
+#include "check.h"
 
 /* ---- recording callbacks ---------------------------------------------- */
 
@@ -700,8 +675,7 @@ static void test_pipeline_dir(const char *name, enum h1_dir dir)
 	char what[64];
 	int m = 0;
 
-	cur_case = name;
-	n_cases++;
+	begin(name);
 	n = dir == H1_REQUEST ? build_requests(in, sizeof(in), sizes) :
 				build_responses(in, sizeof(in), sizes);
 	h1__init(&p, dir, &rec_cb, &one);
@@ -791,7 +765,7 @@ static void expect_ev(const struct rec *r, int i, int type, uint64_t bytes, unsi
 #define EXPECT_EV(r, i, t, b, f) expect_ev((r), (i), (t), (b), (f), __LINE__)
 
 /* Start a named case on p (zero-filled or used before: what it owns is freed). */
-static void begin(const char *name, struct h1_parser *p, enum h1_dir dir, struct rec *r)
+static void begin_parse(const char *name, struct h1_parser *p, enum h1_dir dir, struct rec *r)
 {
 	h1__free(p);
 	cur_case = name;
@@ -827,7 +801,7 @@ static void test_gap_cl_body(void)
 	char seg[256];
 	size_t hl = strlen(resp_cl100), total;
 
-	begin("gap_in_cl_body", &p, H1_RESPONSE, &r);
+	begin_parse("gap_in_cl_body", &p, H1_RESPONSE, &r);
 	snprintf(seg, sizeof(seg), "%s0123456789", resp_cl100);
 	feed_seg(&p, seg, hl + 10, 80, "abcdefghij", 10);
 	EXPECT_EV(&r, 0, 'H', 0, 0);
@@ -839,7 +813,7 @@ static void test_gap_cl_body(void)
 	CHECK_ACCOUNTING(&r, &p, total);
 
 	/* the gap ends exactly with the body: the tail is the next message */
-	begin("gap_ends_with_cl_body", &p, H1_RESPONSE, &r);
+	begin_parse("gap_ends_with_cl_body", &p, H1_RESPONSE, &r);
 	hl = strlen(resp_cl10);
 	snprintf(seg, sizeof(seg), "%s01234", resp_cl10);
 	feed_seg(&p, seg, hl + 5, 5, resp_204, strlen(resp_204));
@@ -849,7 +823,7 @@ static void test_gap_cl_body(void)
 	CHECK_U(p.skipped_bytes, 0);
 
 	/* the gap ends inside the body, the tail finishes it and starts the next message */
-	begin("tail_after_cl_body", &p, H1_RESPONSE, &r);
+	begin_parse("tail_after_cl_body", &p, H1_RESPONSE, &r);
 	snprintf(seg, sizeof(seg), "56789%s", resp_204);
 	feed_seg(&p, resp_cl10, hl, 5, seg, strlen(seg));
 	EXPECT_EV(&r, 1, 'M', hl + 10, 0);
@@ -866,7 +840,7 @@ static void test_gap_cl_spill(void)
 	char seg[256];
 	size_t hl = strlen(resp_cl10), total;
 
-	begin("gap_spills_past_cl_body", &p, H1_RESPONSE, &r);
+	begin_parse("gap_spills_past_cl_body", &p, H1_RESPONSE, &r);
 	snprintf(seg, sizeof(seg), "%s01234", resp_cl10);
 	feed_seg(&p, seg, hl + 5, 20, "tail!", 5);
 	CHECK_U(r.n, 2);
@@ -895,7 +869,7 @@ static void test_gap_sendfile(void)
 	char head[128];
 	size_t hl;
 
-	begin("sendfile_cl_body", &p, H1_RESPONSE, &r);
+	begin_parse("sendfile_cl_body", &p, H1_RESPONSE, &r);
 	snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n");
 	hl = strlen(head);
 	feed_str(&p, head);
@@ -909,7 +883,7 @@ static void test_gap_sendfile(void)
 	EXPECT_EV(&r, 3, 'M', strlen(resp_ok), 0);
 	CHECK_U(p.skipped_bytes, 0);
 
-	begin("sendfile_close_delimited", &p, H1_RESPONSE, &r);
+	begin_parse("sendfile_close_delimited", &p, H1_RESPONSE, &r);
 	hl = strlen(h10);
 	feed_str(&p, h10);
 	feed_seg(&p, NULL, 0, 10000, NULL, 0);
@@ -931,7 +905,7 @@ static void test_gap_chunk_lost(void)
 	static const char tail_end[] = "last bytes\r\n0\r\n\r\n";
 
 	/* lost and found again in the same segment */
-	begin("chunk_lost_same_segment", &p, H1_RESPONSE, &r);
+	begin_parse("chunk_lost_same_segment", &p, H1_RESPONSE, &r);
 	n1 = snprintf(seg, sizeof(seg), "%s1000\r\n%s", resp_chunked, X100);
 	feed_seg(&p, seg, n1, 5000, tail_end, strlen(tail_end));
 	EXPECT_EV(&r, 1, 'M', n1 + 5000 + strlen(tail_end), H1M_INFERRED);
@@ -940,7 +914,7 @@ static void test_gap_chunk_lost(void)
 	CHECK_U(p.skipped_bytes, 0);
 
 	/* lost, then the end comes in later segments */
-	begin("chunk_lost_later_segments", &p, H1_RESPONSE, &r);
+	begin_parse("chunk_lost_later_segments", &p, H1_RESPONSE, &r);
 	feed_seg(&p, seg, n1, 5000, "no end", 6);
 	CHECK_U(r.n, 1);
 	feed_str(&p, "abc\r\n5\r\nhello\r\n");
@@ -952,13 +926,13 @@ static void test_gap_chunk_lost(void)
 	EXPECT_EV(&r, 3, 'M', strlen(resp_ok), 0);
 
 	/* the end in a fully captured segment's last bytes */
-	begin("chunk_lost_end_in_captured_segment", &p, H1_RESPONSE, &r);
+	begin_parse("chunk_lost_end_in_captured_segment", &p, H1_RESPONSE, &r);
 	feed_seg(&p, seg, n1, 5000, NULL, 0);
 	feed_str(&p, "data\r\n0\r\n\r\n");
 	EXPECT_EV(&r, 1, 'M', n1 + 5000 + 11, H1M_INFERRED);
 
 	/* "0\r\n\r\n" not preceded by CRLF is chunk data, not the last chunk */
-	begin("chunk_lost_near_terminators", &p, H1_RESPONSE, &r);
+	begin_parse("chunk_lost_near_terminators", &p, H1_RESPONSE, &r);
 	n1 = snprintf(seg, sizeof(seg), "%s1000\r\n%s", resp_chunked, X100);
 	feed_seg(&p, seg, n1, 5000, "data 0\r\n\r\n", 10);
 	feed_seg(&p, "x", 1, 5000, "\n0\r\n\r\n", 6);
@@ -969,31 +943,31 @@ static void test_gap_chunk_lost(void)
 	EXPECT_EV(&r, 1, 'M', n1 + 5010 + 5007 + 15 + 6 + 7, H1M_INFERRED);
 
 	/* a gap in a chunk-size line loses the framing too */
-	begin("chunk_lost_in_size_line", &p, H1_RESPONSE, &r);
+	begin_parse("chunk_lost_in_size_line", &p, H1_RESPONSE, &r);
 	n1 = snprintf(seg, sizeof(seg), "%s5\r\nhello\r\n1", resp_chunked);
 	feed_seg(&p, seg, n1, 3, "\r\n0\r\n\r\n", 7);
 	EXPECT_EV(&r, 1, 'M', n1 + 10, H1M_INFERRED);
 
 	/* a gap in the trailer: its empty line ends it */
-	begin("chunk_lost_in_trailer", &p, H1_RESPONSE, &r);
+	begin_parse("chunk_lost_in_trailer", &p, H1_RESPONSE, &r);
 	n1 = snprintf(seg, sizeof(seg), "%s5\r\nhello\r\n0\r\nX-T: 1", resp_chunked);
 	feed_seg(&p, seg, n1, 30, "xyz\r\n\r\n", 7);
 	EXPECT_EV(&r, 1, 'M', n1 + 37, H1M_INFERRED);
 
 	/* a gap that fits in the chunk keeps the framing */
-	begin("gap_inside_chunk_data", &p, H1_RESPONSE, &r);
+	begin_parse("gap_inside_chunk_data", &p, H1_RESPONSE, &r);
 	n1 = snprintf(seg, sizeof(seg), "%s64\r\n0123456789", resp_chunked);
 	feed_seg(&p, seg, n1, 80, "0123456789\r\n0\r\n\r\n", 17);
 	EXPECT_EV(&r, 1, 'M', n1 + 97, 0);
 
 	/* eof and loss while lost */
-	begin("chunk_lost_then_eof", &p, H1_RESPONSE, &r);
+	begin_parse("chunk_lost_then_eof", &p, H1_RESPONSE, &r);
 	n1 = snprintf(seg, sizeof(seg), "%s10\r\nabc", resp_chunked);
 	feed_seg(&p, seg, n1, 100, "zz", 2);
 	h1__eof(&p);
 	EXPECT_EV(&r, 1, 'I', n1 + 102, 0);
 	CHECK(r.ev[1].has_head);
-	begin("chunk_lost_then_lost", &p, H1_RESPONSE, &r);
+	begin_parse("chunk_lost_then_lost", &p, H1_RESPONSE, &r);
 	feed_seg(&p, seg, n1, 100, "zz", 2);
 	h1__lost(&p);
 	EXPECT_EV(&r, 1, 'M', n1 + 102, H1M_INFERRED | H1M_LOST);
@@ -1010,7 +984,7 @@ static void test_gap_in_head(void)
 	struct h1_parser p = { 0 };
 	size_t n1 = strlen(h1), total;
 
-	begin("gap_in_head_tail_ends_head", &p, H1_REQUEST, &r);
+	begin_parse("gap_in_head_tail_ends_head", &p, H1_REQUEST, &r);
 	feed_seg(&p, h1, n1, 40, t_end, strlen(t_end));
 	total = n1 + 40 + strlen(t_end);
 	EXPECT_EV(&r, 0, 'H', 0, 0);
@@ -1024,7 +998,7 @@ static void test_gap_in_head(void)
 	EXPECT_EV(&r, 3, 'M', strlen(req_ok), 0);
 	CHECK_S(r.ev[3].h.target, "/ok");
 
-	begin("gap_in_head_end_unknown", &p, H1_REQUEST, &r);
+	begin_parse("gap_in_head_end_unknown", &p, H1_REQUEST, &r);
 	feed_seg(&p, h1, n1, 40, t_open, strlen(t_open));
 	total = n1 + 40 + strlen(t_open);
 	EXPECT_EV(&r, 0, 'H', 0, 0);
@@ -1035,7 +1009,7 @@ static void test_gap_in_head(void)
 	EXPECT_EV(&r, 3, 'M', strlen(req_ok), 0);
 	CHECK_ACCOUNTING(&r, &p, total + 24 + strlen(req_ok));
 
-	begin("gap_in_start_line", &p, H1_REQUEST, &r);
+	begin_parse("gap_in_start_line", &p, H1_REQUEST, &r);
 	feed_seg(&p, "GET /very/long/pa", 17, 100, "th HTTP/1.1\r\n\r\n", 15);
 	CHECK_U(r.n, 1);
 	CHECK(r.n == 1 && r.ev[0].type == 'E' && r.ev[0].err == H1E_GAP_IN_HEAD);
@@ -1043,7 +1017,7 @@ static void test_gap_in_head(void)
 	feed_str(&p, req_ok);
 	EXPECT_EV(&r, 2, 'M', strlen(req_ok), 0);
 
-	begin("gap_in_head_with_cl_body", &p, H1_REQUEST, &r);
+	begin_parse("gap_in_head_with_cl_body", &p, H1_REQUEST, &r);
 	feed_seg(&p, "POST /p HTTP/1.1\r\nContent-Length: 5\r\nX-Pad: aaa", 47, 30,
 		 "aa\r\n\r\n", 6);
 	CHECK_U(r.n, 1);
@@ -1054,18 +1028,18 @@ static void test_gap_in_head(void)
 	feed_str(&p, req_ok);
 	EXPECT_EV(&r, 3, 'M', strlen(req_ok), 0);
 
-	begin("gap_in_response_head_no_framing", &p, H1_RESPONSE, &r);
+	begin_parse("gap_in_response_head_no_framing", &p, H1_RESPONSE, &r);
 	feed_seg(&p, "HTTP/1.1 200 OK\r\nServer: x", 26, 100, "\r\n\r\n", 4);
 	EXPECT_EV(&r, 1, 'M', 130, H1M_TRUNCATED | H1M_INFERRED);
 	CHECK_U(r.ev[0].h.status, 200);
 	feed_str(&p, resp_ok);
 	EXPECT_EV(&r, 3, 'M', strlen(resp_ok), 0);
 
-	begin("gap_in_head_lf_only_tail", &p, H1_REQUEST, &r);
+	begin_parse("gap_in_head_lf_only_tail", &p, H1_REQUEST, &r);
 	feed_seg(&p, "GET /lf HTTP/1.1\nA: b", 21, 5, "c\n\n", 3);
 	EXPECT_EV(&r, 1, 'M', 29, H1M_TRUNCATED | H1M_INFERRED);
 
-	begin("gap_in_101_head_stop", &p, H1_RESPONSE, &r);
+	begin_parse("gap_in_101_head_stop", &p, H1_RESPONSE, &r);
 	r.hints = "SSS";
 	feed_seg(&p, "HTTP/1.1 101 Switching Protocols\r\nUpgr", 39, 50, "ade", 3);
 	EXPECT_EV(&r, 1, 'M', 92, H1M_TRUNCATED | H1M_LOST);
@@ -1083,18 +1057,18 @@ static void test_gap_in_head(void)
 	CHECK(p.stopped);
 	CHECK_U(p.skipped_bytes, 0);
 
-	begin("gap_in_buffered_head", &p, H1_REQUEST, &r);
+	begin_parse("gap_in_buffered_head", &p, H1_REQUEST, &r);
 	feed_str(&p, "GET /b HTTP/1.1\r\nHo");
 	feed_seg(&p, "st: b\r\nX: ", 10, 10, "y\r\n\r\n", 5);
 	EXPECT_EV(&r, 1, 'M', 19 + 25, H1M_TRUNCATED | H1M_INFERRED);
 	CHECK_S(r.ev[0].h.host, "b");
 
-	begin("gap_in_head_bad_captured_header", &p, H1_REQUEST, &r);
+	begin_parse("gap_in_head_bad_captured_header", &p, H1_REQUEST, &r);
 	feed_seg(&p, "GET / HTTP/1.1\r\nBad Header: x\r\nY", 32, 10, "\r\n\r\n", 4);
 	CHECK(r.n == 1 && r.ev[0].type == 'E' && r.ev[0].err == H1E_BAD_HEADER);
 	CHECK_U(p.skipped_bytes, 46);
 
-	begin("gap_while_idle", &p, H1_REQUEST, &r);
+	begin_parse("gap_while_idle", &p, H1_REQUEST, &r);
 	feed_str(&p, req_ok);
 	feed_seg(&p, NULL, 0, 100, "T / HTTP/1.1\r\n\r\n", 16);
 	CHECK_U(r.n, 2);
@@ -1244,7 +1218,7 @@ static void test_hostile_one(const char *name, enum h1_dir dir, const char *in, 
 	struct h1_parser p = { 0 };
 	size_t i;
 
-	begin(name, &p, dir, &r);
+	begin_parse(name, &p, dir, &r);
 	feed(&p, in, len);
 	check_first_error(&r, err);
 	CHECK_ACCOUNTING(&r, &p, len);
@@ -1336,7 +1310,7 @@ static void test_value_bytes(void)
 				in[n + pos] = (char)b;
 				memcpy(in + n + lens[li], post, sizeof(post));
 				n += lens[li] + sizeof(post) - 1;
-				begin("value_bytes", &p, H1_REQUEST, &r);
+				begin_parse("value_bytes", &p, H1_REQUEST, &r);
 				feed(&p, in, n);
 				if (ok)
 					check(r.n == 2 && r.ev[0].type == 'H', __FILE__, __LINE__,
@@ -1374,7 +1348,7 @@ static void test_field_names(void)
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		snprintf(in, sizeof(in), "GET / HTTP/1.1\r\n%s\r\n\r\n", cases[i].line);
-		begin(cases[i].line, &p, H1_REQUEST, &r);
+		begin_parse(cases[i].line, &p, H1_REQUEST, &r);
 		feed_str(&p, in);
 		if (CHECK(r.n == 2 && r.ev[0].type == 'H')) {
 			CHECK_S(r.ev[0].h.host, cases[i].host);
@@ -1399,7 +1373,7 @@ static void test_head_limit(void)
 		memset(in + pl, 'v', fill + extra);
 		memcpy(in + pl + fill + extra, "\r\n\r\n", 4);
 		for (cut = 0; cut < 3; cut++) {
-			begin(extra ? "head_max_plus_one" : "head_exactly_max", &p, H1_REQUEST, &r);
+			begin_parse(extra ? "head_max_plus_one" : "head_exactly_max", &p, H1_REQUEST, &r);
 			if (cut == 1) {
 				feed(&p, in, 100);
 				feed(&p, in + 100, H1_HEAD_MAX + extra - 100);
@@ -1429,7 +1403,7 @@ static void test_scan_resume(void)
 	size_t len, i;
 	char *b = repeat("GET / HTTP/1.1\r\n", "X-H: v\r\n", 1500, "\r\n", &len);
 
-	begin("head_search_resumes", &p, H1_REQUEST, &r);
+	begin_parse("head_search_resumes", &p, H1_REQUEST, &r);
 	for (i = 0; i + 1 < len; i++) {
 		feed(&p, b + i, 1);
 		if (!CHECK(p.buf_len == i + 1 && p.scan_off + 2 >= p.buf_len))
@@ -1500,7 +1474,7 @@ static void test_lost(void)
 	struct rec r = { 0 };
 	struct h1_parser p = { 0 };
 
-	begin("lost_in_body", &p, H1_REQUEST, &r);
+	begin_parse("lost_in_body", &p, H1_REQUEST, &r);
 	feed_str(&p, post);
 	h1__lost(&p);
 	EXPECT_EV(&r, 1, 'M', strlen(post), H1M_LOST);
@@ -1511,7 +1485,7 @@ static void test_lost(void)
 	CHECK_S(r.ev[3].h.target, "/ok");
 	CHECK_ACCOUNTING(&r, &p, strlen(post) + 24 + strlen(req_ok));
 
-	begin("bad_te_reports_head_then_lost", &p, H1_REQUEST, &r);
+	begin_parse("bad_te_reports_head_then_lost", &p, H1_REQUEST, &r);
 	feed_str(&p, "POST /te HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nbody");
 	CHECK_U(r.n, 3);
 	EXPECT_EV(&r, 0, 'H', 0, 0);
@@ -1521,7 +1495,7 @@ static void test_lost(void)
 	CHECK(r.n == 3 && r.ev[2].type == 'E' && r.ev[2].err == H1E_BAD_TE);
 	CHECK_U(p.skipped_bytes, 4);
 
-	begin("lost_in_partial_head", &p, H1_REQUEST, &r);
+	begin_parse("lost_in_partial_head", &p, H1_REQUEST, &r);
 	feed_str(&p, "GET /partial HT");
 	h1__lost(&p);
 	CHECK_U(r.n, 0);
@@ -1529,14 +1503,14 @@ static void test_lost(void)
 	feed_str(&p, req_ok);
 	EXPECT_EV(&r, 1, 'M', strlen(req_ok), 0);
 
-	begin("lost_in_close_delimited", &p, H1_RESPONSE, &r);
+	begin_parse("lost_in_close_delimited", &p, H1_RESPONSE, &r);
 	feed_str(&p, "HTTP/1.0 200 OK\r\n\r\nabc");
 	h1__lost(&p);
 	EXPECT_EV(&r, 1, 'M', 22, H1M_LOST);
 	feed_str(&p, resp_ok);
 	EXPECT_EV(&r, 3, 'M', strlen(resp_ok), 0);
 
-	begin("lost_resync_partial_prefix", &p, H1_REQUEST, &r);
+	begin_parse("lost_resync_partial_prefix", &p, H1_REQUEST, &r);
 	h1__lost(&p);
 	feed_str(&p, "PO");
 	feed_str(&p, "ST /x HTTP/1.1\r\nContent-Length: 1\r\n\r\nz");
@@ -1568,7 +1542,7 @@ static void test_eof_and_stop(void)
 	struct rec r = { 0 };
 	struct h1_parser p = { 0 };
 
-	begin("eof_resets_parser", &p, H1_RESPONSE, &r);
+	begin_parse("eof_resets_parser", &p, H1_RESPONSE, &r);
 	r.hints = "S";
 	feed_str(&p, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
 		     "Connection: upgrade\r\n\r\n\x81\x01x");
@@ -1586,20 +1560,20 @@ static void test_eof_and_stop(void)
 	EXPECT_EV(&r, 3, 'M', strlen(resp_ok), 0);
 	CHECK_U(p.messages, 2);
 
-	begin("eof_partial_head", &p, H1_REQUEST, &r);
+	begin_parse("eof_partial_head", &p, H1_REQUEST, &r);
 	feed_str(&p, "\r\nGET / HTTP/1.1\r\nHost");
 	h1__eof(&p);
 	EXPECT_EV(&r, 0, 'I', 22, 0);
 	CHECK(!r.ev[0].has_head);
 
-	begin("eof_after_empty_lines", &p, H1_REQUEST, &r);
+	begin_parse("eof_after_empty_lines", &p, H1_REQUEST, &r);
 	feed_str(&p, req_ok);
 	feed_str(&p, "\r\n");
 	h1__eof(&p);
 	CHECK_U(r.n, 2);
 	CHECK_U(p.skipped_bytes, 2);
 
-	begin("error_names", &p, H1_REQUEST, &r);
+	begin_parse("error_names", &p, H1_REQUEST, &r);
 	CHECK_S(h1_error_name(H1E_BAD_START), "bad_start");
 	CHECK_S(h1_error_name(H1E_GAP_IN_HEAD), "gap_in_head");
 	CHECK_S(h1_error_name(H1E_MAX), "unknown");

@@ -16,31 +16,7 @@
 #define MAX_PRINTED	200
 #define MAX_GOT		128
 
-static const char *cur_case = "";
-static int n_checks, n_failed, n_cases;
-
-static bool check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return true;
-	if (++n_failed <= MAX_PRINTED) {
-		fprintf(stderr, "FAIL [%s] %s:%d: ", cur_case, file, line);
-		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-		fputc('\n', stderr);
-	}
-	return false;
-}
-
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
-#define CHECK_I(a, b) check((long long)(a) == (long long)(b), __FILE__, __LINE__, \
-			    "%s = %lld, want %lld", #a, (long long)(a), (long long)(b))
-#define CHECK_S(a, b) check(!strcmp((a), (b)), __FILE__, __LINE__, "%s = \"%s\", want \"%s\"", \
-			    #a, (a), (b))
+#include "check.h"
 
 /* ---- redaction ---- */
 

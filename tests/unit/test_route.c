@@ -16,38 +16,8 @@
 
 #define MAX_PRINTED	200
 
-static const char *cur_case = "";
-static int n_checks, n_failed, n_cases;
+#include "check.h"
 
-static bool check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return true;
-	if (++n_failed <= MAX_PRINTED) {
-		fprintf(stderr, "FAIL [%s] %s:%d: ", cur_case, file, line);
-		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-		fputc('\n', stderr);
-	}
-	return false;
-}
-
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
-#define CHECK_U(a, b)                                                                   \
-	check((uint64_t)(a) == (uint64_t)(b), __FILE__, __LINE__, "%s == %s: %llu != %llu", \
-	      #a, #b, (unsigned long long)(a), (unsigned long long)(b))
-#define CHECK_S(a, b) \
-	check(!strcmp((a), (b)), __FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, (a), (b))
-
-static void begin(const char *name)
-{
-	cur_case = name;
-	n_cases++;
-}
 
 /* route_template of path into an n-byte heap buffer; the result, owned by the caller. */
 static char *tmpl(const char *path, size_t n)

@@ -11,26 +11,7 @@
 
 #include "request/span.h"
 
-static const char *cur_case = "";
-static int n_checks, n_failed, n_cases;
-
-static bool check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return true;
-	n_failed++;
-	fprintf(stderr, "FAIL [%s] %s:%d: ", cur_case, file, line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return false;
-}
-
-#define CHECK(c) check((c), __FILE__, __LINE__, "%s", #c)
+#include "check.h"
 
 static const struct span_attr *attr(const struct span_view *v, const char *key)
 {

@@ -126,6 +126,20 @@ static void events_block(void *ctx, const struct loop_block *b)
 	fflush(stdout);
 }
 
+/* obsctl trace: one line (or JSON object) per finished request. */
+static const struct sink_ops trace_printer = {
+	.name = "trace",
+	.record = trace_sink,
+};
+
+/* obsctl events: lifecycle events, error events and blocked loops. */
+static const struct sink_ops events_printer = {
+	.name = "events",
+	.life = events_life,
+	.error = events_error,
+	.block = events_block,
+};
+
 static int filter_opt(struct obs_filter *f, int o, const char *arg)
 {
 	char *end;
@@ -171,6 +185,7 @@ static int stream(int argc, char **argv, bool events)
 		{},
 	};
 	static struct pipeline_opts po;
+	static struct sinks sinks;
 	struct obs_filter *f = &po.filter;
 	struct trace_out out = {};
 	struct events_out ev_out = {};
@@ -193,18 +208,16 @@ static int stream(int argc, char **argv, bool events)
 	}
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	if (events)
+		sinks__add(&sinks, &events_printer, &ev_out);
+	else
+		sinks__add(&sinks, &trace_printer, &out);
+	po.sinks = &sinks;
 	p = pipeline__open(&po);
 	if (!p)
 		return 1;
 	jb_init(&out.jb);
 	jb_init(&ev_out.jb);
-	if (events) {
-		pipeline__add_life_sink(p, events_life, &ev_out);
-		pipeline__add_error_sink(p, events_error, &ev_out);
-		pipeline__add_block_sink(p, events_block, &ev_out);
-	} else {
-		pipeline__add_sink(p, trace_sink, &out);
-	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(p), &ev);
 	fprintf(stderr, "obsctl %s: probes attached, waiting for %s (Ctrl-C to stop)\n",

@@ -24,6 +24,7 @@
 struct local {
 	struct top_source src;		/* first: the generic part */
 	struct pipeline *p;		/* the probes, owned */
+	struct sinks sinks;		/* local_sink: the model */
 	uint64_t next_tick_ns;		/* next pipeline__tick */
 	bool done;			/* a refresh completed, pump() has not said so yet */
 	bool closing;			/* the model may be gone: records go nowhere */
@@ -98,47 +99,41 @@ static void local__sink(void *ctx, const struct record *r)
 		local__count(l->src.model, r);
 }
 
-static void local__conn(void *ctx, const struct conn_view *v)
-{
-	struct local *l = ctx;
-
-	if (v->in_flight)
-		top_stats__gauge(&l->src.st, pipeline__service_of(l->p, v->pid, v->comm, v->lport),
-				 v->in_flight);
-}
-
-struct loop_walk {
-	struct top_loops *ls;
-	uint64_t sec;
+static const struct sink_ops local_sink = {
+	.name = "top",
+	.record = local__sink,
 };
 
-static void local__loop(void *ctx, uint32_t pid, const char *svc, const struct loop_stats *s)
+/* The workers' loop totals of a snapshot (read from the kernel when taken). */
+static void local__loops(struct local *l, const struct pipeline_stats *st)
 {
-	struct loop_walk *w = ctx;
-
-	top_loops__report(w->ls, pid, svc, s->blocked, s->buckets, w->sec);
-}
-
-/* The workers' loop totals, read from the kernel now. */
-static void local__loops(struct local *l)
-{
-	struct loop_walk w = { .ls = l->src.loops, .sec = mono_ns() / TOP_NS_PER_S };
+	uint64_t sec = mono_ns() / TOP_NS_PER_S;
 
 	top_loops__begin(l->src.loops);
-	pipeline__foreach_loop(l->p, local__loop, &w);
+	for (size_t i = 0; i < st->n_loops; i++)
+		top_loops__report(l->src.loops, st->loops[i].pid, st->loops[i].service,
+				  st->loops[i].s.blocked, st->loops[i].s.buckets, sec);
 }
 
-/* Everything at once: the ring buffer is local, nothing to wait for. */
+/* Everything at once: the ring buffer is local, nothing to wait for. The
+ * gauges and the loops come from a snapshot of the pipeline. */
 static void local__refresh(struct top_source *src)
 {
 	struct local *l = local_of(src);
+	struct pipeline_stats st;
 
 	pipeline__consume(l->p);
-	src->st.processes = pipeline__processes(l->p);
-	src->st.events_lost = pipeline__events_lost(l->p);
 	top_stats__clear_gauges(&src->st);
-	pipeline__foreach_conn(l->p, local__conn, l);
-	local__loops(l);
+	if (!pipeline__snapshot(l->p, &st)) {
+		src->st.processes = st.n_observed;
+		src->st.events_lost = st.events_lost;
+		for (size_t i = 0; i < st.n_procs; i++)
+			if (st.procs[i].in_flight)
+				top_stats__gauge(&src->st, st.procs[i].service,
+						 st.procs[i].in_flight);
+		local__loops(l, &st);
+		pipeline_stats__fini(&st);
+	}
 	l->done = true;
 }
 
@@ -163,8 +158,13 @@ static bool local__pump(struct top_source *src)
 
 	pipeline__consume(l->p);
 	if (now >= l->next_tick_ns) {
+		struct pipeline_stats st;
+
 		pipeline__tick(l->p);
-		local__loops(l);
+		if (!pipeline__snapshot(l->p, &st)) {
+			local__loops(l, &st);
+			pipeline_stats__fini(&st);
+		}
 		l->next_tick_ns = now + LOCAL_TICK_NS;
 	}
 	l->done = false;
@@ -226,6 +226,7 @@ static const struct top_source_ops local_ops = {
 struct top_source *top_source_local__open(const struct pipeline_opts *po, struct top_model *m,
 					  struct top_loops *ls)
 {
+	struct pipeline_opts o;
 	struct local *l;
 
 	if (!can_load_probes()) {
@@ -241,15 +242,12 @@ struct top_source *top_source_local__open(const struct pipeline_opts *po, struct
 	}
 	l->src = (struct top_source){ .ops = &local_ops, .model = m, .loops = ls,
 				      .st.obsd_cpu_s = -1 };
-	l->p = pipeline__open(po);
+	o = *po;
+	o.sinks = &l->sinks;
+	sinks__add(&l->sinks, &local_sink, l);
+	l->p = pipeline__open(&o);
 	if (!l->p) {
 		fprintf(stderr, "obsctl top: cannot load the probes: %s\n", strerror(errno));
-		free(l);
-		return NULL;
-	}
-	if (pipeline__add_sink(l->p, local__sink, l)) {
-		fprintf(stderr, "obsctl top: no room for another pipeline sink\n");
-		pipeline__free(l->p);
 		free(l);
 		return NULL;
 	}

@@ -166,8 +166,10 @@ static bool q_push(struct conn *c, struct record *r)
 		size_t cap = c->q_cap ? c->q_cap * 2 : 4;
 		struct record **q = malloc(cap * sizeof(*q));
 
-		if (!q)
+		if (!q) {
+			c->t->st.records_dropped[CONN_DROP_NO_MEMORY]++;
 			return false;
+		}
 		for (size_t i = 0; i < c->q_len; i++)
 			q[i] = c->q[(c->q_head + i) % c->q_cap];
 		free(c->q);
@@ -324,8 +326,10 @@ static struct record *record_new(struct conn *c, uint64_t start_ns)
 {
 	struct record *r = record_alloc(c->t);
 
-	if (!r)
+	if (!r) {
+		c->t->st.records_dropped[CONN_DROP_NO_MEMORY]++;
 		return NULL;
+	}
 	r->conn_id = c->id;
 	r->pid = c->pid;
 	r->tid = c->seg_tid;
@@ -524,11 +528,9 @@ static enum h1_body_hint resp_on_head(void *ctx, const struct h1_head *h)
 	r->status = h->status;
 	if (!r->resp_start_ns)
 		r->resp_start_ns = first;
-	if (h->x_request_id[0]) {	/* the server's own request id wins */
-		size_t l = strnlen(h->x_request_id, sizeof(r->request_id) - 1);
-
-		memcpy(r->request_id, h->x_request_id, l);
-		r->request_id[l] = 0;
+	if (h->x_request_id[0]) {	/* the server's own: the pipeline makes it the id */
+		memcpy(r->x_request_id, h->x_request_id, sizeof(r->x_request_id));
+		r->flags |= RECF_SERVER_REQID;
 	}
 	c->h2c_pending = h->status == 101 && !strcasecmp(h->upgrade, "h2c");
 	if (h->status == 101 || (!strcmp(r->method, "CONNECT") && h->status < 300)) {
@@ -644,11 +646,15 @@ static bool stream_put(struct conn *c, uint32_t id, struct record *r)
 		size_t cap = c->streams_cap ? c->streams_cap * 2 : 8;
 		struct h2_stream_rec *s;
 
-		if (cap > H2_MAX_STREAMS)
+		if (cap > H2_MAX_STREAMS) {
+			c->t->st.records_dropped[CONN_DROP_H2_STREAMS]++;
 			return false;
+		}
 		s = realloc(c->streams, cap * sizeof(*s));
-		if (!s)
+		if (!s) {
+			c->t->st.records_dropped[CONN_DROP_NO_MEMORY]++;
 			return false;
+		}
 		c->streams = s;
 		c->streams_cap = cap;
 	}
@@ -847,6 +853,8 @@ static void conn_close(struct conn_table *t, struct conn *c, const char *why)
 	h1__free(&c->p[OBS_DIR_OUT]);
 	table_unlink(t, c);
 	t->st.conns_closed++;
+	if (c->h2)	/* streams the HTTP/2 parser did not track: not reported */
+		t->st.records_dropped[CONN_DROP_H2_STREAMS] += h2__streams_ignored(c->h2);
 	h2__free(c->h2);
 	free(c->streams);
 	conn_release(t, c);

@@ -3,11 +3,14 @@
  * conn — per-connection byte streams and request/response matching.
  *
  * Each tracked connection has a request parser (bytes the server read) and a
- * response parser (bytes it wrote). Request heads queue up in arrival order;
- * responses complete them in the same order (HTTP/1 pipelining). A request
- * whose response never completes — the connection closed, was reset, its
- * process died, or its events were lost — is completed as failed with a
- * reason; nothing is invented and nothing silently dropped.
+ * response parser (bytes it wrote): HTTP/1 (http1.h) until an h2c upgrade or
+ * the HTTP/2 preface, then HTTP/2 (h2.h, one record per stream). HTTP/1
+ * request heads queue up in arrival order; responses complete them in the
+ * same order (pipelining). A request whose response never completes — the
+ * connection closed, was reset, its process died, or its events were lost —
+ * is completed as failed with a reason; nothing is invented. A request whose
+ * record cannot be made (no memory, too many HTTP/2 streams) is counted in
+ * conn_stats.records_dropped, never silently lost.
  *
  * Everything that happens is reported through one callback as a conn_event,
  * in stream order: a connection opened, a request started (its head was
@@ -28,7 +31,7 @@
 #include "conn/record.h"
 
 enum conn_ev_type {
-	CONN_EV_OPENED,		/* first HTTP/1 bytes of a connection */
+	CONN_EV_OPENED,		/* first HTTP bytes of a connection (1.x or 2) */
 	CONN_EV_REQ_STARTED,	/* a request head was read (r) */
 	CONN_EV_REQ_DONE,	/* r completed or failed */
 	CONN_EV_DISCONNECTED,	/* the client sent FIN or RST with requests in flight */
@@ -73,18 +76,25 @@ size_t conn_ident_pack(char *out, const char *comm, const char *client, const ch
 #define ERR_RESP_INCOMPLETE	"response_incomplete"	/* response started, ended early */
 #define ERR_STREAM_RESET	"stream_reset"		/* HTTP/2 RST_STREAM before the end */
 
+/* Why a request record was not made (its request is then not reported). */
+enum conn_drop {
+	CONN_DROP_NO_MEMORY,	/* the record or its queue slot could not be allocated */
+	CONN_DROP_H2_STREAMS,	/* an HTTP/2 connection already has H2_MAX_STREAMS open */
+	CONN_DROP_MAX
+};
+
 struct conn_stats {
 	uint64_t events[OBS_EV_EXIT + 1];	/* decoded, by type */
 	uint64_t bad_events;			/* malformed ring records */
 	uint64_t seq_gaps;			/* connections that noticed lost events */
 	uint64_t orphan_events;			/* events for connections never opened */
 	uint64_t parse_errors[2][H1E_MAX];	/* [dir][error] */
-	uint64_t skipped_bytes[2];		/* bytes skipped while resyncing, [dir] */
 	uint64_t records_ok, records_failed;
 	uint64_t incomplete_requests;		/* partial request heads at close: no record */
 	uint64_t conns_opened, conns_closed;
 	uint64_t requests_in_flight;		/* request heads awaiting their response */
 	uint64_t h2_errors;			/* HTTP/2 connections that could not be parsed */
+	uint64_t records_dropped[CONN_DROP_MAX];	/* requests not reported, by reason */
 	uint64_t bytes_in, bytes_out;
 };
 

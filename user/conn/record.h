@@ -30,6 +30,7 @@ enum {
 	RECF_UNMATCHED	= 1u << 3,	/* a response without a request we could parse */
 	RECF_NO_OPEN	= 1u << 4,	/* connection's open event lost: no addresses */
 	RECF_PATH_TRUNC	= 1u << 5,	/* path longer than REC_PATH_MAX-1 */
+	RECF_SERVER_REQID = 1u << 6,	/* x_request_id is the response's (the server's own) */
 };
 
 /* record.transport */
@@ -86,7 +87,9 @@ struct record {
 	char host[H1_HOST_MAX];
 	char user_agent[H1_UA_MAX];
 	char content_type[H1_CTYPE_MAX];
-	char x_request_id[H1_REQID_MAX];	/* as received (honoured only from trusted peers) */
+	char x_request_id[H1_REQID_MAX];	/* the request's X-Request-ID as received (honoured
+						   only from trusted peers); with
+						   RECF_SERVER_REQID, the response's */
 	char traceparent[H1_TRACEPARENT_MAX];
 	char tracestate[H1_TRACESTATE_MAX];
 	const struct exc_info *exc;	/* joined traceback (errors.h), only while sinks run */

@@ -12,66 +12,18 @@
 #define MAX_KEYS	64
 #define KEY_NAME_MAX	64	/* bytes of a key quoted in a message */
 
-/* The shared OTLP keys feed every signal: only the shared variable replaces
- * them whole; obsd keeps a signal-specific variable from being replaced by
- * them (see config_env_override). */
-#define OTLP_TRACES_ENDPOINT_ENV \
-	{ "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT" }
-#define OTLP_METRICS_ENDPOINT_ENV \
-	{ "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT" }
+_Static_assert(OPTIONS_MAX <= MAX_KEYS, "raise MAX_KEYS");
 
-const struct config_key config_keys[] = {
-	{ "listen", CONFIG_VALUE },
-	{ "pid", CONFIG_LIST },
-	{ "comm", CONFIG_LIST },
-	{ "port", CONFIG_LIST },
-	{ "unix", CONFIG_LIST },
-	{ "service", CONFIG_LIST },
-	{ "route", CONFIG_LIST },
-	{ "route-cap", CONFIG_VALUE },
-	{ "worker-label", CONFIG_FLAG },
-	{ "container-label", CONFIG_FLAG },
-	{ "buckets", CONFIG_CSV },
-	{ "trusted-proxy", CONFIG_LIST },
-	{ "otlp-endpoint", CONFIG_VALUE, { "OTEL_EXPORTER_OTLP_ENDPOINT" } },
-	{ "otlp-traces-endpoint", CONFIG_VALUE, OTLP_TRACES_ENDPOINT_ENV },
-	{ "otlp-metrics-endpoint", CONFIG_VALUE, OTLP_METRICS_ENDPOINT_ENV },
-	{ "otlp-header", CONFIG_LIST, { "OTEL_EXPORTER_OTLP_HEADERS" } },
-	{ "otlp-logs-endpoint", CONFIG_VALUE,
-	  { "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT" } },
-	{ "logs-exporter", CONFIG_VALUE, { "OTEL_LOGS_EXPORTER" } },
-	{ "service-name", CONFIG_VALUE, { "OTEL_SERVICE_NAME" } },
-	{ "traces-sampler", CONFIG_VALUE, { "OTEL_TRACES_SAMPLER" } },
-	{ "traces-sampler-arg", CONFIG_VALUE, { "OTEL_TRACES_SAMPLER_ARG" } },
-	{ "metrics-exporter", CONFIG_VALUE, { "OTEL_METRICS_EXPORTER" } },
-	{ "metric-export-interval", CONFIG_VALUE, { "OTEL_METRIC_EXPORT_INTERVAL" } },
-	{ "metrics-temporality", CONFIG_VALUE,
-	  { "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE" } },
-	{ "sentry-dsn", CONFIG_VALUE, { "SENTRY_DSN" } },
-	{ "sentry-environment", CONFIG_VALUE, { "SENTRY_ENVIRONMENT" } },
-	{ "sentry-release", CONFIG_VALUE, { "SENTRY_RELEASE" } },
-	{ "sentry-sample-rate", CONFIG_VALUE, { "SENTRY_SAMPLE_RATE" } },
-	{ "loop-block-ms", CONFIG_VALUE },
-	{ "queue-time", CONFIG_FLAG },
-	{ "errors-file", CONFIG_VALUE },
-	{ "capture-bytes", CONFIG_VALUE },
-	{ "store-size", CONFIG_VALUE },
-};
-const size_t config_n_keys = ARRAY_SIZE(config_keys);
-
-_Static_assert(ARRAY_SIZE(config_keys) <= MAX_KEYS, "raise MAX_KEYS");
-
-const struct config_key *config_key_find(const char *name)
+const struct option_def *config_key_find(const char *name)
 {
-	for (size_t i = 0; i < config_n_keys; i++)
-		if (!strcmp(config_keys[i].name, name))
-			return &config_keys[i];
-	return NULL;
+	const struct option_def *o = option_find(name);
+
+	return o && o->kind != CONFIG_NONE ? o : NULL;
 }
 
 const char *config_env_override(const char *key)
 {
-	const struct config_key *k = config_key_find(key);
+	const struct option_def *k = config_key_find(key);
 
 	for (size_t i = 0; k && i < ARRAY_SIZE(k->env) && k->env[i]; i++) {
 		const char *v = getenv(k->env[i]);
@@ -227,7 +179,7 @@ static int check_scalar(struct state *st, const yaml_event_t *ev)
 	return 0;
 }
 
-static int apply(struct state *st, const struct config_key *k, const char *v, int line)
+static int apply(struct state *st, const struct option_def *k, const char *v, int line)
 {
 	char q[CONFIG_ERR_VALUE_MAX + 8];
 	int err;
@@ -245,7 +197,7 @@ static int apply(struct state *st, const struct config_key *k, const char *v, in
 	return fail(st, line, "invalid value '%s'", q);
 }
 
-static int apply_scalar(struct state *st, const struct config_key *k, const yaml_event_t *ev)
+static int apply_scalar(struct state *st, const struct option_def *k, const yaml_event_t *ev)
 {
 	int b;
 
@@ -261,7 +213,7 @@ static int apply_scalar(struct state *st, const struct config_key *k, const yaml
 }
 
 /* The elements of a list, after its SEQUENCE_START: applied one by one, or joined. */
-static int apply_list(struct state *st, const struct config_key *k, int start_line)
+static int apply_list(struct state *st, const struct option_def *k, int start_line)
 {
 	char joined[CONFIG_VALUE_MAX + 1] = "";
 	size_t jl = 0;
@@ -302,7 +254,7 @@ static int apply_list(struct state *st, const struct config_key *k, int start_li
 	return 0;
 }
 
-static int value(struct state *st, const struct config_key *k)
+static int value(struct state *st, const struct option_def *k)
 {
 	yaml_event_t ev;
 	int err = 0;
@@ -330,7 +282,7 @@ static int value(struct state *st, const struct config_key *k)
 /* One "key: value" pair, from its key event. */
 static int pair(struct state *st, const yaml_event_t *kev)
 {
-	const struct config_key *k;
+	const struct option_def *k;
 	size_t i;
 
 	snprintf(st->key, sizeof(st->key), "%s", scalar(kev));
@@ -338,7 +290,7 @@ static int pair(struct state *st, const yaml_event_t *kev)
 	k = config_key_find(scalar(kev));
 	if (!k)
 		return fail(st, line_of(kev), "unknown key (obsd --help lists the option names)");
-	i = k - config_keys;
+	i = k - options;
 	if (st->seen_line[i])
 		return fail(st, line_of(kev), "given twice (first at line %d)", st->seen_line[i]);
 	st->seen_line[i] = line_of(kev);

@@ -21,30 +21,15 @@
 #define OBS_CONFIG_H
 
 #include <stddef.h>
+#include "daemon/options.h"
 
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* bytes */
 #define CONFIG_VALUE_MAX	4096		/* bytes of one value (a joined list too) */
 #define CONFIG_ERR_VALUE_MAX	64		/* bytes of a value quoted in a message */
 
-enum config_kind {
-	CONFIG_VALUE,	/* one value */
-	CONFIG_LIST,	/* repeatable: one value or a list, apply() once per element */
-	CONFIG_CSV,	/* one value, or a list that is joined with ',' (buckets) */
-	CONFIG_FLAG,	/* option without argument: true or false */
-};
-
-struct config_key {
-	const char *name;	/* obsd's long option name */
-	enum config_kind kind;
-	const char *env[2];	/* environment variables that beat the file, or NULL */
-};
-
-/* Every key the file may hold, in obsd --help order. */
-extern const struct config_key config_keys[];
-extern const size_t config_n_keys;
-
-/* The key named name, or NULL. */
-const struct config_key *config_key_find(const char *name);
+/* The keys are the rows of the option table (options.h) whose kind is not
+ * CONFIG_NONE. The key named name, or NULL. */
+const struct option_def *config_key_find(const char *name);
 
 /*
  * The environment variable (set and non-empty) that overrides the file's

@@ -23,6 +23,7 @@
 #include "daemon/api.h"
 #include "base/cgroup.h"
 #include "daemon/config.h"
+#include "daemon/options.h"
 #include "base/counters.h"
 #include "base/log.h"
 #include "sinks/logstore.h"
@@ -40,7 +41,6 @@
 #include "request/loops.h"
 #include "sinks/store.h"
 
-#define DEFAULT_LISTEN		"127.0.0.1:9464"
 #define LOOP_TIMEOUT_MS		50	/* ring buffer drained at least this often */
 /* ... and this often while events arrive: small batches, so that obsd never
  * holds a CPU a server wants for long (a 50 ms batch at 20k requests/s is
@@ -50,6 +50,7 @@
 #define API_LIMIT_DEFAULT	100
 #define EVENTS_KEPT		4096	/* lifecycle events kept for /api/events */
 #define SHUTDOWN_FLUSH_MS	800	/* per exporter, at exit */
+#define HEALTH_SERVICES_MAX	64	/* server objects in /health */
 #define CONFIG_STRS_MAX		1024	/* values kept from --config (parse_opt may keep pointers) */
 
 static volatile sig_atomic_t stop;	/* set by SIGINT/SIGTERM */
@@ -59,7 +60,7 @@ struct daemon {
 	struct cgroup_cache *cgroups;	/* container and pod ids by pid */
 	const char *config_path;	/* --config */
 	bool check_config;		/* --check-config: validate, exit 0 or 2 */
-	bool cli_set[64];		/* options given as flags (index: OPT_* - OPT_LISTEN) */
+	bool cli_set[OPTIONS_MAX];	/* options given as flags (index: OPT_* - OPT_LISTEN) */
 	char *cfg_strs[CONFIG_STRS_MAX];	/* copies of the file's values */
 	int n_cfg_strs;
 	struct store *store;
@@ -70,23 +71,22 @@ struct daemon {
 	FILE *errors_out;		/* --errors-file: JSON lines, or NULL */
 	const char *errors_path;
 	struct jbuf scratch;		/* rendering buffer for sinks */
+	struct sinks sinks;		/* everything the pipeline feeds (sink.h) */
 	struct metrics *metrics;
 	struct otlp *otlp;		/* NULL: no endpoint, spans only in the store */
 	struct otlp_config ocfg;
-	struct otlp_metrics *om;	/* NULL: no metrics endpoint, or OTEL_METRICS_EXPORTER=none */
 	struct otlp_metrics_config mcfg;
 	bool in_file;			/* parse_opt is applying a --config value */
 	enum otlpm_source traces_ep_src;	/* where --otlp-traces-endpoint came from */
 	struct log_store *logs;		/* newest log records, /api/logs */
-	struct otlp_logs *otlp_logs;	/* NULL: no logs endpoint, or OTEL_LOGS_EXPORTER=none */
 	struct otlp_logs_config lcfg;
 	const char *logs_ep[2][2];	/* [file, flag][base, full] URLs (resolved after parsing) */
-	struct sentry *sentry;		/* NULL: no SENTRY_DSN */
 	struct sentry_config scfg;
 	struct services *svc;
 	struct routes *rt;
 	struct api *api;
 	uint64_t start_ns;
+	uint64_t last_consume_ns;	/* CLOCK_MONOTONIC of the last ring drain (/ready) */
 	const char *listen;
 	struct pipeline_opts popts;
 	struct sampler sampler;
@@ -105,11 +105,6 @@ struct daemon {
 static void on_signal(int sig)
 {
 	stop = 1;
-}
-
-static void store_sink(void *ctx, const struct record *r)
-{
-	store__push(ctx, r);
 }
 
 static void error_sink(void *ctx, const struct record *r, const struct exc_info *exc)
@@ -175,6 +170,14 @@ static void block_sink(void *ctx, const struct loop_block *b)
 		textring__push(d->blocks, d->scratch.buf, d->scratch.len);
 }
 
+/* The API's rings: /api/errors (and --errors-file), /api/events, /api/loops. */
+static const struct sink_ops api_rings_sink = {
+	.name = "api",
+	.error = error_sink,
+	.life = life_sink,
+	.block = block_sink,
+};
+
 /* {"count":n,"<key>":[…]} from a textring, newest first. */
 static void h_textring(const struct textring *t, const char *key, const char *query,
 		       struct api_reply *rep)
@@ -203,89 +206,25 @@ static void h_textring(const struct textring *t, const char *key, const char *qu
 	jb_obj_close(&rep->body);
 }
 
-/* obs_* samples of the request records' consumers: tracebacks, Sentry, OTLP. */
-static void errors_counters(struct daemon *d, struct counter_visit *v)
-{
-	const struct err_stats *es = pipeline__err_stats(d->p);
-
-	counter_family(v, "obs_error_events_total", "counter", "Error events emitted");
-	counter_u64(v, es->events, NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_tracebacks_total", "counter",
-		       "Python tracebacks recognised, by join result");
-	counter_u64(v, es->joined - es->ambiguous, "join", "closest", NULL, NULL);
-	counter_u64(v, es->ambiguous, "join", "ambiguous", NULL, NULL);
-	counter_u64(v, es->unjoined, "join", "none", NULL, NULL);
-}
-
-static void sentry_counters(struct daemon *d, struct counter_visit *v)
-{
-	const struct sentry_stats *ss = sentry__stats(d->sentry);
-
-	counter_family(v, "obs_sentry_events_total", "counter", "Sentry events by result");
-	counter_u64(v, ss->sent, "result", "sent", NULL, NULL);
-	counter_u64(v, ss->dropped_queue, "result", "dropped_queue_full", NULL, NULL);
-	counter_u64(v, ss->dropped_send, "result", "dropped_send_failed", NULL, NULL);
-	counter_u64(v, ss->sampled_out, "result", "sampled_out", NULL, NULL);
-}
-
-static void otlp_counters(const struct otlp_stats *st, struct counter_visit *v)
-{
-	counter_family(v, "obs_spans_exported_total", "counter",
-		       "Spans acknowledged by the OTLP endpoint");
-	counter_u64(v, st->spans_exported, NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_spans_dropped_total", "counter", "Spans not exported, by reason");
-	counter_u64(v, st->spans_dropped_queue, "reason", "queue_full", NULL, NULL);
-	counter_u64(v, st->spans_dropped_export, "reason", "export_failed", NULL, NULL);
-	counter_family(v, "obs_spans_queued", "gauge", "Spans waiting for export");
-	counter_u64(v, st->queue_len, NULL, NULL, NULL, NULL);
-}
-
-static void send_error_counters(struct daemon *d, struct counter_visit *v)
-{
-	counter_family(v, "obs_export_errors_total", "counter", "Export errors by exporter and kind");
-	counter_none(v);
-	for (int e = 0; e < SEND_E_MAX; e++) {
-		if (d->otlp)
-			counter_u64(v, otlp__sender_stats(d->otlp)->errors[e], "exporter", "otlp",
-				    "kind", send_err_name(e));
-		if (d->otlp_logs)
-			counter_u64(v, otlp_logs__sender_stats(d->otlp_logs)->errors[e], "exporter",
-				    "otlp_logs", "kind", send_err_name(e));
-		if (d->sentry)
-			counter_u64(v, sentry__sender_stats(d->sentry)->errors[e], "exporter",
-				    "sentry", "kind", send_err_name(e));
-	}
-}
-
-/* obs_* samples of the span and error pipelines (after the pipeline's own). */
-static void export_counters(struct daemon *d, counter_fn fn, void *ctx)
+/* obs_* samples: the pipeline's (st may be NULL: not attached), then the sinks'. */
+static void obs_counters(struct daemon *d, const struct pipeline_stats *st, counter_fn fn,
+			 void *ctx)
 {
 	struct counter_visit v = { .fn = fn, .ctx = ctx };
 
-	counter_family(&v, "obs_traceparent_invalid_total", "counter",
-		       "Incoming traceparent headers ignored as invalid");
-	counter_u64(&v, d->p ? pipeline__traceparent_invalid(d->p) : 0, NULL, NULL, NULL, NULL);
-	if (d->p)
-		errors_counters(d, &v);
-	if (d->sentry)
-		sentry_counters(d, &v);
-	if (d->otlp)
-		otlp_counters(otlp__stats(d->otlp), &v);
-	if (d->p)
-		log_counters(pipeline__log_stats(d->p), d->otlp_logs, &v);
-	if (d->otlp || d->sentry || d->otlp_logs)
-		send_error_counters(d, &v);
+	if (st)
+		pipeline_stats__counters(st, &v);
+	sinks__counters(&d->sinks, &v);
+	sender_export_errors(&d->sinks, &v);
+}
+
+/* A snapshot of the pipeline into st; NULL when not attached (or out of memory). */
+static struct pipeline_stats *snapshot(struct daemon *d, struct pipeline_stats *st)
+{
+	return d->p && !pipeline__snapshot(d->p, st) ? st : NULL;
 }
 
 /* ---- /health ---- */
-
-struct health_ctx {
-	struct daemon *d;
-	struct jbuf *jb;
-	const char *service;	/* the group being written */
-	uint64_t conns;
-	double uptime;
-};
 
 static double proc_uptime(uint32_t pid)
 {
@@ -311,58 +250,51 @@ static double proc_uptime(uint32_t pid)
 	return now.tv_sec + now.tv_nsec / 1e9 - (double)start / sysconf(_SC_CLK_TCK);
 }
 
-static void health_conn(void *ctx, const struct conn_view *v)
+/* The server object of the service of observed process i: its workers, the
+ * oldest one's uptime, its open connections. */
+static void health_server(const struct pipeline_stats *st, size_t i, struct jbuf *jb)
 {
-	struct health_ctx *h = ctx;
+	const char *svc = st->procs[i].service;
+	uint64_t conns = 0;
+	double uptime = 0, up;
 
-	if (!strcmp(pipeline__service_of(h->d->p, v->pid, v->comm, v->lport), h->service))
-		h->conns++;
+	jb_obj_open(jb);
+	jb_str(jb, "service", svc);
+	jb_arr_open(jb, "worker_ids");
+	for (size_t j = i; j < st->n_observed; j++) {
+		if (strcmp(st->procs[j].service, svc))
+			continue;
+		jb_u64(jb, NULL, st->procs[j].pid);
+		up = proc_uptime(st->procs[j].pid);
+		if (up > uptime)
+			uptime = up;
+	}
+	jb_arr_close(jb);
+	for (size_t j = 0; j < st->n_procs; j++)
+		if (!strcmp(st->procs[j].service, svc))
+			conns += st->procs[j].conns;
+	jb_dbl(jb, "uptime_seconds", uptime);
+	jb_u64(jb, "active_connections", conns);
+	jb_obj_close(jb);
 }
 
-static void health_worker(void *ctx, const struct proc_view *v)
+/* One server object per service, at most HEALTH_SERVICES_MAX. */
+static void health_servers(const struct pipeline_stats *st, struct jbuf *jb)
 {
-	struct health_ctx *h = ctx;
-	double up;
+	int n = 0;
 
-	if (strcmp(pipeline__service_of(h->d->p, v->pid, v->comm, v->lport), h->service))
-		return;
-	jb_u64(h->jb, NULL, v->pid);
-	up = proc_uptime(v->pid);
-	if (up > h->uptime)
-		h->uptime = up;
-}
+	jb_arr_open(jb, "servers");
+	for (size_t i = 0; i < st->n_observed && n < HEALTH_SERVICES_MAX; i++) {
+		size_t j = 0;
 
-/* Visit processes; write one server object per service not written yet. */
-struct health_groups {
-	struct health_ctx *h;
-	char seen[64][64];
-	int n_seen;
-};
-
-static void health_group(void *ctx, const struct proc_view *v)
-{
-	struct health_groups *g = ctx;
-	struct health_ctx *h = g->h;
-	const char *svc = pipeline__service_of(h->d->p, v->pid, v->comm, v->lport);
-
-	for (int i = 0; i < g->n_seen; i++)
-		if (!strcmp(g->seen[i], svc))
-			return;
-	if (g->n_seen >= 64)
-		return;
-	snprintf(g->seen[g->n_seen++], 64, "%s", svc);
-	h->service = g->seen[g->n_seen - 1];
-	h->conns = 0;
-	h->uptime = 0;
-	jb_obj_open(h->jb);
-	jb_str(h->jb, "service", h->service);
-	jb_arr_open(h->jb, "worker_ids");
-	pipeline__foreach_proc(h->d->p, health_worker, h);
-	jb_arr_close(h->jb);
-	pipeline__foreach_conn(h->d->p, health_conn, h);
-	jb_dbl(h->jb, "uptime_seconds", h->uptime);
-	jb_u64(h->jb, "active_connections", h->conns);
-	jb_obj_close(h->jb);
+		while (j < i && strcmp(st->procs[j].service, st->procs[i].service))
+			j++;
+		if (j < i)
+			continue;	/* written with an earlier worker */
+		health_server(st, i, jb);
+		n++;
+	}
+	jb_arr_close(jb);
 }
 
 static double self_cpu_seconds(void)
@@ -373,48 +305,41 @@ static double self_cpu_seconds(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* How obsd itself is: the members /health and /api/stats's "obsd" share. */
-static void self_summary(struct daemon *d, struct jbuf *jb)
+/* How obsd itself is: the members /health and /api/stats's "obsd" share.
+ * st: NULL when not attached. */
+static void self_summary(struct daemon *d, const struct pipeline_stats *st, struct jbuf *jb)
 {
 	jb_dbl(jb, "uptime_seconds", (mono_ns() - d->start_ns) / 1e9);
 	jb_bool(jb, "attached", d->p != NULL);
 	jb_dbl(jb, "cpu_seconds", self_cpu_seconds());
 	jb_u64(jb, "pid", getpid());
-	jb_u64(jb, "observed_processes", d->p ? pipeline__processes(d->p) : 0);
-	jb_u64(jb, "active_connections", d->p ? pipeline__active_conns(d->p) : 0);
-	jb_u64(jb, "events_lost", d->p ? pipeline__events_lost(d->p) : 0);
+	jb_u64(jb, "observed_processes", st ? st->n_observed : 0);
+	jb_u64(jb, "active_connections", st ? st->active_conns : 0);
+	jb_u64(jb, "events_lost", st ? st->events_lost : 0);
 }
 
 static void h_health(struct daemon *d, struct api_reply *rep)
 {
+	struct pipeline_stats snap, *st = snapshot(d, &snap);
 	struct jbuf *jb = &rep->body;
-	struct health_ctx h = { .d = d, .jb = jb };
-	struct health_groups *g;
 
 	jb_obj_open(jb);
 	jb_str(jb, "status", "ok");
-	self_summary(d, jb);
-	if (d->p) {
-		const struct conn_stats *st = pipeline__stats(d->p);
-
-		jb_u64(jb, "requests_in_flight", st->requests_in_flight);
-		jb_u64(jb, "requests_total", st->records_ok + st->records_failed);
-		g = calloc(1, sizeof(*g));
-		if (g) {
-			g->h = &h;
-			jb_arr_open(jb, "servers");
-			pipeline__foreach_proc(d->p, health_group, g);
-			jb_arr_close(jb);
-			free(g);
-		}
+	self_summary(d, st, jb);
+	if (st) {
+		jb_u64(jb, "requests_in_flight", st->conns.requests_in_flight);
+		jb_u64(jb, "requests_total", st->conns.records_ok + st->conns.records_failed);
+		health_servers(st, jb);
 	}
 	jb_obj_close(jb);
+	pipeline_stats__fini(st);
 }
 
 /* GET /api/stats: the live aggregates behind /metrics, as one JSON document
  * (docs/api.md): what `obsctl top --daemon` reads every frame. */
 static void h_stats(struct daemon *d, struct api_reply *rep)
 {
+	struct pipeline_stats snap, *st = snapshot(d, &snap);
 	struct jbuf *jb = &rep->body;
 	struct counters_json cj = { .out = jb };
 	struct timespec now;
@@ -424,17 +349,28 @@ static void h_stats(struct daemon *d, struct api_reply *rep)
 	jb_u64(jb, "time_unix_nano", (uint64_t)now.tv_sec * 1000000000ull + now.tv_nsec);
 	jb_key(jb, "obsd");
 	jb_obj_open(jb);
-	self_summary(d, jb);
+	self_summary(d, st, jb);
 	jb_obj_close(jb);
-	metrics__render_json(d->metrics, d->p, jb);
+	metrics__render_json(d->metrics, st, jb);
 	jb_key(jb, "obs");
 	jb_obj_open(jb);
-	if (d->p)
-		metrics__obs_counters(d->p, counters_json, &cj);
-	export_counters(d, counters_json, &cj);
+	obs_counters(d, st, counters_json, &cj);
 	counters_json_end(&cj);
 	jb_obj_close(jb);
 	jb_obj_close(jb);
+	pipeline_stats__fini(st);
+}
+
+/* GET /metrics: every sink's series, then the obs_* samples. */
+static void h_metrics(struct daemon *d, struct api_reply *rep)
+{
+	struct pipeline_stats snap, *st = snapshot(d, &snap);
+	struct counters_text ct = { .out = &rep->body };
+
+	rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	sinks__scrape(&d->sinks, st, &rep->body);
+	obs_counters(d, st, counters_text, &ct);
+	pipeline_stats__fini(st);
 }
 
 static void h_ready(struct daemon *d, struct api_reply *rep)
@@ -443,7 +379,7 @@ static void h_ready(struct daemon *d, struct api_reply *rep)
 
 	if (!d->p)
 		why = "attaching";
-	else if (mono_ns() - pipeline__last_consume_ns(d->p) >= STALL_NS)
+	else if (mono_ns() - d->last_consume_ns >= STALL_NS)
 		why = "stalled";
 	rep->status = why ? 503 : 200;
 	jb_obj_open(&rep->body);
@@ -595,15 +531,7 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 	} else if (!strcmp(path, "/ready")) {
 		h_ready(d, rep);
 	} else if (!strcmp(path, "/metrics")) {
-		rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
-		struct counters_text ct = { .out = &rep->body };
-
-		metrics__render(d->metrics, d->p, &rep->body);
-		export_counters(d, counters_text, &ct);
-		/* the metrics exporter renders its own series */
-		if (d->om)
-			otlp_metrics__render(d->om, &rep->body);
-
+		h_metrics(d, rep);
 	} else if (!strcmp(path, "/api/stats")) {
 		h_stats(d, rep);
 	} else if (!strcmp(path, "/api/requests")) {
@@ -626,48 +554,49 @@ static void handler(void *ctx, const char *path, const char *query, struct api_r
 	}
 }
 
-/* --replay: the whole pipeline, sinks included, over a recording. */
-static int replay(struct daemon *d)
+/* The pipeline's options, with the daemon's parts and its sinks. */
+static void pipeline_opts(struct daemon *d)
 {
-	const struct conn_stats *st;
-	uint64_t perr = 0;
-	struct jbuf jb;
-	long n;
-
 	d->popts.svc = d->svc;
 	d->popts.rt = d->rt;
 	d->popts.sampler = &d->sampler;
 	d->popts.trust = &d->trust;
+	d->popts.sinks = &d->sinks;
+}
+
+/* --replay: the whole pipeline, sinks included, over a recording. */
+static int replay(struct daemon *d)
+{
+	struct pipeline_stats st;
+	uint64_t perr = 0;
+	struct jbuf jb;
+	long n;
+
+	pipeline_opts(d);
 	d->p = pipeline__open(&d->popts);
 	if (!d->p)
 		return 1;
-	pipeline__add_sink(d->p, store_sink, d->store);
-	pipeline__add_sink(d->p, metrics__record, d->metrics);
-	pipeline__add_error_sink(d->p, error_sink, d);
-	pipeline__add_life_sink(d->p, life_sink, d);
-	pipeline__add_block_sink(d->p, block_sink, d);
-	pipeline__add_log_sink(d->p, log_store__push, d->logs);
 	n = pipeline__replay(d->p);
-	if (n < 0)
+	if (n < 0 || pipeline__snapshot(d->p, &st))
 		return 1;
-	st = pipeline__stats(d->p);
 	for (int dir = 0; dir < 2; dir++)
 		for (int e = 0; e < H1E_MAX; e++)
-			perr += st->parse_errors[dir][e];
+			perr += st.conns.parse_errors[dir][e];
 	jb_init(&jb);
 	jb_obj_open(&jb);
 	jb_u64(&jb, "kernel_records", n);
-	jb_u64(&jb, "requests_ok", st->records_ok);
-	jb_u64(&jb, "requests_failed", st->records_failed);
-	jb_u64(&jb, "requests_in_flight", st->requests_in_flight);
-	jb_u64(&jb, "connections", st->conns_opened);
+	jb_u64(&jb, "requests_ok", st.conns.records_ok);
+	jb_u64(&jb, "requests_failed", st.conns.records_failed);
+	jb_u64(&jb, "requests_in_flight", st.conns.requests_in_flight);
+	jb_u64(&jb, "connections", st.conns.conns_opened);
 	jb_u64(&jb, "parse_errors", perr);
-	jb_u64(&jb, "lost_event_gaps", st->seq_gaps);
-	jb_u64(&jb, "error_events", pipeline__err_stats(d->p)->events);
-	jb_u64(&jb, "log_records", pipeline__log_stats(d->p)->records);
+	jb_u64(&jb, "lost_event_gaps", st.conns.seq_gaps);
+	jb_u64(&jb, "error_events", st.errors.events);
+	jb_u64(&jb, "log_records", st.logs.records);
 	jb_obj_close(&jb);
 	printf("%s\n", jb.oom ? "{}" : jb.buf);
 	jb_free(&jb);
+	pipeline_stats__fini(&st);
 	return 0;
 }
 
@@ -678,10 +607,7 @@ static void *load_thread(void *arg)
 	struct daemon *d = arg;
 	uint64_t one = 1;
 
-	d->popts.svc = d->svc;
-	d->popts.rt = d->rt;
-	d->popts.sampler = &d->sampler;
-	d->popts.trust = &d->trust;
+	pipeline_opts(d);
 	d->popts.cgroups = d->cgroups;
 	d->loaded = pipeline__open(&d->popts);
 	d->load_err = d->loaded ? 0 : errno;
@@ -699,36 +625,23 @@ static int adopt_pipeline(struct daemon *d, int ep)
 	if (!d->loaded)
 		return -d->load_err;
 	d->p = d->loaded;
-	pipeline__add_sink(d->p, store_sink, d->store);
-	pipeline__add_sink(d->p, metrics__record, d->metrics);
-	if (d->otlp)
-		pipeline__add_sink(d->p, otlp__span, d->otlp);
-	pipeline__add_error_sink(d->p, error_sink, d);
-	if (d->sentry)
-		pipeline__add_error_sink(d->p, sentry__event, d->sentry);
-	pipeline__add_life_sink(d->p, life_sink, d);
-	pipeline__add_block_sink(d->p, block_sink, d);
-	pipeline__add_log_sink(d->p, log_store__push, d->logs);
-	if (d->otlp_logs)
-		pipeline__add_log_sink(d->p, otlp_logs__record, d->otlp_logs);
 	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
 	pipeline__tick(d->p);
+	d->last_consume_ns = mono_ns();
 	pr_info("obsd: attached; API on http://%s (/metrics /health /ready /api/requests)",
 		d->listen);
 	return 0;
 }
 
-/* OTLP metrics: a snapshot of the aggregates when one is due, then sending. */
-static void export_metrics(struct daemon *d)
+/* The sinks' periodic work (OTLP metrics): a snapshot when one is due. */
+static void collect(struct daemon *d)
 {
-	if (otlp_metrics__due(d->om)) {
-		struct metrics_snapshot *s = metrics__snapshot(d->metrics, d->p);
+	struct pipeline_stats st;
 
-		if (s)
-			otlp_metrics__collect(d->om, s);
-		metrics_snapshot__free(s);
-	}
-	otlp_metrics__poll(d->om);
+	if (!d->p || !sinks__due(&d->sinks) || pipeline__snapshot(d->p, &st))
+		return;
+	sinks__collect(&d->sinks, &st);
+	pipeline_stats__fini(&st);
 }
 
 static int run(struct daemon *d)
@@ -752,15 +665,12 @@ static int run(struct daemon *d)
 			err = -errno;
 			break;
 		}
-		busy = d->p && pipeline__consume(d->p) > 0;
-		if (d->otlp)
-			otlp__poll(d->otlp);
-		if (d->om)
-			export_metrics(d);
-		if (d->otlp_logs)
-			otlp_logs__poll(d->otlp_logs);
-		if (d->sentry)
-			sentry__poll(d->sentry);
+		if (d->p) {
+			busy = pipeline__consume(d->p) > 0;
+			d->last_consume_ns = mono_ns();
+		}
+		collect(d);
+		sinks__poll(&d->sinks);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 2) {
 				api__process(d->api);
@@ -784,121 +694,9 @@ out:
 	return err;
 }
 
-/* ---- options ---- */
+/* ---- options (options.h: the table) ---- */
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"Usage: obsd [options]\n"
-		"Observe HTTP servers (uvicorn, hypercorn, daphne, gunicorn, any other) on TCP or\n"
-		"UNIX sockets from the kernel and serve what they do. Needs root (or CAP_BPF, CAP_PERFMON).\n\n"
-		"  --listen ADDR:PORT     API address (default " DEFAULT_LISTEN ")\n"
-		"  --pid PID              observe this process and its children (repeatable)\n"
-		"  --comm NAME            observe processes with this command name (repeatable)\n"
-		"  --port PORT            observe servers on this local TCP port (repeatable)\n"
-		"  --unix PATH            observe servers listening on this UNIX socket path\n"
-		"                         ('@name': abstract; repeatable; --port never selects one)\n"
-		"  --service KIND:V=NAME  name a service: pid:1234=api, port:8000=api, comm:gunicorn=api\n"
-		"  --route PATTERN        route template such as /users/{id} (repeatable)\n"
-		"  --route-cap N          distinct routes per service before overflow (default %d)\n"
-		"  --worker-label         add worker=\"<pid>\" to http_* series\n"
-		"  --container-label      add container_id=\"<id>\" and pod_uid=\"<uid>\" to http_* series\n"
-		"                         (container metadata from /proc/PID/cgroup; spans always\n"
-		"                         carry container.id and k8s.pod.uid)\n"
-		"  --buckets LIST         duration buckets in seconds, e.g. 0.005,0.05,0.5\n"
-		"  --trusted-proxy CIDR   honour X-Request-ID from these peers (default: none);\n"
-		"                         'unix': from every peer of a UNIX socket\n"
-		"  --otlp-endpoint URL    OTLP/HTTP base URL, /v1/traces appended\n"
-		"                         (OTEL_EXPORTER_OTLP_ENDPOINT); none: spans stay local\n"
-		"  --otlp-traces-endpoint URL  full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)\n"
-		"  --otlp-metrics-endpoint URL full metrics URL (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);\n"
-		"                         with an endpoint, metrics are exported too (docs/config.md)\n"
-		"  --otlp-logs-endpoint URL  full logs URL (OTEL_EXPORTER_OTLP_LOGS_ENDPOINT); else\n"
-		"                         the base URL + /v1/logs\n"
-		"  --logs-exporter NAME   otlp (default) or none (OTEL_LOGS_EXPORTER)\n"
-		"  --otlp-header K=V      extra export header (OTEL_EXPORTER_OTLP_HEADERS)\n"
-		"  --service-name NAME    resource service.name of every span and metric\n"
-		"                         (OTEL_SERVICE_NAME)\n"
-		"  --traces-sampler NAME  always_on, always_off, traceidratio, parentbased_always_on\n"
-		"                         (default), parentbased_traceidratio (OTEL_TRACES_SAMPLER)\n"
-		"  --traces-sampler-arg R ratio for the ratio samplers (OTEL_TRACES_SAMPLER_ARG)\n"
-		"  --metrics-exporter E   otlp (default) or none (OTEL_METRICS_EXPORTER)\n"
-		"  --metric-export-interval MS  OTLP metrics export interval (default 60000)\n"
-		"                         (OTEL_METRIC_EXPORT_INTERVAL)\n"
-		"  --metrics-temporality T  cumulative (default), delta or lowmemory\n"
-		"                         (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)\n"
-		"  --sentry-dsn DSN       send error events to Sentry (SENTRY_DSN)\n"
-		"  --sentry-environment E, --sentry-release R, --sentry-sample-rate X\n"
-		"                         (SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE)\n"
-		"  --loop-block-ms N      event-loop iterations this long count as blocked (default 50)\n"
-		"  --queue-time           time how long requests waited in the socket (queue_us); costs\n"
-		"                         ~0.5 us of kernel time per request (docs/bench.md)\n"
-		"  --record FILE          also write every kernel record to FILE (for --replay)\n"
-		"  --replay FILE          no kernel: run a recording through the pipeline, print a\n"
-		"                         summary and exit (deterministic: benchmarks, debugging)\n"
-		"  --errors-file PATH     also write error events as JSON lines to PATH ('-': stdout)\n"
-		"  --capture-bytes N      bytes captured per read/write (default %d, max %d)\n"
-		"  --store-size N         request records kept for /api/requests (default %d)\n"
-		"  --config FILE          read options from a YAML file (docs/config.md); flags and\n"
-		"                         the environment beat it\n"
-		"  --check-config         validate the options and --config, then exit 0 (valid) or 2\n"
-		"  -v, --verbose          more logging (twice: libbpf debug)\n"
-		"  -h, --help\n",
-		ROUTE_CAP_DEFAULT, OBS_CAP_DEFAULT, OBS_CAP_MAX, STORE_DEFAULT);
-}
-
-enum {
-	OPT_LISTEN = 256, OPT_PID, OPT_COMM, OPT_PORT, OPT_CAP, OPT_STORE, OPT_SERVICE,
-	OPT_ROUTE, OPT_ROUTE_CAP, OPT_WORKER, OPT_BUCKETS, OPT_TRUSTED, OPT_OTLP_EP,
-	OPT_OTLP_TRACES_EP, OPT_OTLP_HEADER, OPT_SVC_NAME, OPT_SAMPLER, OPT_SAMPLER_ARG,
-	OPT_LOOP_BLOCK, OPT_QUEUE_TIME, OPT_RECORD, OPT_REPLAY, OPT_ERRORS_FILE, OPT_SENTRY_DSN, OPT_SENTRY_ENV, OPT_SENTRY_RELEASE, OPT_SENTRY_RATE,
-	OPT_CONTAINER_LABEL, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_UNIX, OPT_OTLP_METRICS_EP,
-	OPT_METRICS_EXPORTER, OPT_METRIC_INTERVAL, OPT_METRICS_TEMPORALITY, OPT_OTLP_LOGS_EP,
-	OPT_LOGS_EXPORTER,
-};
-
-static const struct option long_opts[] = {
-	{ "listen", required_argument, NULL, OPT_LISTEN },
-	{ "pid", required_argument, NULL, OPT_PID },
-	{ "comm", required_argument, NULL, OPT_COMM },
-	{ "port", required_argument, NULL, OPT_PORT },
-	{ "unix", required_argument, NULL, OPT_UNIX },
-	{ "capture-bytes", required_argument, NULL, OPT_CAP },
-	{ "store-size", required_argument, NULL, OPT_STORE },
-	{ "service", required_argument, NULL, OPT_SERVICE },
-	{ "route", required_argument, NULL, OPT_ROUTE },
-	{ "route-cap", required_argument, NULL, OPT_ROUTE_CAP },
-	{ "worker-label", no_argument, NULL, OPT_WORKER },
-	{ "container-label", no_argument, NULL, OPT_CONTAINER_LABEL },
-	{ "config", required_argument, NULL, OPT_CONFIG },
-	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
-	{ "buckets", required_argument, NULL, OPT_BUCKETS },
-	{ "trusted-proxy", required_argument, NULL, OPT_TRUSTED },
-	{ "otlp-endpoint", required_argument, NULL, OPT_OTLP_EP },
-	{ "otlp-traces-endpoint", required_argument, NULL, OPT_OTLP_TRACES_EP },
-	{ "otlp-logs-endpoint", required_argument, NULL, OPT_OTLP_LOGS_EP },
-	{ "logs-exporter", required_argument, NULL, OPT_LOGS_EXPORTER },
-	{ "otlp-header", required_argument, NULL, OPT_OTLP_HEADER },
-	{ "service-name", required_argument, NULL, OPT_SVC_NAME },
-	{ "traces-sampler", required_argument, NULL, OPT_SAMPLER },
-	{ "traces-sampler-arg", required_argument, NULL, OPT_SAMPLER_ARG },
-	{ "otlp-metrics-endpoint", required_argument, NULL, OPT_OTLP_METRICS_EP },
-	{ "metrics-exporter", required_argument, NULL, OPT_METRICS_EXPORTER },
-	{ "metric-export-interval", required_argument, NULL, OPT_METRIC_INTERVAL },
-	{ "metrics-temporality", required_argument, NULL, OPT_METRICS_TEMPORALITY },
-	{ "errors-file", required_argument, NULL, OPT_ERRORS_FILE },
-	{ "record", required_argument, NULL, OPT_RECORD },
-	{ "loop-block-ms", required_argument, NULL, OPT_LOOP_BLOCK },
-	{ "queue-time", no_argument, NULL, OPT_QUEUE_TIME },
-	{ "replay", required_argument, NULL, OPT_REPLAY },
-	{ "sentry-dsn", required_argument, NULL, OPT_SENTRY_DSN },
-	{ "sentry-environment", required_argument, NULL, OPT_SENTRY_ENV },
-	{ "sentry-release", required_argument, NULL, OPT_SENTRY_RELEASE },
-	{ "sentry-sample-rate", required_argument, NULL, OPT_SENTRY_RATE },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{},
-};
+static struct option long_opts[OPTIONS_MAX + 1];
 
 static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
@@ -1060,29 +858,21 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	return -EINVAL;
 }
 
-static const struct option *long_opt_named(const char *name)
-{
-	for (const struct option *o = long_opts; o->name; o++)
-		if (!strcmp(o->name, name))
-			return o;
-	return NULL;
-}
-
 /* config_load's apply(): a key of the file is one more option, unless the same
  * option was given as a flag or its environment variable is set. */
 static int config_apply(void *ctx, const char *key, const char *value, const char *file, int line)
 {
-	const struct option *o = long_opt_named(key);
+	const struct option_def *o = config_key_find(key);
 	struct daemon *d = ctx;
 	char *v;
 	int err;
 
-	if (!o || o->val < OPT_LISTEN)
+	if (!o)
 		return -ENOENT;
-	if (d->cli_set[o->val - OPT_LISTEN] || config_env_override(key))
+	if (d->cli_set[o->id - OPT_LISTEN] || config_env_override(key))
 		return 0;
-	if (o->has_arg == no_argument)
-		return strcmp(value, "true") ? 0 : parse_opt(d, o->val, NULL);
+	if (!o->arg)
+		return strcmp(value, "true") ? 0 : parse_opt(d, o->id, NULL);
 	if (d->n_cfg_strs == CONFIG_STRS_MAX)
 		return -E2BIG;
 	v = strdup(value);
@@ -1090,7 +880,7 @@ static int config_apply(void *ctx, const char *key, const char *value, const cha
 		return -ENOMEM;
 	d->cfg_strs[d->n_cfg_strs++] = v;	/* parse_opt may keep it, as it keeps argv's */
 	d->in_file = true;
-	err = parse_opt(d, o->val, v);
+	err = parse_opt(d, o->id, v);
 	d->in_file = false;
 	return err;
 }
@@ -1102,12 +892,13 @@ static int parse_config(int argc, char **argv, struct daemon *d)
 	char err[512];
 	int o, idx;
 
+	options_long(long_opts);
 	while ((o = getopt_long(argc, argv, "vh", long_opts, &idx)) != -1) {
 		if (o == 'h') {
-			usage(stdout);
+			options_usage(stdout);
 			exit(0);
 		} else if (o == '?') {
-			usage(stderr);
+			options_usage(stderr);
 			return -EINVAL;
 		} else if (o >= OPT_LISTEN) {
 			d->cli_set[o - OPT_LISTEN] = true;
@@ -1135,10 +926,10 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 		if (o == 'v') {
 			log_level++;
 		} else if (o == 'h') {
-			usage(stdout);
+			options_usage(stdout);
 			exit(0);
 		} else if (o == '?') {
-			usage(stderr);
+			options_usage(stderr);
 			return -EINVAL;
 		} else if (parse_opt(d, o, optarg)) {
 			fprintf(stderr, "obsd: invalid value for --%s: '%s'\n", long_opts[idx].name,
@@ -1151,18 +942,6 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 		return -EINVAL;
 	}
 	return 0;
-}
-
-/* At exit: one last collection, so that what happened since the last one is sent. */
-static void flush_metrics(struct daemon *d)
-{
-	struct metrics_snapshot *s;
-
-	if (!d->om)
-		return;
-	s = metrics__snapshot(d->metrics, d->p);
-	otlp_metrics__flush(d->om, s, SHUTDOWN_FLUSH_MS);
-	metrics_snapshot__free(s);
 }
 
 /*
@@ -1204,11 +983,84 @@ static void yield_to_servers(void)
 		pr_warn("obsd: cannot set scheduling policy %s: %s", want, strerror(errno));
 }
 
+/* The sinks, in the order they see each event (sink.h). 0, or the exit code. */
+static int add_sinks(struct daemon *d)
+{
+	struct otlp_metrics *om;
+	struct otlp_logs *ol;
+	struct sentry *se;
+
+	d->errors = textring__new(512);
+	d->blocks = textring__new(512);
+	jb_init(&d->scratch);
+	if (!d->errors || !d->blocks || slots__init(&d->events, EVENTS_KEPT))
+		goto out_nomem;
+	if (d->errors_path) {
+		d->errors_out = strcmp(d->errors_path, "-") ? fopen(d->errors_path, "a") : stdout;
+		if (!d->errors_out) {
+			pr_warn("obsd: cannot open --errors-file %s: %s", d->errors_path,
+				strerror(errno));
+			return 1;
+		}
+	}
+	if (d->mcfg.url[0] && !d->mcfg.off)
+		d->mopts.by_status = true;	/* the OTLP durations' attributes */
+	d->store = store__new(d->store_size);
+	d->metrics = metrics__new(&d->mopts);
+	d->logs = log_store__new(LOG_STORE_DEFAULT);
+	if (sinks__add(&d->sinks, &store_sink, d->store) ||
+	    sinks__add(&d->sinks, &metrics_sink, d->metrics) ||
+	    sinks__add(&d->sinks, &api_rings_sink, d) ||
+	    sinks__add(&d->sinks, &log_store_sink, d->logs))
+		goto out_nomem;
+	if (d->ocfg.traces_url[0]) {
+		d->otlp = otlp__new(&d->ocfg);
+		if (sinks__add(&d->sinks, &otlp_sink, d->otlp))
+			goto out_nomem;
+		pr_info("obsd: exporting spans to %s (sampler %s)", d->ocfg.traces_url,
+			sampler_name(&d->sampler));
+	}
+	if (d->scfg.dsn[0]) {
+		se = sentry__new(&d->scfg);
+		if (sinks__add(&d->sinks, &sentry_sink, se))
+			return 2;
+		pr_info("obsd: sending error events to Sentry");
+	}
+	if (d->lcfg.url[0] && !d->lcfg.off) {
+		ol = otlp_logs__new(&d->lcfg);
+		if (sinks__add(&d->sinks, &otlp_logs_sink, ol))
+			goto out_nomem;
+		pr_info("obsd: exporting log records to %s", d->lcfg.url);
+	}
+	if (d->mopts.by_status) {
+		om = otlp_metrics__new(&d->mcfg, d->metrics);
+		if (sinks__add(&d->sinks, &otlp_metrics_sink, om))
+			goto out_nomem;
+		pr_info("obsd: exporting metrics to %s every %u ms (%s)", d->mcfg.url,
+			d->mcfg.interval_ms, d->mcfg.delta ? "delta" : "cumulative");
+	}
+	return 0;
+
+out_nomem:
+	pr_warn("obsd: out of memory at start: %s", strerror(errno));
+	return 1;
+}
+
+/* At exit, best effort and bounded (SIGTERM must end obsd within a few
+ * seconds): every exporter sends what it holds, OTLP metrics a last collection. */
+static void flush(struct daemon *d)
+{
+	struct pipeline_stats snap, *st = snapshot(d, &snap);
+
+	sinks__flush(&d->sinks, st, SHUTDOWN_FLUSH_MS);
+	pipeline_stats__fini(st);
+}
+
 int main(int argc, char **argv)
 {
-	static struct daemon d = { .listen = DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
+	static struct daemon d = { .listen = OPTIONS_DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
 	struct sigaction sa = { .sa_handler = on_signal };
-	int err = 1, events_err;
+	int err = 1;
 
 	d.svc = services__new();
 	d.rt = routes__new(ROUTE_CAP_DEFAULT);
@@ -1246,60 +1098,19 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	yield_to_servers();	/* before any thread starts: they inherit it */
-	if (d.scfg.dsn[0]) {
-		d.sentry = sentry__new(&d.scfg);
-		if (!d.sentry) {
-			err = 2;
-			goto out;
-		}
-		pr_info("obsd: sending error events to Sentry");
-	}
-	if (d.ocfg.traces_url[0]) {
-		d.otlp = otlp__new(&d.ocfg);
-		if (!d.otlp)
-			goto out;
-		pr_info("obsd: exporting spans to %s (sampler %s)", d.ocfg.traces_url,
-			sampler_name(&d.sampler));
-	}
-	if (d.mcfg.url[0] && !d.mcfg.off) {
-		d.mopts.by_status = true;	/* the durations' attributes */
-		d.om = otlp_metrics__new(&d.mcfg);
-		if (!d.om)
-			goto out;
-		pr_info("obsd: exporting metrics to %s every %u ms (%s)", d.mcfg.url,
-			d.mcfg.interval_ms, d.mcfg.delta ? "delta" : "cumulative");
-	}
-	if (d.lcfg.url[0] && !d.lcfg.off) {
-		d.otlp_logs = otlp_logs__new(&d.lcfg);
-		if (!d.otlp_logs)
-			goto out;
-		pr_info("obsd: exporting log records to %s", d.lcfg.url);
-	}
 	if (d.route_cap)
 		routes__with_cap(d.rt, d.route_cap);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	d.start_ns = mono_ns();
-	d.store = store__new(d.store_size);
-	d.logs = log_store__new(LOG_STORE_DEFAULT);
-	d.errors = textring__new(512);
-	events_err = slots__init(&d.events, EVENTS_KEPT);
-	d.blocks = textring__new(512);
-	jb_init(&d.scratch);
-	if (d.errors_path) {
-		d.errors_out = strcmp(d.errors_path, "-") ? fopen(d.errors_path, "a") : stdout;
-		if (!d.errors_out) {
-			pr_warn("obsd: cannot open --errors-file %s: %s", d.errors_path,
-				strerror(errno));
-			goto out;
-		}
-	}
-	d.metrics = metrics__new(&d.mopts);
+	err = add_sinks(&d);
+	if (err)
+		goto out;
+	err = 1;
 	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!d.store || !d.logs || !d.metrics || !d.errors || events_err || !d.blocks ||
-	    d.load_efd < 0) {
-		pr_warn("obsd: out of memory at start: %s", strerror(errno));
+	if (d.load_efd < 0) {
+		pr_warn("obsd: cannot make an eventfd: %s", strerror(errno));
 		goto out;
 	}
 	if (d.popts.replay_path) {
@@ -1320,21 +1131,11 @@ int main(int argc, char **argv)
 	if (!d.p && !err)	/* stopped while loading: wait for the thread */
 		pthread_join(d.loader, NULL), d.p = d.loaded;
 	pr_info("obsd: stopping");
-	/* best effort, bounded: SIGTERM must end obsd within a few seconds */
-	otlp__flush(d.otlp, SHUTDOWN_FLUSH_MS);
-	flush_metrics(&d);
-	otlp_logs__flush(d.otlp_logs, SHUTDOWN_FLUSH_MS);
-	sentry__flush(d.sentry, SHUTDOWN_FLUSH_MS);
+	flush(&d);
 out:
 	pipeline__free(d.p);	/* first: what it still emits goes to live sinks */
-	otlp__free(d.otlp);
-	otlp_metrics__free(d.om);
-	otlp_logs__free(d.otlp_logs);
-	sentry__free(d.sentry);
+	sinks__free(&d.sinks);
 	api__free(d.api);
-	metrics__free(d.metrics);
-	store__free(d.store);
-	log_store__free(d.logs);
 	textring__free(d.errors);
 	slots__fini(&d.events);
 	textring__free(d.blocks);

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "base/clock.h"
 #include "base/ids.h"
 #include "base/log.h"
 #include "base/pack.h"
@@ -16,6 +17,8 @@
 #include "request/events.h"
 #include "request/logs.h"
 #include "request/loops.h"
+#include "request/sink.h"
+#include "request/stats.h"
 
 #define SWEEP_IDLE_NS	(30ull * 1000000000ull)
 #define MAX_PROCS	4096	/* observed processes remembered */
@@ -44,24 +47,25 @@ struct pipeline {
 	struct errors *errs;
 	struct logs *logs;
 	struct loops *loops;
+	/* the sinks' callbacks, one array per event (sink.h): no NULL checks
+	 * per event */
 	struct {
-		block_sink_fn fn;
+		void (*fn)(void *ctx, const struct record *r);
 		void *ctx;
-	} block_sinks[PIPELINE_MAX_SINKS];
-	int n_block_sinks;
+	} sinks[SINKS_MAX];
 	struct {
-		sink_fn fn;
+		void (*fn)(void *ctx, const struct record *r, const struct exc_info *exc);
 		void *ctx;
-	} sinks[PIPELINE_MAX_SINKS];
+	} err_sinks[SINKS_MAX];
 	struct {
-		error_sink_fn fn;
+		void (*fn)(void *ctx, const struct life_event *e);
 		void *ctx;
-	} err_sinks[PIPELINE_MAX_SINKS];
+	} life_sinks[SINKS_MAX];
 	struct {
-		life_sink_fn fn;
+		void (*fn)(void *ctx, const struct loop_block *b);
 		void *ctx;
-	} life_sinks[PIPELINE_MAX_SINKS];
-	int n_sinks, n_err_sinks, n_life_sinks;
+	} block_sinks[SINKS_MAX];
+	int n_sinks, n_err_sinks, n_life_sinks, n_block_sinks;
 	int64_t wall_offset_ns;		/* CLOCK_REALTIME - CLOCK_MONOTONIC */
 	FILE *rec;			/* --record */
 	FILE *replay;			/* --replay: no loader, no ring */
@@ -73,20 +77,12 @@ struct pipeline {
 
 static const char *loop_service(void *ctx, uint32_t pid);
 
-uint64_t mono_ns(void)
+/* The container and pod of a process (cgroup.h); all "" without a cache. */
+static const struct cgroup_ident *container_of(struct pipeline *p, uint32_t pid)
 {
-	struct timespec ts;
+	static const struct cgroup_ident none;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static int64_t wall_offset(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec - (int64_t)mono_ns();
+	return p->cgroups ? cgroup_cache__lookup(p->cgroups, pid, mono_ns()) : &none;
 }
 
 /* May the request's peer set its X-Request-ID? (trust.h) */
@@ -106,7 +102,7 @@ static void start_record(struct pipeline *p, struct record *r)
 	if (r->x_request_id[0] && peer_trusted(p, r) && request_id_valid(r->x_request_id))
 		memcpy(r->request_id, r->x_request_id, sizeof(r->request_id));
 	else
-		ids_uuid4_hex(r->request_id);	/* the server's own id replaces it later */
+		ids_uuid4_hex(r->request_id);	/* the server's own replaces it when done */
 	if (r->traceparent[0] && ids_parse_traceparent(r->traceparent, r->trace_id,
 						       r->parent_span_id, &parent_sampled)) {
 		r->has_parent = true;
@@ -121,7 +117,7 @@ static void start_record(struct pipeline *p, struct record *r)
 	/* services__of's names are SERVICE_NAME_MAX arrays: a word at a time */
 	_Static_assert(sizeof(r->service) == SERVICE_NAME_MAX, "service names fit records");
 	pack_arr(r->service, services__of(p->svc, r->pid, r->comm, r->lport), sizeof(r->service));
-	r->container = *pipeline__container_of(p, r->pid);
+	r->container = *container_of(p, r->pid);
 	if (r->flags & RECF_UNMATCHED)
 		strcpy(r->route, "");
 	else
@@ -171,6 +167,8 @@ static void on_conn_event(void *ctx, const struct conn_event *ce)
 		life(p, LIFE_REQUEST_STARTED, ce);
 		break;
 	case CONN_EV_REQ_DONE:
+		if (ce->r->flags & RECF_SERVER_REQID)	/* the server's own id wins */
+			memcpy(ce->r->request_id, ce->r->x_request_id, sizeof(ce->r->request_id));
 		life(p, ce->r->outcome == REC_OK ? LIFE_RESPONSE_COMPLETED : LIFE_REQUEST_FAILED, ce);
 		logs__request_done(p->logs, ce->r);
 		errors__record(p->errs, ce->r);
@@ -260,7 +258,7 @@ static void on_log(struct pipeline *p, const struct obs_ev_data *d)
 		.pid = h->pid, .tid = h->tid, .fd = h->fd, .ts_ns = h->ts_ns,
 		.wall_ns = h->ts_ns + p->wall_offset_ns, .comm = comm,
 		.service = services__of(p->svc, h->pid, comm, pr ? pr->lport : 0),
-		.container = pipeline__container_of(p, h->pid),
+		.container = container_of(p, h->pid),
 	};
 
 	conn_table__foreach_pending(p->ct, h->pid, log_inflight_visit, &f);
@@ -313,6 +311,35 @@ static int on_ring(void *ctx, void *data, size_t size)
 	return 0;
 }
 
+/* Each sink's event callbacks into the per-event arrays. 0 or -E2BIG. */
+static int take_sinks(struct pipeline *p, const struct sinks *ss)
+{
+	for (int i = 0; ss && i < ss->n; i++) {
+		const struct sink_ops *o = ss->s[i].ops;
+		void *ctx = ss->s[i].ctx;
+
+		if (o->record) {
+			p->sinks[p->n_sinks].fn = o->record;
+			p->sinks[p->n_sinks++].ctx = ctx;
+		}
+		if (o->error) {
+			p->err_sinks[p->n_err_sinks].fn = o->error;
+			p->err_sinks[p->n_err_sinks++].ctx = ctx;
+		}
+		if (o->life) {
+			p->life_sinks[p->n_life_sinks].fn = o->life;
+			p->life_sinks[p->n_life_sinks++].ctx = ctx;
+		}
+		if (o->block) {
+			p->block_sinks[p->n_block_sinks].fn = o->block;
+			p->block_sinks[p->n_block_sinks++].ctx = ctx;
+		}
+		if (o->log && logs__add_sink(p->logs, o->log, ctx))
+			return -E2BIG;
+	}
+	return 0;
+}
+
 struct pipeline *pipeline__open(const struct pipeline_opts *o)
 {
 	struct pipeline *p = calloc(1, sizeof(*p));
@@ -333,14 +360,19 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o)
 		ids_seed_fixed(1);
 	else
 		ids_seed();
-	p->wall_offset_ns = wall_offset();
+	p->wall_offset_ns = wall_offset_ns();
 	p->errs = errors__new(error_event, release_record, p);
 	p->ct = conn_table__new(on_conn_event, p);
 	p->loops = loops__new();
 	p->logs = logs__new();
 	if (!p->ct || !p->errs || !p->loops || !p->logs) {
 		err = -errno;
-		goto out_free;
+		goto out_table;
+	}
+	err = take_sinks(p, o->sinks);
+	if (err) {
+		pr_warn("pipeline: too many sinks");
+		goto out_table;
 	}
 	if (o->replay_path) {
 		char magic[8];
@@ -395,49 +427,6 @@ out_free:
 	return NULL;
 }
 
-int pipeline__add_sink(struct pipeline *p, sink_fn fn, void *ctx)
-{
-	if (p->n_sinks >= PIPELINE_MAX_SINKS)
-		return -E2BIG;
-	p->sinks[p->n_sinks].fn = fn;
-	p->sinks[p->n_sinks].ctx = ctx;
-	p->n_sinks++;
-	return 0;
-}
-
-int pipeline__add_error_sink(struct pipeline *p, error_sink_fn fn, void *ctx)
-{
-	if (p->n_err_sinks >= PIPELINE_MAX_SINKS)
-		return -E2BIG;
-	p->err_sinks[p->n_err_sinks].fn = fn;
-	p->err_sinks[p->n_err_sinks++].ctx = ctx;
-	return 0;
-}
-
-int pipeline__add_life_sink(struct pipeline *p, life_sink_fn fn, void *ctx)
-{
-	if (p->n_life_sinks >= PIPELINE_MAX_SINKS)
-		return -E2BIG;
-	p->life_sinks[p->n_life_sinks].fn = fn;
-	p->life_sinks[p->n_life_sinks++].ctx = ctx;
-	return 0;
-}
-
-int pipeline__add_log_sink(struct pipeline *p, log_sink_fn fn, void *ctx)
-{
-	return logs__add_sink(p->logs, fn, ctx);
-}
-
-const struct log_stats *pipeline__log_stats(const struct pipeline *p)
-{
-	return logs__stats(p->logs);
-}
-
-const struct err_stats *pipeline__err_stats(const struct pipeline *p)
-{
-	return errors__stats(p->errs);
-}
-
 int pipeline__fd(const struct pipeline *p)
 {
 	return p->rb ? ring_buffer__epoll_fd(p->rb) : -1;
@@ -490,7 +479,7 @@ void pipeline__tick(struct pipeline *p)
 
 	if (!p->l)
 		return;
-	p->wall_offset_ns = wall_offset();
+	p->wall_offset_ns = wall_offset_ns();
 	loader__counters(p->l, p->kc);
 	loops__refresh(p->loops, loader__loops_fd(p->l));
 	loops__name(p->loops, loop_service, p);	/* while the workers are alive */
@@ -507,50 +496,6 @@ void pipeline__tick(struct pipeline *p)
 		conn_table__sweep(p->ct, now - SWEEP_IDLE_NS, conn_alive, p);
 	if (++p->ticks % TLS_RESCAN_TICKS == 0)	/* libssl files of new processes */
 		loader__scan_tls(p->l);
-}
-
-const uint64_t *pipeline__kcounters(const struct pipeline *p)
-{
-	return p->kc;
-}
-
-const struct conn_stats *pipeline__stats(const struct pipeline *p)
-{
-	return conn_table__stats(p->ct);
-}
-
-size_t pipeline__active_conns(const struct pipeline *p)
-{
-	return conn_table__active(p->ct);
-}
-
-size_t pipeline__processes(const struct pipeline *p)
-{
-	return p->n_procs;
-}
-
-void pipeline__foreach_proc(const struct pipeline *p,
-			    void (*fn)(void *ctx, const struct proc_view *v), void *ctx)
-{
-	for (size_t i = 0; i < p->n_procs; i++) {
-		struct proc_view v = {
-			.pid = p->procs[i].pid, .lport = p->procs[i].lport,
-			.comm = p->procs[i].comm, .first_seen_ns = p->procs[i].first_seen_ns,
-		};
-
-		fn(ctx, &v);
-	}
-}
-
-uint64_t pipeline__last_consume_ns(const struct pipeline *p)
-{
-	return p->last_consume_ns;
-}
-
-uint64_t pipeline__events_lost(const struct pipeline *p)
-{
-	return p->kc[OBS_C_LOST_RINGBUF] + p->kc[OBS_C_LOST_CONNS_FULL] +
-	       p->kc[OBS_C_LOST_ARGS_FULL] + p->kc[OBS_C_LOST_TARGETS_FULL];
 }
 
 void pipeline__free(struct pipeline *p)
@@ -572,45 +517,6 @@ void pipeline__free(struct pipeline *p)
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
 	free(p);
-}
-
-const struct cgroup_ident *pipeline__container_of(struct pipeline *p, uint32_t pid)
-{
-	static const struct cgroup_ident none;
-
-	return p->cgroups ? cgroup_cache__lookup(p->cgroups, pid, mono_ns()) : &none;
-}
-
-const char *pipeline__service_of(struct pipeline *p, uint32_t pid, const char *comm,
-				 uint16_t lport)
-{
-	return services__of(p->svc, pid, comm, lport);
-}
-
-void pipeline__foreach_conn(const struct pipeline *p,
-			    void (*fn)(void *ctx, const struct conn_view *v), void *ctx)
-{
-	conn_table__foreach(p->ct, fn, ctx);
-}
-
-double pipeline__ringbuf_fill(const struct pipeline *p)
-{
-	return p->fill;
-}
-
-double pipeline__ringbuf_fill_peak(const struct pipeline *p)
-{
-	return p->fill_peak;
-}
-
-struct routes *pipeline__routes(const struct pipeline *p)
-{
-	return p->rt;
-}
-
-uint64_t pipeline__traceparent_invalid(const struct pipeline *p)
-{
-	return p->traceparent_invalid;
 }
 
 /*
@@ -690,15 +596,6 @@ long pipeline__replay(struct pipeline *p)
 	return n;
 }
 
-int pipeline__add_block_sink(struct pipeline *p, block_sink_fn fn, void *ctx)
-{
-	if (p->n_block_sinks >= PIPELINE_MAX_SINKS)
-		return -E2BIG;
-	p->block_sinks[p->n_block_sinks].fn = fn;
-	p->block_sinks[p->n_block_sinks++].ctx = ctx;
-	return 0;
-}
-
 static const char *loop_service(void *ctx, uint32_t pid)
 {
 	struct pipeline *p = ctx;
@@ -706,13 +603,136 @@ static const char *loop_service(void *ctx, uint32_t pid)
 	return services__of(p->svc, pid, "", 0);
 }
 
-void pipeline__foreach_loop(struct pipeline *p,
-			    void (*fn)(void *ctx, uint32_t pid, const char *service,
-				       const struct loop_stats *s),
-			    void *ctx)
+/* ---- the snapshot (stats.h) ---- */
+
+struct snap {
+	struct pipeline *p;
+	struct pipeline_stats *st;
+	size_t cap_procs, cap_loops, cap_routes;
+	int err;
+};
+
+/* Grow *arr (n used, *cap allocated, elements of size sz) by one; NULL on ENOMEM. */
+static void *snap_slot(struct snap *w, void **arr, size_t *n, size_t *cap, size_t sz)
 {
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		void *a = realloc(*arr, c * sz);
+
+		if (!a) {
+			w->err = -ENOMEM;
+			return NULL;
+		}
+		*arr = a;
+		*cap = c;
+	}
+	return (char *)*arr + (*n)++ * sz;
+}
+
+static struct stats_proc *snap_proc(struct snap *w, uint32_t pid, const char *comm,
+				    uint16_t lport, uint64_t first_seen_ns)
+{
+	struct pipeline_stats *st = w->st;
+	struct stats_proc *sp = snap_slot(w, (void **)&st->procs, &st->n_procs, &w->cap_procs,
+					  sizeof(*sp));
+
+	if (!sp)
+		return NULL;
+	memset(sp, 0, sizeof(*sp));
+	sp->pid = pid;
+	sp->lport = lport;
+	snprintf(sp->comm, sizeof(sp->comm), "%s", comm);
+	snprintf(sp->service, sizeof(sp->service), "%s", services__of(w->p->svc, pid, comm, lport));
+	sp->container = *container_of(w->p, pid);
+	sp->first_seen_ns = first_seen_ns;
+	return sp;
+}
+
+static int proc_cmp(const void *a, const void *b)
+{
+	const struct stats_proc *x = a, *y = b;
+
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+/* A connection counts for its process (added after the observed ones when it
+ * is not one of them: the process table was full). */
+static void snap_conn(void *ctx, const struct conn_view *v)
+{
+	struct snap *w = ctx;
+	struct pipeline_stats *st = w->st;
+	struct stats_proc key = { .pid = v->pid }, *sp;
+
+	sp = bsearch(&key, st->procs, st->n_observed, sizeof(key), proc_cmp);
+	for (size_t i = st->n_observed; !sp && i < st->n_procs; i++)
+		if (st->procs[i].pid == v->pid)
+			sp = &st->procs[i];
+	if (!sp)
+		sp = snap_proc(w, v->pid, v->comm, v->lport, 0);
+	if (sp) {
+		sp->conns++;
+		sp->in_flight += v->in_flight;
+	}
+}
+
+static void snap_loop(void *ctx, uint32_t pid, const char *service, const struct loop_stats *s)
+{
+	struct snap *w = ctx;
+	struct pipeline_stats *st = w->st;
+	struct stats_loop *sl = snap_slot(w, (void **)&st->loops, &st->n_loops, &w->cap_loops,
+					  sizeof(*sl));
+
+	if (!sl)
+		return;
+	sl->pid = pid;
+	snprintf(sl->service, sizeof(sl->service), "%s", service);
+	sl->s = *s;
+}
+
+static void snap_routes(void *ctx, const char *service, uint64_t collapsed, unsigned distinct)
+{
+	struct snap *w = ctx;
+	struct pipeline_stats *st = w->st;
+	struct stats_routes *sr = snap_slot(w, (void **)&st->routes, &st->n_routes,
+					    &w->cap_routes, sizeof(*sr));
+
+	if (!sr)
+		return;
+	snprintf(sr->service, sizeof(sr->service), "%s", service);
+	sr->collapsed = collapsed;
+	sr->distinct = distinct;
+}
+
+int pipeline__snapshot(struct pipeline *p, struct pipeline_stats *st)
+{
+	struct snap w = { .p = p, .st = st };
+
+	memset(st, 0, sizeof(*st));
+	st->now_ns = mono_ns();
+	memcpy(st->kc, p->kc, sizeof(st->kc));
+	st->conns = *conn_table__stats(p->ct);
+	st->active_conns = conn_table__active(p->ct);
+	st->events_lost = p->kc[OBS_C_LOST_RINGBUF] + p->kc[OBS_C_LOST_CONNS_FULL] +
+			  p->kc[OBS_C_LOST_ARGS_FULL] + p->kc[OBS_C_LOST_TARGETS_FULL];
+	st->fill = p->fill;
+	st->fill_peak = p->fill_peak;
+	st->last_consume_ns = p->last_consume_ns;
+	st->traceparent_invalid = p->traceparent_invalid;
+	st->errors = *errors__stats(p->errs);
+	st->logs = *logs__stats(p->logs);
+	for (size_t i = 0; i < p->n_procs; i++)
+		snap_proc(&w, p->procs[i].pid, p->procs[i].comm, p->procs[i].lport,
+			  p->procs[i].first_seen_ns);
+	if (st->n_procs)
+		qsort(st->procs, st->n_procs, sizeof(*st->procs), proc_cmp);
+	st->n_observed = st->n_procs;
+	conn_table__foreach(p->ct, snap_conn, &w);
 	if (p->l)	/* fresh: a scrape right after a block sees it */
 		loops__refresh(p->loops, loader__loops_fd(p->l));
 	loops__name(p->loops, loop_service, p);
-	loops__foreach(p->loops, fn, ctx);
+	loops__foreach(p->loops, snap_loop, &w);
+	routes__foreach_service(p->rt, snap_routes, &w);
+	if (w.err)
+		pipeline_stats__fini(st);
+	return w.err;
 }

@@ -5,7 +5,7 @@
 #include "base/ids.h"
 #include "base/counters.h"
 #include "sinks/logstore.h"
-#include "sinks/otlp_logs.h"
+#include "request/sink.h"
 #include "conn/record.h"
 
 struct log_store *log_store__new(size_t cap)
@@ -145,36 +145,15 @@ void log_rec_json(const struct log_rec *r, struct jbuf *jb)
 	jb_obj_close(jb);
 }
 
-void log_counters(const struct log_stats *ls, const struct otlp_logs *exp,
-		  struct counter_visit *v)
-{
-	const struct otlp_logs_stats *st = exp ? otlp_logs__stats(exp) : NULL;
+/* ---- the sink (sink.h) ---- */
 
-	counter_family(v, "obs_log_records_total", "counter",
-		       "Log lines of observed servers turned into records");
-	counter_u64(v, ls->records, NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_log_records_linked_total", "counter",
-		       "Log records linked to their request's trace");
-	counter_u64(v, ls->unlinked[LOG_LINKED], NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_log_records_unlinked_total", "counter",
-		       "Log records without trace ids, by reason");
-	for (int k = LOG_NO_REQUEST; k < LOG_LINK_KINDS; k++)
-		counter_u64(v, ls->unlinked[k], "reason", log_link_name(k), NULL, NULL);
-	counter_family(v, "obs_log_records_truncated_total", "counter",
-		       "Log records cut short (line longer than captured)");
-	counter_u64(v, ls->truncated, NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_log_bytes_uncaptured_total", "counter",
-		       "Bytes of long stdout/stderr writes not captured (their lines are lost)");
-	counter_u64(v, ls->bytes_uncaptured, NULL, NULL, NULL, NULL);
-	if (!st)
-		return;
-	counter_family(v, "obs_log_records_exported_total", "counter",
-		       "Log records acknowledged by the OTLP endpoint");
-	counter_u64(v, st->exported, NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_log_records_dropped_total", "counter",
-		       "Log records not exported, by reason");
-	counter_u64(v, st->dropped_queue, "reason", "queue_full", NULL, NULL);
-	counter_u64(v, st->dropped_export, "reason", "export_failed", NULL, NULL);
-	counter_family(v, "obs_log_records_queued", "gauge", "Log records waiting for export");
-	counter_u64(v, st->queue_len, NULL, NULL, NULL, NULL);
+static void sink_free(void *ctx)
+{
+	log_store__free(ctx);
 }
+
+const struct sink_ops log_store_sink = {
+	.name = "log_store",
+	.log = log_store__push,
+	.free = sink_free,
+};

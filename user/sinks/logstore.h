@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/json.h"
-#include "base/counters.h"
+#include "request/sink.h"
 #include "request/logs.h"
 
 #define LOG_STORE_DEFAULT	4096
@@ -33,10 +33,7 @@ void log_store__free(struct log_store *s);
 /* Append r as one JSON object (fields in docs/logs.md). */
 void log_rec_json(const struct log_rec *r, struct jbuf *jb);
 
-struct otlp_logs;
-/* obs_log_* series: records by link, truncation, export (exp may be NULL;
- * its transport errors are in obs_export_errors_total{exporter="otlp_logs"}). */
-void log_counters(const struct log_stats *ls, const struct otlp_logs *exp,
-		  struct counter_visit *v);
+/* The sink (sink.h): log = log_store__push, free. */
+extern const struct sink_ops log_store_sink;
 
 #endif

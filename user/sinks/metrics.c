@@ -568,59 +568,42 @@ static void histogram_table(struct metrics *m, const struct table *t, struct jbu
 	}
 }
 
-/* Per-service connection gauges, computed from the open connections. */
+/* Per-service connection gauges, from the processes' open connections
+ * (every observed process's service gets its gauges, 0 when idle). */
 struct conn_agg {
-	struct metrics *m;
-	struct pipeline *p;
 	struct table active, in_flight;
 };
 
-static void agg_conn(void *ctx, const struct conn_view *v)
+static void conn_agg(struct conn_agg *a, const struct metrics *m, const struct pipeline_stats *st)
 {
-	struct conn_agg *a = ctx;
-	char key[256], extra[128];
-	struct series *s;
+	for (size_t i = 0; st && i < st->n_procs; i++) {
+		const struct stats_proc *sp = &st->procs[i];
+		char key[256], extra[128];
+		struct series *s;
 
-	extra_key(a->m, v->pid, pipeline__container_of(a->p, v->pid), extra, sizeof(extra));
-	snprintf(key, sizeof(key), "%s%s", pipeline__service_of(a->p, v->pid, v->comm, v->lport),
-		 extra);
-	if ((s = table_get(&a->active, key, 0)))
-		s->count++;
-	if ((s = table_get(&a->in_flight, key, 0)))
-		s->count += v->in_flight;
+		extra_key(m, sp->pid, &sp->container, extra, sizeof(extra));
+		snprintf(key, sizeof(key), "%s%s", sp->service, extra);
+		if ((s = table_get(&a->active, key, 0)))
+			s->count += sp->conns;
+		if ((s = table_get(&a->in_flight, key, 0)))
+			s->count += sp->in_flight;
+	}
 }
 
-/* Every observed process's service gets its gauges, 0 when idle. */
-static void agg_proc(void *ctx, const struct proc_view *v)
-{
-	struct conn_view cv = { .pid = v->pid, .lport = v->lport, .comm = v->comm };
-	struct conn_agg *a = ctx;
-	char key[256], extra[128];
-
-	extra_key(a->m, cv.pid, pipeline__container_of(a->p, cv.pid), extra, sizeof(extra));
-	snprintf(key, sizeof(key), "%s%s", pipeline__service_of(a->p, cv.pid, cv.comm, cv.lport),
-		 extra);
-	table_get(&a->active, key, 0);
-	table_get(&a->in_flight, key, 0);
-}
-
-static void render_http(struct metrics *m, struct pipeline *p, struct jbuf *o)
+static void render_http(struct metrics *m, const struct pipeline_stats *st, struct jbuf *o)
 {
 	static const char *const req_b[] = { "service", "method", "route", "status_code" };
 	const char *req_l[7], *dur_l[6], *svc_l[4];
 	int n_req = label_names(m, req_b, 4, req_l), n_dur = label_names(m, req_b, 3, dur_l);
 	int n_svc = label_names(m, req_b, 1, svc_l);
-	struct conn_agg a = { .m = m, .p = p };
+	struct conn_agg a = {};
 
 	header(o, "http_requests_total", "counter", "HTTP requests by status code");
 	counter_table(o, &m->requests, "http_requests_total", req_l, n_req);
 	header(o, "http_request_duration_seconds", "histogram",
 	       "Request duration: first request byte read to last response byte written");
 	histogram_table(m, &m->duration, o, "http_request_duration_seconds", dur_l, n_dur);
-	if (p) {
-		pipeline__foreach_proc(p, agg_proc, &a);
-		pipeline__foreach_conn(p, agg_conn, &a);
-	}
+	conn_agg(&a, m, st);
 	header(o, "http_connections_active", "gauge", "Open TCP connections");
 	counter_table(o, &a.active, "http_connections_active", svc_l, n_svc);
 	header(o, "http_requests_in_flight", "gauge", "Requests being processed");
@@ -646,116 +629,14 @@ static void render_http(struct metrics *m, struct pipeline *p, struct jbuf *o)
 	}
 }
 
-static void obs_collapsed(void *ctx, const char *service, uint64_t collapsed, unsigned distinct)
+static void loop_series(struct jbuf *o, bool blocked, const struct stats_loop *sl)
 {
-	counter_u64(ctx, collapsed, "service", service, NULL, NULL);
-}
-
-static void obs_events(struct counter_visit *v, const uint64_t *kc)
-{
-	static const struct {
-		enum obs_counter c;
-		const char *reason;
-	} lost[] = {
-		{ OBS_C_LOST_RINGBUF, "ringbuf_full" },	   { OBS_C_LOST_CONNS_FULL, "conn_table_full" },
-		{ OBS_C_LOST_ARGS_FULL, "args_table_full" }, { OBS_C_LOST_TARGETS_FULL, "targets_full" },
-		{ OBS_C_READ_FAULT, "read_fault" },	   { OBS_C_STORE_FULL, "socket_storage_full" },
-		{ OBS_C_TLS_UNMAPPED, "tls_unmapped" },
-	};
-	static const struct {
-		enum obs_counter c;
-		const char *name, *help;
-	} kernel[] = {
-		{ OBS_C_UNDECODED, "obs_capture_undecoded_total",
-		  "Socket reads/writes through calls obs cannot decode (io_uring, splice, recvmmsg): exact-length gaps" },
-		{ OBS_C_ADOPT_SKIPPED, "obs_adopt_skipped_reads_total",
-		  "Reads on connections first seen mid-stream, before a request start" },
-		{ OBS_C_LOG_WRITES, "obs_log_writes_total",
-		  "stdout/stderr writes of observed processes captured" },
-	};
-
-	counter_family(v, "obs_events_total", "counter", "Kernel records written to the ring buffer");
-	counter_u64(v, kc[OBS_C_EVENTS], NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_events_lost_total", "counter",
-		   "Kernel records or captures lost, by reason");
-	for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
-		counter_u64(v, kc[lost[i].c], "reason", lost[i].reason, NULL, NULL);
-	counter_family(v, "obs_capture_truncated_total", "counter",
-		   "Reads/writes longer than the capture (bytes counted, not all copied)");
-	counter_u64(v, kc[OBS_C_TRUNCATED], NULL, NULL, NULL, NULL);
-	for (size_t i = 0; i < sizeof(kernel) / sizeof(kernel[0]); i++) {
-		counter_family(v, kernel[i].name, "counter", kernel[i].help);
-		counter_u64(v, kc[kernel[i].c], NULL, NULL, NULL, NULL);
-	}
-}
-
-static void obs_parsing(struct counter_visit *v, const struct conn_stats *st)
-{
-	counter_family(v, "obs_parse_errors_total", "counter",
-		   "HTTP/1 parse errors by direction and kind");
-	for (int d = 0; d < 2; d++)
-		for (int e = 1; e < H1E_MAX; e++)
-			counter_u64(v, st->parse_errors[d][e], "direction", d ? "response" : "request",
-				"error", h1_error_name(e));
-	counter_family(v, "obs_connections_lost_events_total", "counter",
-		   "Connections on which lost kernel records were noticed");
-	counter_u64(v, st->seq_gaps, NULL, NULL, NULL, NULL);
-}
-
-static void obs_connections(struct counter_visit *v, struct pipeline *p, const uint64_t *kc)
-{
-	counter_family(v, "obs_connections_tracked", "gauge", "HTTP connections (TCP and UNIX) followed right now");
-	counter_u64(v, pipeline__active_conns(p), NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_connections_opened_total", "counter", "Server-side connections (TCP and UNIX) adopted at their first read");
-	counter_u64(v, kc[OBS_C_CONNS_OPENED], NULL, NULL, NULL, NULL);
-	counter_family(v, "obs_connections_not_http_total", "counter",
-		   "Adopted connections whose first bytes were not HTTP");
-	counter_u64(v, kc[OBS_C_CONNS_NOT_HTTP], NULL, NULL, NULL, NULL);
-}
-
-static void obs_requests(struct counter_visit *v, const struct conn_stats *st)
-{
-	counter_family(v, "obs_requests_total", "counter", "Request records completed, by outcome");
-	counter_u64(v, st->records_ok, "outcome", "ok", NULL, NULL);
-	counter_u64(v, st->records_failed, "outcome", "failed", NULL, NULL);
-	counter_family(v, "obs_incomplete_requests_total", "counter",
-		   "Connections that ended inside a request head (no request to report)");
-	counter_u64(v, st->incomplete_requests, NULL, NULL, NULL, NULL);
-}
-
-void metrics__obs_counters(struct pipeline *p, counter_fn fn, void *ctx)
-{
-	const uint64_t *kc = pipeline__kcounters(p);
-	const struct conn_stats *st = pipeline__stats(p);
-	struct counter_visit v = { .fn = fn, .ctx = ctx };
-
-	obs_events(&v, kc);
-	obs_parsing(&v, st);
-	obs_connections(&v, p, kc);
-	obs_requests(&v, st);
-	counter_family(&v, "obs_ringbuf_fill_ratio", "gauge", "Ring buffer fill before the last drain");
-	counter_ratio(&v, pipeline__ringbuf_fill(p));
-	counter_family(&v, "obs_ringbuf_fill_peak_ratio", "gauge", "Highest ring buffer fill seen");
-	counter_ratio(&v, pipeline__ringbuf_fill_peak(p));
-	counter_family(&v, "obs_routes_collapsed_total", "counter",
-		   "Paths reported as the overflow route because the service hit its route cap");
-	counter_none(&v);	/* announced even before any service has a route table */
-	routes__foreach_service(pipeline__routes(p), obs_collapsed, &v);
-}
-
-struct loop_render {
-	struct pipeline *p;
-	struct jbuf *o;
-	bool blocked;	/* second pass: the blocked counter */
-};
-
-static void loop_series(void *ctx, uint32_t pid, const char *svc, const struct loop_stats *s)
-{
-	struct loop_render *lr = ctx;
-	struct jbuf *o = lr->o;
+	const struct loop_stats *s = &sl->s;
+	const char *svc = sl->service;
+	uint32_t pid = sl->pid;
 	uint64_t cum = 0;
 
-	if (lr->blocked) {
+	if (blocked) {
 		jb_printf(o, "asyncio_loop_blocked_total{");
 		labels_kv(o, svc, pid);
 		jb_printf(o, "} %llu\n", (unsigned long long)s->blocked);
@@ -776,17 +657,16 @@ static void loop_series(void *ctx, uint32_t pid, const char *svc, const struct l
 	jb_printf(o, "} %llu\n", (unsigned long long)s->count);
 }
 
-static void render_loops(struct pipeline *p, struct jbuf *o)
+static void render_loops(const struct pipeline_stats *st, struct jbuf *o)
 {
-	struct loop_render lr = { .p = p, .o = o };
-
 	header(o, "asyncio_loop_busy_seconds", "histogram",
 	       "Event-loop iteration busy time (epoll_wait return to the next wait), per worker");
-	pipeline__foreach_loop(p, loop_series, &lr);
+	for (size_t i = 0; i < st->n_loops; i++)
+		loop_series(o, false, &st->loops[i]);
 	header(o, "asyncio_loop_blocked_total", "counter",
 	       "Event-loop iterations longer than the blocked threshold, per worker");
-	lr.blocked = true;
-	pipeline__foreach_loop(p, loop_series, &lr);
+	for (size_t i = 0; i < st->n_loops; i++)
+		loop_series(o, true, &st->loops[i]);
 }
 
 /* ---- the same aggregates as JSON (/api/stats) ---- */
@@ -915,13 +795,13 @@ static void json_bytes(struct metrics *m, struct jbuf *o, const char *const *nam
 	jb_arr_close(o);
 }
 
-static void json_loop(void *ctx, uint32_t pid, const char *svc, const struct loop_stats *s)
+static void json_loop(struct jbuf *o, const struct stats_loop *sl)
 {
-	struct jbuf *o = ctx;
+	const struct loop_stats *s = &sl->s;
 
 	jb_obj_open(o);
-	jb_str(o, "service", svc);
-	jb_u64(o, "worker", pid);
+	jb_str(o, "service", sl->service);
+	jb_u64(o, "worker", sl->pid);
 	jb_u64(o, "iterations", s->count);
 	jb_dbl(o, "busy_seconds", s->sum_ns / 1e9);
 	jb_u64(o, "blocked", s->blocked);
@@ -934,15 +814,15 @@ static void json_loop(void *ctx, uint32_t pid, const char *svc, const struct loo
 
 /* "loops": asyncio_loop_* per worker; bucket i counts busy times below
  * "loop_buckets_us"[i] (and at least the bound before). */
-static void json_loops(struct pipeline *p, struct jbuf *o)
+static void json_loops(const struct pipeline_stats *st, struct jbuf *o)
 {
 	jb_arr_open(o, "loop_buckets_us");
 	for (int i = 0; i < OBS_LOOP_BUCKETS; i++)
 		jb_u64(o, NULL, 2ull << i);
 	jb_arr_close(o);
 	jb_arr_open(o, "loops");
-	if (p)
-		pipeline__foreach_loop(p, json_loop, o);
+	for (size_t i = 0; st && i < st->n_loops; i++)
+		json_loop(o, &st->loops[i]);
 	jb_arr_close(o);
 }
 
@@ -962,37 +842,30 @@ static void json_bounds(const struct metrics *m, struct jbuf *o)
 	jb_obj_close(o);
 }
 
-void metrics__render_json(struct metrics *m, struct pipeline *p, struct jbuf *out)
+void metrics__render_json(struct metrics *m, const struct pipeline_stats *st, struct jbuf *out)
 {
 	static const char *const req_b[] = { "service", "method", "route", "status_code" };
 	const char *req_l[7], *dur_l[6], *svc_l[4];
 	int n_req = label_names(m, req_b, 4, req_l), n_dur = label_names(m, req_b, 3, dur_l);
 	int n_svc = label_names(m, req_b, 1, svc_l);
-	struct conn_agg a = { .m = m, .p = p };
+	struct conn_agg a = {};
 
 	json_bounds(m, out);
 	json_requests(m, out, req_l, n_req);
 	json_routes(m, out, dur_l, n_dur);
-	if (p) {
-		pipeline__foreach_proc(p, agg_proc, &a);
-		pipeline__foreach_conn(p, agg_conn, &a);
-	}
+	conn_agg(&a, m, st);
 	json_services(&a, out, svc_l, n_svc);
 	json_bytes(m, out, svc_l, n_svc);
 	table_free(&a.active);
 	table_free(&a.in_flight);
-	json_loops(p, out);
+	json_loops(st, out);
 }
 
-void metrics__render(struct metrics *m, struct pipeline *p, struct jbuf *out)
+void metrics__render(struct metrics *m, const struct pipeline_stats *st, struct jbuf *out)
 {
-	render_http(m, p, out);
-	if (p) {
-		struct counters_text ct = { .out = out };
-
-		render_loops(p, out);
-		metrics__obs_counters(p, counters_text, &ct);
-	}
+	render_http(m, st, out);
+	if (st)
+		render_loops(st, out);
 }
 
 /* ---- snapshot (exporters) ---- */
@@ -1097,56 +970,35 @@ static int snap_table(struct metrics_snapshot *sn, const struct metrics *m, enum
 	return 0;
 }
 
-struct snap_procs {
-	struct metrics_snapshot *sn;
-	struct pipeline *p;
-	int err;
-};
-
-static void snap_proc(void *ctx, const struct proc_view *v)
-{
-	struct snap_procs *sp = ctx;
-	struct metrics_snapshot *sn = sp->sn;
-	struct metrics_proc *mp;
-
-	if (sn->n_procs == sn->cap_procs) {
-		size_t cap = sn->cap_procs ? sn->cap_procs * 2 : 16;
-		struct metrics_proc *np = realloc(sn->procs, cap * sizeof(*np));
-
-		if (!np) {
-			sp->err = -ENOMEM;
-			return;
-		}
-		sn->procs = np;
-		sn->cap_procs = cap;
-	}
-	mp = &sn->procs[sn->n_procs++];
-	mp->pid = v->pid;
-	snprintf(mp->service, sizeof(mp->service), "%s",
-		 pipeline__service_of(sp->p, v->pid, v->comm, v->lport));
-	snprintf(mp->comm, sizeof(mp->comm), "%s", v->comm);
-	mp->container = *pipeline__container_of(sp->p, v->pid);
-}
-
 /* The in-flight gauges (as /metrics computes them) and the observed processes. */
-static int snap_pipeline(struct metrics_snapshot *sn, struct metrics *m, struct pipeline *p)
+static int snap_pipeline(struct metrics_snapshot *sn, struct metrics *m,
+			 const struct pipeline_stats *st)
 {
-	struct conn_agg a = { .m = m, .p = p };
-	struct snap_procs sp = { .sn = sn, .p = p };
+	struct conn_agg a = {};
 	int err;
 
-	pipeline__foreach_proc(p, agg_proc, &a);
-	pipeline__foreach_conn(p, agg_conn, &a);
+	conn_agg(&a, m, st);
 	err = snap_table(sn, m, METRICS_IN_FLIGHT, &a.in_flight, 1);
 	table_free(&a.active);
 	table_free(&a.in_flight);
 	if (err)
 		return err;
-	pipeline__foreach_proc(p, snap_proc, &sp);
-	return sp.err;
+	sn->procs = calloc(st->n_observed ?: 1, sizeof(*sn->procs));
+	if (!sn->procs)
+		return -ENOMEM;
+	sn->cap_procs = st->n_observed;
+	for (size_t i = 0; i < st->n_observed; i++) {
+		struct metrics_proc *mp = &sn->procs[sn->n_procs++];
+
+		mp->pid = st->procs[i].pid;
+		snprintf(mp->service, sizeof(mp->service), "%s", st->procs[i].service);
+		snprintf(mp->comm, sizeof(mp->comm), "%s", st->procs[i].comm);
+		mp->container = st->procs[i].container;
+	}
+	return 0;
 }
 
-struct metrics_snapshot *metrics__snapshot(struct metrics *m, struct pipeline *p)
+struct metrics_snapshot *metrics__snapshot(struct metrics *m, const struct pipeline_stats *st)
 {
 	struct metrics_snapshot *sn = calloc(1, sizeof(*sn));
 
@@ -1157,7 +1009,7 @@ struct metrics_snapshot *metrics__snapshot(struct metrics *m, struct pipeline *p
 	if (snap_table(sn, m, METRICS_DURATION, &m->by_status, SNAP_DUR_LABELS) ||
 	    snap_table(sn, m, METRICS_BYTES_IN, &m->bytes, 1) ||
 	    snap_table(sn, m, METRICS_BYTES_OUT, &m->bytes, 1) ||
-	    (p && snap_pipeline(sn, m, p))) {
+	    (st && snap_pipeline(sn, m, st))) {
 		metrics_snapshot__free(sn);
 		errno = ENOMEM;
 		return NULL;
@@ -1178,3 +1030,22 @@ void metrics_snapshot__free(struct metrics_snapshot *sn)
 	free(sn->procs);
 	free(sn);
 }
+
+/* ---- the sink (sink.h) ---- */
+
+static void sink_scrape(void *ctx, const struct pipeline_stats *st, struct jbuf *out)
+{
+	metrics__render(ctx, st, out);
+}
+
+static void sink_free(void *ctx)
+{
+	metrics__free(ctx);
+}
+
+const struct sink_ops metrics_sink = {
+	.name = "metrics",
+	.record = metrics__record,
+	.scrape = sink_scrape,
+	.free = sink_free,
+};

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * metrics — Prometheus series from request records (a pipeline sink) and the
- * text exposition of them plus obsd's own obs_* series.
+ * metrics — Prometheus series from request records (a sink, sink.h) and their
+ * text exposition; the gauges and event-loop series come from the pipeline's
+ * stats snapshot (stats.h) handed to each scrape.
  *
  * Series (Pounce's names): http_requests_total{service,method,route,
  * status_code}, http_request_duration_seconds{service,method,route}
@@ -22,8 +23,9 @@
 #include <stdbool.h>
 #include "base/counters.h"
 #include "base/json.h"
-#include "request/pipeline.h"
 #include "conn/record.h"
+#include "request/sink.h"
+#include "request/stats.h"
 
 #define METRICS_MAX_BUCKETS	32
 
@@ -47,24 +49,22 @@ int metrics_parse_buckets(struct metrics_opts *o, const char *s);
 /* Sink: account one completed record. */
 void metrics__record(void *m, const struct record *r);
 
-/* Append the whole exposition (text format 0.0.4) to out. p may be NULL. */
-void metrics__render(struct metrics *m, struct pipeline *p, struct jbuf *out);
+/* Append the http_*, grpc_* and asyncio_loop_* series (text format 0.0.4) to
+ * out. st may be NULL (not attached: no gauges, no loops). */
+void metrics__render(struct metrics *m, const struct pipeline_stats *st, struct jbuf *out);
 
 /*
  * Append the members "duration_buckets_seconds", "latency_scheme",
  * "requests", "routes", "services", "bytes", "loop_buckets_us" and "loops"
- * to the JSON object open in out (docs/api.md). p may be NULL.
+ * to the JSON object open in out (docs/api.md). st may be NULL.
  */
-void metrics__render_json(struct metrics *m, struct pipeline *p, struct jbuf *out);
-
-/* Visit the pipeline's obs_* samples (counters.h), family by family. */
-void metrics__obs_counters(struct pipeline *p, counter_fn fn, void *ctx);
+void metrics__render_json(struct metrics *m, const struct pipeline_stats *st, struct jbuf *out);
 
 void metrics__free(struct metrics *m);
 
 /*
  * A copy of the http series for an exporter (otlp_metrics.h), so that it
- * never reads the tables, the pipeline or the kernel itself. Values are
+ * never reads the tables. Values are
  * totals since obsd started (counters only grow), but the gauge.
  */
 enum metrics_kind {
@@ -112,11 +112,14 @@ struct metrics_snapshot {
 };
 
 /*
- * Copy every http series (durations only with by_status) and, with p, the
+ * Copy every http series (durations only with by_status) and, with st, the
  * in-flight gauges and the observed processes. NULL with errno set. Free
  * with metrics_snapshot__free (NULL-safe).
  */
-struct metrics_snapshot *metrics__snapshot(struct metrics *m, struct pipeline *p);
+struct metrics_snapshot *metrics__snapshot(struct metrics *m, const struct pipeline_stats *st);
 void metrics_snapshot__free(struct metrics_snapshot *s);
+
+/* The sink (sink.h): record = metrics__record, scrape = metrics__render, free. */
+extern const struct sink_ops metrics_sink;
 
 #endif

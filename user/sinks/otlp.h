@@ -17,12 +17,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "conn/record.h"
-
-#define OTLP_MAX_HEADERS	15
+#include "request/sink.h"
+#include "sinks/otlp_export.h"
 
 struct otlp_config {
-	char traces_url[512];		/* "" = no export */
-	char headers[OTLP_MAX_HEADERS][256];	/* "Name: value" */
+	char traces_url[OTLP_URL_MAX];	/* "" = no export */
+	char headers[OTLP_MAX_HEADERS][OTLP_HEADER_MAX];	/* "Name: value" */
 	int n_headers;
 	char service_name[64];		/* OTEL_SERVICE_NAME; "" = derived per process */
 	unsigned delay_ms;		/* OTEL_BSP_SCHEDULE_DELAY, 5000 */
@@ -71,5 +71,9 @@ const struct sender_stats *otlp__sender_stats(const struct otlp *o);
 void otlp__flush(struct otlp *o, unsigned timeout_ms);
 
 void otlp__free(struct otlp *o);
+
+/* The sink (sink.h): record = otlp__span; poll, counters (obs_spans_*), sender,
+ * flush, free. */
+extern const struct sink_ops otlp_sink;
 
 #endif

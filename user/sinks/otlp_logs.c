@@ -7,7 +7,8 @@
 #include "otlp.pb-c.h"
 #include "sinks/otlp_encode.h"
 #include "sinks/otlp_logs.h"
-#include "request/pipeline.h"
+#include "request/sink.h"
+#include "sinks/otlp_export.h"
 #include "sinks/sender.h"
 
 typedef Obs__Otlp__KeyValue KeyValue;
@@ -18,45 +19,16 @@ typedef Obs__Otlp__AnyValue AnyValue;
 
 struct otlp_logs {
 	struct otlp_logs_config c;
-	struct log_rec **q;		/* ring of max_queue owned copies */
-	size_t q_head, q_len;
-	struct sender *snd;
-	size_t batch_n;			/* records in the body the sender holds */
-	uint64_t last_export_ns;
+	struct otlp_queue q;		/* struct log_rec *: owned copies */
+	struct otlp_export x;
 	struct otlp_logs_stats st;
 };
 
 /* ---- configuration ---- */
 
-static int env_uint(const char *name, unsigned *out, unsigned min)
-{
-	const char *v = getenv(name);
-	char *end;
-	unsigned long x;
-
-	if (!v || !*v)
-		return 0;
-	x = strtoul(v, &end, 10);
-	if (*end || v[0] == '-' || x < min || x > 100000000) {
-		fprintf(stderr, "obsd: invalid %s='%s' (want an integer >= %u)\n", name, v, min);
-		return -EINVAL;
-	}
-	*out = x;
-	return 0;
-}
-
 int otlp_logs_config_endpoint(struct otlp_logs_config *c, const char *url, bool full)
 {
-	size_t l = strlen(url);
-
-	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
-		return -EINVAL;
-	while (!full && l && url[l - 1] == '/')
-		l--;
-	if (snprintf(c->url, sizeof(c->url), "%.*s%s", (int)l, url, full ? "" : "/v1/logs") >=
-	    (int)sizeof(c->url))
-		return -EINVAL;
-	return 0;
+	return otlp_url(c->url, url, full, "/v1/logs");
 }
 
 int otlp_logs_config_exporter(struct otlp_logs_config *c, const char *name)
@@ -70,37 +42,9 @@ int otlp_logs_config_exporter(struct otlp_logs_config *c, const char *name)
 	return 0;
 }
 
-/* The same syntax and checks as the span exporter's headers. */
 int otlp_logs_config_header(struct otlp_logs_config *c, const char *kv)
 {
-	struct otlp_config t = { 0 };
-	int err;
-
-	if (c->n_headers >= OTLP_MAX_HEADERS)
-		return -EINVAL;
-	err = otlp_config_header(&t, kv);
-	if (!err)
-		memcpy(c->headers[c->n_headers++], t.headers[0], sizeof(c->headers[0]));
-	return err;
-}
-
-static int env_headers(struct otlp_logs_config *c, const char *name)
-{
-	const char *v = getenv(name);
-	char *dup, *tok, *save;
-	int err = 0;
-
-	if (!v || !*v)
-		return 0;
-	dup = strdup(v);
-	if (!dup)
-		return -ENOMEM;
-	for (tok = strtok_r(dup, ",", &save); tok && !err; tok = strtok_r(NULL, ",", &save))
-		err = otlp_logs_config_header(c, tok);
-	free(dup);
-	if (err)
-		fprintf(stderr, "obsd: invalid %s (want key=value,key2=value2)\n", name);
-	return err;
+	return otlp_header_add(c->headers, &c->n_headers, kv);
 }
 
 int otlp_logs_config_env(struct otlp_logs_config *c)
@@ -127,13 +71,13 @@ int otlp_logs_config_env(struct otlp_logs_config *c)
 	}
 	if ((v = getenv("OTEL_SERVICE_NAME")))
 		snprintf(c->service_name, sizeof(c->service_name), "%s", v);
-	return env_headers(c, "OTEL_EXPORTER_OTLP_HEADERS") ?:
-	       env_headers(c, "OTEL_EXPORTER_OTLP_LOGS_HEADERS") ?:
-	       env_uint("OTEL_BLRP_SCHEDULE_DELAY", &c->delay_ms, 1) ?:
-	       env_uint("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", &c->max_batch, 1) ?:
-	       env_uint("OTEL_BLRP_MAX_QUEUE_SIZE", &c->max_queue, 1) ?:
-	       env_uint("OTEL_EXPORTER_OTLP_TIMEOUT", &c->timeout_ms, 1) ?:
-	       env_uint("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", &c->timeout_ms, 1);
+	return otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_HEADERS") ?:
+	       otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_LOGS_HEADERS") ?:
+	       otlp_env_uint("OTEL_BLRP_SCHEDULE_DELAY", &c->delay_ms, 1) ?:
+	       otlp_env_uint("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", &c->max_batch, 1) ?:
+	       otlp_env_uint("OTEL_BLRP_MAX_QUEUE_SIZE", &c->max_queue, 1) ?:
+	       otlp_env_uint("OTEL_EXPORTER_OTLP_TIMEOUT", &c->timeout_ms, 1) ?:
+	       otlp_env_uint("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", &c->timeout_ms, 1);
 }
 
 /* ---- encoding ---- */
@@ -405,65 +349,62 @@ static void count_partial(struct otlp_logs *o, const char *resp, size_t len)
 	obs__otlp__export_logs_service_response__free_unpacked(r, NULL);
 }
 
-static void on_done(void *ctx, bool delivered, const char *resp, size_t len)
+static void on_done(void *ctx, bool delivered, size_t n, const char *resp, size_t len)
 {
 	struct otlp_logs *o = ctx;
 
 	if (delivered) {
-		o->st.exported += o->batch_n;
+		o->st.exported += n;
 		count_partial(o, resp, len);
 	} else {
-		o->st.dropped_export += o->batch_n;
+		o->st.dropped_export += n;
 	}
-	o->batch_n = 0;
-	o->last_export_ns = mono_ns();
 }
 
 struct otlp_logs *otlp_logs__new(const struct otlp_logs_config *c)
 {
 	struct otlp_logs *o = calloc(1, sizeof(*o));
-	const char *hdrs[OTLP_MAX_HEADERS + 1] = { "Content-Type: application/x-protobuf" };
 
 	if (!o)
 		return NULL;
 	o->c = *c;
 	if (o->c.max_batch > o->c.max_queue)
 		o->c.max_batch = o->c.max_queue;
-	for (int i = 0; i < o->c.n_headers; i++)
-		hdrs[i + 1] = o->c.headers[i];
-	o->q = calloc(o->c.max_queue, sizeof(*o->q));
-	o->snd = sender__new("otlp_logs", o->c.url, hdrs, o->c.n_headers + 1, o->c.timeout_ms,
-			     on_done, o);
-	if (!o->q || !o->snd) {
-		sender__free(o->snd);
-		free(o->q);
+	if (otlp_queue__init(&o->q, sizeof(struct log_rec *), o->c.max_queue) ||
+	    otlp_export__init(&o->x, "otlp_logs", o->c.url, o->c.headers, o->c.n_headers,
+			      o->c.timeout_ms, on_done, o)) {
+		otlp_queue__fini(&o->q);
 		free(o);
 		errno = ENOMEM;
 		return NULL;
 	}
-	o->last_export_ns = mono_ns();
 	return o;
 }
 
 void otlp_logs__record(void *ctx, const struct log_rec *r)
 {
 	struct otlp_logs *o = ctx;
-	struct log_rec *copy;
+	struct log_rec *copy, **slot;
 
-	if (o->q_len >= o->c.max_queue || !(copy = log_rec_dup(r))) {
+	if (o->q.len >= o->q.cap || !(copy = log_rec_dup(r))) {
 		o->st.dropped_queue++;
 		return;
 	}
-	o->q[(o->q_head + o->q_len) % o->c.max_queue] = copy;
-	o->q_len++;
+	slot = otlp_queue__push(&o->q);
+	*slot = copy;
 	o->st.queued++;
-	o->st.queue_len = o->q_len;
+	o->st.queue_len = o->q.len;
+}
+
+static struct log_rec *queued(const struct otlp_logs *o, size_t i)
+{
+	return *(struct log_rec **)otlp_queue__at(&o->q, i);
 }
 
 /* Take up to max_batch records off the queue, encode and hand them over. */
 static void send_batch(struct otlp_logs *o)
 {
-	size_t n = o->q_len < o->c.max_batch ? o->q_len : o->c.max_batch;
+	size_t n = o->q.len < o->c.max_batch ? o->q.len : o->c.max_batch;
 	const struct log_rec **recs = calloc(n, sizeof(*recs));
 	uint8_t *body = NULL;
 	size_t len = 0;
@@ -471,47 +412,44 @@ static void send_batch(struct otlp_logs *o)
 
 	if (recs) {
 		for (size_t i = 0; i < n; i++)
-			recs[i] = o->q[(o->q_head + i) % o->c.max_queue];
+			recs[i] = queued(o, i);
 		err = otlp_logs_encode(recs, n, o->c.service_name, &body, &len);
 		free(recs);
 	}
 	if (err) {
-		sender__error(o->snd, SEND_E_ENCODE, strerror(-err));
+		otlp_export__encode_error(&o->x, err);
 		return;	/* the records stay queued; the queue bound still holds */
 	}
 	for (size_t i = 0; i < n; i++)
-		free(o->q[(o->q_head + i) % o->c.max_queue]);
-	o->q_head = (o->q_head + n) % o->c.max_queue;
-	o->q_len -= n;
-	o->st.queue_len = o->q_len;
-	o->batch_n = n;
+		free(queued(o, i));
+	otlp_queue__pop(&o->q, n);
+	o->st.queue_len = o->q.len;
 	o->st.batches++;
-	sender__send(o->snd, body, len);
+	otlp_export__send(&o->x, body, len, n);
 }
 
 void otlp_logs__poll(struct otlp_logs *o)
 {
-	sender__poll(o->snd);
-	if (!sender__idle(o->snd) || !o->q_len)
-		return;
-	if (o->q_len >= o->c.max_batch ||
-	    mono_ns() - o->last_export_ns >= (uint64_t)o->c.delay_ms * 1000000ull)
+	if (otlp_export__due(&o->x, o->q.len, o->c.max_batch, o->c.delay_ms))
 		send_batch(o);
+}
+
+static void poll_cb(void *ctx)
+{
+	otlp_logs__poll(ctx);
+}
+
+static bool pending_cb(void *ctx)
+{
+	return ((struct otlp_logs *)ctx)->q.len;
 }
 
 void otlp_logs__flush(struct otlp_logs *o, unsigned timeout_ms)
 {
-	uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
-
-	if (!o || !sender__healthy(o->snd))
-		return;	/* the collector is failing: waiting would only delay exit */
+	if (!o)
+		return;
 	o->c.delay_ms = 0;
-	while ((o->q_len || !sender__idle(o->snd)) && mono_ns() < end) {
-		uint64_t left = (end - mono_ns()) / 1000000ull;
-
-		otlp_logs__poll(o);
-		sender__drain(o->snd, left < 200 ? (unsigned)left : 200);
-	}
+	otlp_export__flush(&o->x, timeout_ms, poll_cb, pending_cb, o);
 }
 
 const struct otlp_logs_stats *otlp_logs__stats(const struct otlp_logs *o)
@@ -521,16 +459,58 @@ const struct otlp_logs_stats *otlp_logs__stats(const struct otlp_logs *o)
 
 const struct sender_stats *otlp_logs__sender_stats(const struct otlp_logs *o)
 {
-	return sender__stats(o->snd);
+	return sender__stats(o->x.snd);
 }
 
 void otlp_logs__free(struct otlp_logs *o)
 {
 	if (!o)
 		return;
-	sender__free(o->snd);
-	for (size_t i = 0; i < o->q_len; i++)
-		free(o->q[(o->q_head + i) % o->c.max_queue]);
-	free(o->q);
+	otlp_export__fini(&o->x);
+	for (size_t i = 0; i < o->q.len; i++)
+		free(queued(o, i));
+	otlp_queue__fini(&o->q);
 	free(o);
 }
+
+/* ---- the sink (sink.h) ---- */
+
+static void sink_counters(void *ctx, struct counter_visit *v)
+{
+	const struct otlp_logs_stats *st = otlp_logs__stats(ctx);
+
+	counter_family(v, "obs_log_records_exported_total", "counter",
+		       "Log records acknowledged by the OTLP endpoint");
+	counter_u64(v, st->exported, NULL, NULL, NULL, NULL);
+	counter_family(v, "obs_log_records_dropped_total", "counter",
+		       "Log records not exported, by reason");
+	counter_u64(v, st->dropped_queue, "reason", "queue_full", NULL, NULL);
+	counter_u64(v, st->dropped_export, "reason", "export_failed", NULL, NULL);
+	counter_family(v, "obs_log_records_queued", "gauge", "Log records waiting for export");
+	counter_u64(v, st->queue_len, NULL, NULL, NULL, NULL);
+}
+
+static const struct sender_stats *sink_sender(void *ctx)
+{
+	return otlp_logs__sender_stats(ctx);
+}
+
+static void sink_flush(void *ctx, const struct pipeline_stats *st, unsigned timeout_ms)
+{
+	otlp_logs__flush(ctx, timeout_ms);
+}
+
+static void sink_free(void *ctx)
+{
+	otlp_logs__free(ctx);
+}
+
+const struct sink_ops otlp_logs_sink = {
+	.name = "otlp_logs",
+	.log = otlp_logs__record,
+	.poll = poll_cb,
+	.counters = sink_counters,
+	.sender = sink_sender,
+	.flush = sink_flush,
+	.free = sink_free,
+};

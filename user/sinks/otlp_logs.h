@@ -25,12 +25,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "request/logs.h"
-#include "sinks/otlp.h"
+#include "request/sink.h"
+#include "sinks/otlp_export.h"
 
 struct otlp_logs_config {
-	char url[512];			/* "" = no export */
+	char url[OTLP_URL_MAX];		/* "" = no export */
 	bool off;			/* OTEL_LOGS_EXPORTER=none */
-	char headers[OTLP_MAX_HEADERS][256];	/* "Name: value" */
+	char headers[OTLP_MAX_HEADERS][OTLP_HEADER_MAX];	/* "Name: value" */
 	int n_headers;
 	char service_name[64];		/* "" = derived per process */
 	unsigned delay_ms;		/* OTEL_BLRP_SCHEDULE_DELAY, 1000 */
@@ -89,5 +90,9 @@ int otlp_logs_encode(const struct log_rec *const *recs, size_t n, const char *se
 
 /* NULL-safe. */
 void otlp_logs__free(struct otlp_logs *o);
+
+/* The sink (sink.h): log = otlp_logs__record; poll, counters
+ * (obs_log_records_exported/dropped/queued), sender, flush, free. */
+extern const struct sink_ops otlp_logs_sink;
 
 #endif

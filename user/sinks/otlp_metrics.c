@@ -9,7 +9,9 @@
 #include "otlp.pb-c.h"
 #include "sinks/otlp_encode.h"
 #include "sinks/otlp_metrics.h"
-#include "request/pipeline.h"
+#include "base/clock.h"
+#include "request/sink.h"
+#include "sinks/otlp_export.h"
 #include "sinks/sender.h"
 
 typedef Obs__Otlp__KeyValue KeyValue;
@@ -38,10 +40,9 @@ struct body {
 
 struct otlp_metrics {
 	struct otlp_metrics_config c;
-	struct sender *snd;
-	struct body q[OTLPM_MAX_QUEUE];	/* ring, oldest at q_head */
-	size_t q_head, q_len;
-	size_t sending_points;		/* data points in the body the sender holds */
+	struct metrics *m;		/* the aggregates it exports (borrowed) */
+	struct otlp_export x;
+	struct otlp_queue q;		/* struct body, oldest first */
 	uint64_t start_wall_ns;		/* cumulative start time: the exporter's creation */
 	uint64_t last_wall_ns;		/* the previous collection (delta start time) */
 	uint64_t next_mono_ns;		/* when the next collection is due */
@@ -84,35 +85,12 @@ static uint64_t wall_ns(void)
 
 /* ---- configuration ---- */
 
-static int env_uint(const char *name, unsigned *out, unsigned min)
-{
-	const char *v = getenv(name);
-	char *end;
-	unsigned long x;
-
-	if (!v || !*v)
-		return 0;
-	x = strtoul(v, &end, 10);
-	if (*end || v[0] == '-' || x < min || x > 100000000) {
-		fprintf(stderr, "obsd: invalid %s='%s' (want an integer >= %u)\n", name, v, min);
-		return -EINVAL;
-	}
-	*out = x;
-	return 0;
-}
-
 int otlp_metrics_config_endpoint(struct otlp_metrics_config *c, const char *url, bool full,
 				 enum otlpm_source src)
 {
-	size_t l = strlen(url);
 	char out[sizeof(c->url)];
 
-	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
-		return -EINVAL;
-	while (!full && l && url[l - 1] == '/')
-		l--;
-	if (snprintf(out, sizeof(out), "%.*s%s", (int)l, url, full ? "" : "/v1/metrics") >=
-	    (int)sizeof(out))
+	if (otlp_url(out, url, full, "/v1/metrics"))
 		return -EINVAL;
 	if (src < c->url_src || (src == c->url_src && !full && c->url_specific))
 		return 0;
@@ -124,12 +102,7 @@ int otlp_metrics_config_endpoint(struct otlp_metrics_config *c, const char *url,
 
 int otlp_metrics_config_header(struct otlp_metrics_config *c, const char *kv)
 {
-	struct otlp_config one = { 0 };	/* the trace exporter's parser, for one header */
-
-	if (c->n_headers >= OTLP_MAX_HEADERS || otlp_config_header(&one, kv))
-		return -EINVAL;
-	memcpy(c->headers[c->n_headers++], one.headers[0], sizeof(c->headers[0]));
-	return 0;
+	return otlp_header_add(c->headers, &c->n_headers, kv);
 }
 
 int otlp_metrics_config_temporality(struct otlp_metrics_config *c, const char *v)
@@ -152,25 +125,6 @@ int otlp_metrics_config_exporter(struct otlp_metrics_config *c, const char *v)
 	else
 		return -EINVAL;
 	return 0;
-}
-
-static int env_headers(struct otlp_metrics_config *c, const char *name)
-{
-	const char *v = getenv(name);
-	char *dup, *tok, *save;
-	int err = 0;
-
-	if (!v || !*v)
-		return 0;
-	dup = strdup(v);
-	if (!dup)
-		return -ENOMEM;
-	for (tok = strtok_r(dup, ",", &save); tok && !err; tok = strtok_r(NULL, ",", &save))
-		err = otlp_metrics_config_header(c, tok);
-	free(dup);
-	if (err)
-		fprintf(stderr, "obsd: invalid %s (want key=value,key2=value2)\n", name);
-	return err;
 }
 
 /* A string variable through a setter; the message names the variable. */
@@ -206,11 +160,11 @@ int otlp_metrics_config_env(struct otlp_metrics_config *c)
 	return env_str(c, "OTEL_METRICS_EXPORTER", otlp_metrics_config_exporter, "otlp or none") ?:
 	       env_str(c, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
 		       otlp_metrics_config_temporality, "cumulative, delta or lowmemory") ?:
-	       env_headers(c, "OTEL_EXPORTER_OTLP_HEADERS") ?:
-	       env_headers(c, "OTEL_EXPORTER_OTLP_METRICS_HEADERS") ?:
-	       env_uint("OTEL_METRIC_EXPORT_INTERVAL", &c->interval_ms, 1) ?:
-	       env_uint("OTEL_EXPORTER_OTLP_TIMEOUT", &c->timeout_ms, 1) ?:
-	       env_uint("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", &c->timeout_ms, 1);
+	       otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_HEADERS") ?:
+	       otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_METRICS_HEADERS") ?:
+	       otlp_env_uint("OTEL_METRIC_EXPORT_INTERVAL", &c->interval_ms, 1) ?:
+	       otlp_env_uint("OTEL_EXPORTER_OTLP_TIMEOUT", &c->timeout_ms, 1) ?:
+	       otlp_env_uint("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", &c->timeout_ms, 1);
 }
 
 /* ---- delta: the previous totals ---- */
@@ -692,19 +646,20 @@ out:
  * holds the same cumulative totals). */
 static void enqueue(struct otlp_metrics *om, uint8_t *buf, size_t len, size_t n_points)
 {
-	if (om->q_len == OTLPM_MAX_QUEUE) {
-		struct body *old = &om->q[om->q_head];
+	struct body *b;
+
+	if (om->q.len == om->q.cap) {
+		struct body *old = otlp_queue__at(&om->q, 0);
 
 		om->st.exports_dropped_queue++;
 		om->st.points_dropped_queue += old->n_points;
 		free(old->buf);
-		om->q_head = (om->q_head + 1) % OTLPM_MAX_QUEUE;
-		om->q_len--;
+		otlp_queue__pop(&om->q, 1);
 	}
-	om->q[(om->q_head + om->q_len) % OTLPM_MAX_QUEUE] = (struct body){ buf, len, n_points };
-	om->q_len++;
+	b = otlp_queue__push(&om->q);
+	*b = (struct body){ buf, len, n_points };
 	om->st.points_queued += n_points;
-	om->st.queue_len = om->q_len;
+	om->st.queue_len = om->q.len;
 }
 
 /* partial_success.rejected_data_points of a protobuf answer, if any. */
@@ -722,33 +677,31 @@ static void count_partial(struct otlp_metrics *om, const char *resp, size_t len)
 	obs__otlp__export_metrics_service_response__free_unpacked(r, NULL);
 }
 
-static void on_done(void *ctx, bool delivered, const char *resp, size_t len)
+static void on_done(void *ctx, bool delivered, size_t n, const char *resp, size_t len)
 {
 	struct otlp_metrics *om = ctx;
 
 	if (delivered) {
-		om->st.points_exported += om->sending_points;
+		om->st.points_exported += n;
 		count_partial(om, resp, len);
 	} else {
 		om->st.exports_dropped_failed++;
-		om->st.points_dropped_failed += om->sending_points;
+		om->st.points_dropped_failed += n;
 	}
-	om->sending_points = 0;
 }
 
-struct otlp_metrics *otlp_metrics__new(const struct otlp_metrics_config *c)
+struct otlp_metrics *otlp_metrics__new(const struct otlp_metrics_config *c, struct metrics *m)
 {
 	struct otlp_metrics *om = calloc(1, sizeof(*om));
-	const char *hdrs[OTLP_MAX_HEADERS + 1] = { "Content-Type: application/x-protobuf" };
 
 	if (!om)
 		return NULL;
 	om->c = *c;
-	for (int i = 0; i < om->c.n_headers; i++)
-		hdrs[i + 1] = om->c.headers[i];
-	om->snd = sender__new("otlp-metrics", om->c.url, hdrs, om->c.n_headers + 1,
-			      om->c.timeout_ms, on_done, om);
-	if (!om->snd) {
+	om->m = m;
+	if (otlp_queue__init(&om->q, sizeof(struct body), OTLPM_MAX_QUEUE) ||
+	    otlp_export__init(&om->x, "otlp-metrics", om->c.url, om->c.headers, om->c.n_headers,
+			      om->c.timeout_ms, on_done, om)) {
+		otlp_queue__fini(&om->q);
 		free(om);
 		errno = ENOMEM;
 		return NULL;
@@ -773,7 +726,7 @@ void otlp_metrics__collect(struct otlp_metrics *om, const struct metrics_snapsho
 	om->next_mono_ns = mono_ns() + om->c.interval_ms * 1000000ull;
 	om->st.collections++;
 	if (build_emits(om, s, &e, &n)) {
-		sender__error(om->snd, SEND_E_ENCODE, strerror(ENOMEM));
+		otlp_export__encode_error(&om->x, -ENOMEM);
 		return;
 	}
 	for (size_t i = 0; i < n; i += OTLPM_MAX_POINTS) {
@@ -782,7 +735,7 @@ void otlp_metrics__collect(struct otlp_metrics *om, const struct metrics_snapsho
 		size_t len;
 
 		if (encode_body(om, s, e + i, k, now, &buf, &len)) {
-			sender__error(om->snd, SEND_E_ENCODE, strerror(ENOMEM));
+			otlp_export__encode_error(&om->x, -ENOMEM);
 			break;
 		}
 		enqueue(om, buf, len, k);
@@ -793,35 +746,34 @@ void otlp_metrics__collect(struct otlp_metrics *om, const struct metrics_snapsho
 
 void otlp_metrics__poll(struct otlp_metrics *om)
 {
-	struct body b;
+	struct body *b;
 
-	sender__poll(om->snd);
-	if (!om->q_len || !sender__idle(om->snd))
+	if (!otlp_export__due(&om->x, om->q.len, 1, 0))
 		return;
-	b = om->q[om->q_head];
-	om->q_head = (om->q_head + 1) % OTLPM_MAX_QUEUE;
-	om->q_len--;
-	om->st.queue_len = om->q_len;
-	om->sending_points = b.n_points;
-	sender__send(om->snd, b.buf, b.len);	/* the sender owns and frees it */
+	b = otlp_queue__at(&om->q, 0);
+	otlp_export__send(&om->x, b->buf, b->len, b->n_points);	/* the sender frees it */
+	otlp_queue__pop(&om->q, 1);
+	om->st.queue_len = om->q.len;
+}
+
+static void poll_cb(void *ctx)
+{
+	otlp_metrics__poll(ctx);
+}
+
+static bool pending_cb(void *ctx)
+{
+	return ((struct otlp_metrics *)ctx)->q.len;
 }
 
 void otlp_metrics__flush(struct otlp_metrics *om, const struct metrics_snapshot *s,
 			 unsigned timeout_ms)
 {
-	uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
-
-	if (!om || !sender__healthy(om->snd))
+	if (!om || !sender__healthy(om->x.snd))
 		return;	/* the collector is failing: waiting would only delay exit */
 	if (s)
 		otlp_metrics__collect(om, s);
-	while ((om->q_len || !sender__idle(om->snd)) && sender__healthy(om->snd) &&
-	       mono_ns() < end) {
-		uint64_t left = (end - mono_ns()) / 1000000ull;
-
-		otlp_metrics__poll(om);
-		sender__drain(om->snd, left < 200 ? (unsigned)left : 200);
-	}
+	otlp_export__flush(&om->x, timeout_ms, poll_cb, pending_cb, om);
 }
 
 const struct otlp_metrics_stats *otlp_metrics__stats(const struct otlp_metrics *om)
@@ -837,7 +789,7 @@ static void header(struct jbuf *o, const char *name, const char *type, const cha
 void otlp_metrics__render(const struct otlp_metrics *om, struct jbuf *o)
 {
 	const struct otlp_metrics_stats *st = &om->st;
-	const struct sender_stats *ss = sender__stats(om->snd);
+	const struct sender_stats *ss = sender__stats(om->x.snd);
 
 	header(o, "obs_metric_collections_total", "counter",
 	       "Snapshots of the http series encoded for OTLP metrics export");
@@ -876,9 +828,58 @@ void otlp_metrics__free(struct otlp_metrics *om)
 {
 	if (!om)
 		return;
-	sender__free(om->snd);
-	for (size_t i = 0; i < om->q_len; i++)
-		free(om->q[(om->q_head + i) % OTLPM_MAX_QUEUE].buf);
+	otlp_export__fini(&om->x);
+	for (size_t i = 0; i < om->q.len; i++)
+		free(((struct body *)otlp_queue__at(&om->q, i))->buf);
+	otlp_queue__fini(&om->q);
 	prev_free_all(om);
 	free(om);
 }
+
+/* ---- the sink (sink.h) ---- */
+
+static bool sink_due(void *ctx)
+{
+	return otlp_metrics__due(ctx);
+}
+
+/* A snapshot of the aggregates when one is due. */
+static void sink_collect(void *ctx, const struct pipeline_stats *st)
+{
+	struct otlp_metrics *om = ctx;
+	struct metrics_snapshot *s = metrics__snapshot(om->m, st);
+
+	if (s)
+		otlp_metrics__collect(om, s);
+	metrics_snapshot__free(s);
+}
+
+static void sink_scrape(void *ctx, const struct pipeline_stats *st, struct jbuf *out)
+{
+	otlp_metrics__render(ctx, out);
+}
+
+/* At exit: one last collection, so that what happened since the last one is sent. */
+static void sink_flush(void *ctx, const struct pipeline_stats *st, unsigned timeout_ms)
+{
+	struct otlp_metrics *om = ctx;
+	struct metrics_snapshot *s = metrics__snapshot(om->m, st);
+
+	otlp_metrics__flush(om, s, timeout_ms);
+	metrics_snapshot__free(s);
+}
+
+static void sink_free(void *ctx)
+{
+	otlp_metrics__free(ctx);
+}
+
+const struct sink_ops otlp_metrics_sink = {
+	.name = "otlp_metrics",
+	.poll = poll_cb,
+	.due = sink_due,
+	.collect = sink_collect,
+	.scrape = sink_scrape,
+	.flush = sink_flush,
+	.free = sink_free,
+};

@@ -4,8 +4,9 @@
  * metrics under the OpenTelemetry semantic-convention names.
  *
  * The exporter never reads the pipeline: every interval_ms
- * (OTEL_METRIC_EXPORT_INTERVAL) the caller hands it a snapshot of the
- * aggregates (metrics__snapshot, metrics.h), which is encoded at once into
+ * (OTEL_METRIC_EXPORT_INTERVAL) it takes a snapshot of the aggregates
+ * (metrics__snapshot, metrics.h) from the pipeline's stats its collect()
+ * gets (sink.h), which is encoded at once into
  * ExportMetricsServiceRequest bodies of at most OTLPM_MAX_POINTS data points
  * and queued; at most OTLPM_MAX_QUEUE bodies wait (when full, the oldest is
  * dropped, counted). POST {url}, Content-Type: application/x-protobuf, one
@@ -37,7 +38,8 @@
 #include <stdint.h>
 #include "base/json.h"
 #include "sinks/metrics.h"
-#include "sinks/otlp.h"
+#include "request/sink.h"
+#include "sinks/otlp_export.h"
 
 #define OTLPM_MAX_POINTS	1000	/* data points per request body */
 #define OTLPM_MAX_QUEUE		16	/* request bodies waiting for the collector */
@@ -48,10 +50,10 @@
 enum otlpm_source { OTLPM_SRC_NONE, OTLPM_SRC_FILE, OTLPM_SRC_ENV, OTLPM_SRC_FLAG };
 
 struct otlp_metrics_config {
-	char url[512];			/* "" = no export */
+	char url[OTLP_URL_MAX];		/* "" = no export */
 	enum otlpm_source url_src;	/* where url came from */
 	bool url_specific;		/* url is the metrics URL given whole, not a base */
-	char headers[OTLP_MAX_HEADERS][256];	/* "Name: value" */
+	char headers[OTLP_MAX_HEADERS][OTLP_HEADER_MAX];	/* "Name: value" */
 	int n_headers;
 	char service_name[64];		/* OTEL_SERVICE_NAME; "" = each service's own */
 	unsigned interval_ms;		/* OTEL_METRIC_EXPORT_INTERVAL, 60000 */
@@ -98,8 +100,9 @@ struct otlp_metrics_stats {
 
 struct otlp_metrics;
 
-/* NULL with errno set. Needs c->url. */
-struct otlp_metrics *otlp_metrics__new(const struct otlp_metrics_config *c);
+/* NULL with errno set. Needs c->url. m: the aggregates to export (borrowed:
+ * it must outlive the exporter). */
+struct otlp_metrics *otlp_metrics__new(const struct otlp_metrics_config *c, struct metrics *m);
 
 /* Is a collection due (interval_ms since the last one)? */
 bool otlp_metrics__due(const struct otlp_metrics *om);
@@ -122,5 +125,10 @@ const struct otlp_metrics_stats *otlp_metrics__stats(const struct otlp_metrics *
 void otlp_metrics__render(const struct otlp_metrics *om, struct jbuf *o);
 
 void otlp_metrics__free(struct otlp_metrics *om);
+
+/* The sink (sink.h): due/collect take metrics__snapshot of the pipeline's
+ * stats every interval_ms; poll, scrape (obs_metric_* text), flush (a last
+ * collection), free. */
+extern const struct sink_ops otlp_metrics_sink;
 
 #endif

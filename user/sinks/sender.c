@@ -5,7 +5,8 @@
 #include <string.h>
 #include <curl/curl.h>
 #include "base/log.h"
-#include "request/pipeline.h"
+#include "base/clock.h"
+#include "request/sink.h"
 #include "sinks/sender.h"
 
 #define BACKOFF_FIRST_MS	1000
@@ -246,4 +247,25 @@ void sender__free(struct sender *s)
 	free(s->url);
 	free(s);
 	curl_global_cleanup();
+}
+
+void sender_export_errors(const struct sinks *ss, struct counter_visit *v)
+{
+	bool any = false;
+
+	for (int i = 0; i < ss->n && !any; i++)
+		any = ss->s[i].ops->sender != NULL;
+	if (!any)
+		return;
+	counter_family(v, "obs_export_errors_total", "counter", "Export errors by exporter and kind");
+	counter_none(v);
+	for (int e = 0; e < SEND_E_MAX; e++) {
+		for (int i = 0; i < ss->n; i++) {
+			const struct sink *s = &ss->s[i];
+
+			if (s->ops->sender)
+				counter_u64(v, s->ops->sender(s->ctx)->errors[e], "exporter",
+					    s->ops->name, "kind", send_err_name(e));
+		}
+	}
 }

@@ -66,4 +66,10 @@ const struct sender_stats *sender__stats(const struct sender *s);
 const char *send_err_name(enum send_err e);
 void sender__free(struct sender *s);
 
+struct sinks;
+struct counter_visit;
+/* obs_export_errors_total{exporter,kind} of the sinks with a sender (sink.h);
+ * nothing when none has one. */
+void sender_export_errors(const struct sinks *ss, struct counter_visit *v);
+
 #endif

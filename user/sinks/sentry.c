@@ -8,8 +8,9 @@
 #include "base/ids.h"
 #include "base/json.h"
 #include "sinks/otlp_encode.h"
-#include "request/pipeline.h"
+#include "base/clock.h"
 #include "sinks/sender.h"
+#include "request/sink.h"
 #include "sinks/sentry.h"
 
 struct sentry {
@@ -345,3 +346,46 @@ void sentry__free(struct sentry *s)
 	sender__free(s->snd);
 	free(s);
 }
+
+/* ---- the sink (sink.h) ---- */
+
+static void sink_poll(void *ctx)
+{
+	sentry__poll(ctx);
+}
+
+static void sink_counters(void *ctx, struct counter_visit *v)
+{
+	const struct sentry_stats *ss = sentry__stats(ctx);
+
+	counter_family(v, "obs_sentry_events_total", "counter", "Sentry events by result");
+	counter_u64(v, ss->sent, "result", "sent", NULL, NULL);
+	counter_u64(v, ss->dropped_queue, "result", "dropped_queue_full", NULL, NULL);
+	counter_u64(v, ss->dropped_send, "result", "dropped_send_failed", NULL, NULL);
+	counter_u64(v, ss->sampled_out, "result", "sampled_out", NULL, NULL);
+}
+
+static const struct sender_stats *sink_sender(void *ctx)
+{
+	return sentry__sender_stats(ctx);
+}
+
+static void sink_flush(void *ctx, const struct pipeline_stats *st, unsigned timeout_ms)
+{
+	sentry__flush(ctx, timeout_ms);
+}
+
+static void sink_free(void *ctx)
+{
+	sentry__free(ctx);
+}
+
+const struct sink_ops sentry_sink = {
+	.name = "sentry",
+	.error = sentry__event,
+	.poll = sink_poll,
+	.counters = sink_counters,
+	.sender = sink_sender,
+	.flush = sink_flush,
+	.free = sink_free,
+};

@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 #include "request/errors.h"
+#include "request/sink.h"
 #include "conn/record.h"
 
 #define SENTRY_QUEUE_MAX	256
@@ -50,6 +51,10 @@ const struct sentry_stats *sentry__stats(const struct sentry *s);
 struct sender_stats;
 const struct sender_stats *sentry__sender_stats(const struct sentry *s);
 void sentry__free(struct sentry *s);
+
+/* The sink (sink.h): error = sentry__event; poll, counters
+ * (obs_sentry_events_total), sender, flush, free. */
+extern const struct sink_ops sentry_sink;
 
 /* Exposed for tests: parse a DSN into envelope URL and public key. 0 or -EINVAL. */
 int sentry_parse_dsn(const char *dsn, char *url, size_t url_len, char *key, size_t key_len);

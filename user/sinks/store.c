@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include "request/sink.h"
 #include "sinks/store.h"
 
 struct slot {
@@ -238,3 +239,21 @@ void textring__free(struct textring *t)
 	free(t->ring);
 	free(t);
 }
+
+/* ---- the sink (sink.h) ---- */
+
+static void sink_record(void *ctx, const struct record *r)
+{
+	store__push(ctx, r);
+}
+
+static void sink_free(void *ctx)
+{
+	store__free(ctx);
+}
+
+const struct sink_ops store_sink = {
+	.name = "store",
+	.record = sink_record,
+	.free = sink_free,
+};

@@ -57,6 +57,9 @@ size_t store__count(const struct store *s);
 uint64_t store__total(const struct store *s);
 void store__free(struct store *s);
 
+/* The sink (sink.h): record = store__push, free. */
+extern const struct sink_ops store_sink;
+
 #endif
 
 /*
