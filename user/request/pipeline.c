@@ -207,7 +207,7 @@ static void proc_del(struct pipeline *p, uint32_t pid)
 	}
 }
 
-#define REC_MAGIC	"OBSREC1\n"
+#define REC_MAGIC	"OBSREC2\n"	/* then records: u32 size, u32 0, bytes, padding to 8 */
 
 /* Now, for timeouts: the records' own clock when replaying. */
 static uint64_t now_ns(const struct pipeline *p)
@@ -273,9 +273,13 @@ static int on_ring(void *ctx, void *data, size_t size)
 	const struct obs_ev_hdr *h = data;
 
 	if (p->rec) {
-		uint32_t sz = size;
+		/* size, then the record, padded to 8 bytes: replayed in place */
+		uint32_t hdr[2] = { size, 0 };
+		static const uint8_t zero[8];
+		size_t pad = (8 - size % 8) % 8;
 
-		if (fwrite(&sz, sizeof(sz), 1, p->rec) != 1 || fwrite(data, size, 1, p->rec) != 1) {
+		if (fwrite(hdr, sizeof(hdr), 1, p->rec) != 1 || fwrite(data, size, 1, p->rec) != 1 ||
+		    (pad && fwrite(zero, pad, 1, p->rec) != 1)) {
 			pr_warn("pipeline: recording failed: %s; recording stopped", strerror(errno));
 			fclose(p->rec);
 			p->rec = NULL;
@@ -520,67 +524,58 @@ void pipeline__free(struct pipeline *p)
 }
 
 /*
- * The recording, read a chunk at a time: two freads per record cost the
- * replay more instructions than some of the pipeline stages it measures.
+ * The recording, read a chunk at a time and replayed in place, as the ring
+ * buffer is live: copying each record out would cost the replay more
+ * instructions than some of the pipeline stages it measures.
  */
 #define REPLAY_CHUNK	(1 << 20)
 
 struct replay_in {
 	FILE *f;
-	uint8_t *chunk;
+	uint8_t *chunk;		/* 8-byte aligned, as every record in it */
 	size_t len, off;	/* bytes in chunk, bytes of them consumed */
 };
 
-/* The next n bytes of the recording into dst; false at its end. */
-static inline bool replay_read(struct replay_in *in, void *dst, size_t n)
+/* The next n (<= REPLAY_CHUNK) bytes of the recording, contiguous in the
+ * chunk; NULL at its end. */
+static const uint8_t *replay_next(struct replay_in *in, size_t n)
 {
-	uint8_t *d = dst;
+	const uint8_t *at;
 
-	if (in->len - in->off >= n) {	/* all in the chunk */
-		memcpy(d, in->chunk + in->off, n);
-		in->off += n;
-		return true;
+	if (in->len - in->off < n) {	/* keep the rest, read more after it */
+		memmove(in->chunk, in->chunk + in->off, in->len - in->off);
+		in->len -= in->off;
+		in->off = 0;
+		in->len += fread(in->chunk + in->len, 1, REPLAY_CHUNK - in->len, in->f);
+		if (in->len < n)
+			return NULL;
 	}
-	while (n) {
-		size_t k = in->len - in->off;
-
-		if (!k) {
-			in->len = fread(in->chunk, 1, REPLAY_CHUNK, in->f);
-			in->off = 0;
-			if (!in->len)
-				return false;
-			continue;
-		}
-		if (k > n)
-			k = n;
-		memcpy(d, in->chunk + in->off, k);
-		in->off += k;
-		d += k;
-		n -= k;
-	}
-	return true;
+	at = in->chunk + in->off;
+	in->off += n;
+	return at;
 }
 
 long pipeline__replay(struct pipeline *p)
 {
-	uint8_t *buf = malloc(sizeof(struct obs_ev_data) + 3 * OBS_CAP_MAX);
 	struct replay_in in = { .f = p->replay, .chunk = malloc(REPLAY_CHUNK) };
+	const uint32_t *hdr;
 	long n = 0;
-	uint32_t sz;
 
-	if (!p->replay || !buf || !in.chunk) {
-		free(buf);
+	if (!p->replay || !in.chunk) {
 		free(in.chunk);
 		return -EINVAL;
 	}
-	while (replay_read(&in, &sz, sizeof(sz))) {
+	while ((hdr = (const uint32_t *)replay_next(&in, 8))) {
+		uint32_t sz = hdr[0];
+		void *rec;
+
 		if (sz < sizeof(struct obs_ev_hdr) || sz > sizeof(struct obs_ev_data) + 3 * OBS_CAP_MAX ||
-		    !replay_read(&in, buf, sz)) {
+		    !(rec = (void *)replay_next(&in, (sz + 7) & ~7u))) {
 			pr_warn("pipeline: replay: truncated or corrupt record %ld", n);
 			break;
 		}
-		p->replay_now = ((struct obs_ev_hdr *)buf)->ts_ns;
-		on_ring(p, buf, sz);
+		p->replay_now = ((struct obs_ev_hdr *)rec)->ts_ns;
+		on_ring(p, rec, sz);
 		if (++n % 256 == 0) {	/* what the 50 ms drain cadence does live */
 			conn_table__expire(p->ct, p->replay_now);
 			errors__tick(p->errs, p->replay_now);
@@ -591,7 +586,6 @@ long pipeline__replay(struct pipeline *p)
 	conn_table__expire(p->ct, p->replay_now);
 	errors__tick(p->errs, p->replay_now);
 	logs__tick(p->logs, p->replay_now);
-	free(buf);
 	free(in.chunk);
 	return n;
 }
