@@ -660,9 +660,9 @@ static __always_inline struct obs_conn *adopt(struct sock *sk, long ret, __u32 f
 	}
 	*in_store = c.family != AF_UNIX;
 	if (!*in_store) {	/* close() finds it by (tgid, fd) */
-		pf |= OBS_PF_UNIX;
 		struct obs_conn_key k = { .tgid = tgid, .fd = fd };
 
+		pf |= OBS_PF_UNIX;
 		if (bpf_map_update_elem(&hconns, &c.conn_id, &c, BPF_NOEXIST)) {
 			count(OBS_C_LOST_CONNS_FULL);
 			ignore_sock(sk, &c);
