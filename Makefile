@@ -38,7 +38,7 @@ all: $(OUT)/obsd $(OUT)/obsctl
 $(OUT):
 	$(Q)mkdir -p $@
 
-$(OUT)/obs.bpf.o: bpf/obs.bpf.c bpf/sysregs.h include/obs.h vmlinux/vmlinux.h | $(OUT)
+$(OUT)/obs.bpf.o: bpf/obs.bpf.c bpf/sysregs.h bpf/client.bpf.h include/obs.h vmlinux/vmlinux.h | $(OUT)
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
