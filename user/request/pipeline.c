@@ -12,6 +12,7 @@
 #include "base/pack.h"
 #include "request/pipeline.h"
 #include "request/route.h"
+#include "request/client.h"
 #include "request/errors.h"
 #include "request/events.h"
 #include "request/logs.h"
@@ -44,6 +45,7 @@ struct pipeline {
 	struct errors *errs;
 	struct logs *logs;
 	struct loops *loops;
+	struct clients *calls;		/* outgoing calls: links and stitching (client.h) */
 	struct {
 		block_sink_fn fn;
 		void *ctx;
@@ -158,19 +160,57 @@ static void life(struct pipeline *p, enum life_type type, const struct conn_even
 		p->life_sinks[i].fn(p->life_sinks[i].ctx, &e);
 }
 
+static const struct proc *proc_find(const struct pipeline *p, uint32_t pid);
+
+/*
+ * An outgoing call (client.h): at its start, its owner by the log records'
+ * rule (the requests of the calling thread in flight now: same-thread
+ * events arrive in program order); when done, straight to the record sinks.
+ * No lifecycle events, errors, log or loop bookkeeping: those are the
+ * served requests'.
+ */
+static void client_event(struct pipeline *p, const struct conn_event *ce)
+{
+	struct record *r = ce->r;
+
+	if (ce->type == CONN_EV_REQ_STARTED) {
+		const struct proc *pr = proc_find(p, r->pid);
+		struct log_inflight f = { .tid = r->tid };
+		struct log_link link;
+
+		conn_table__foreach_pending(p->ct, r->pid, log_inflight_visit, &f);
+		logs__link(p->logs, r->pid, &f, &link);
+		r->wall_start_ns = r->start_ns + p->wall_offset_ns;
+		pack_arr(r->service, services__of(p->svc, r->pid, r->comm, pr ? pr->lport : 0),
+			 sizeof(r->service));
+		r->container = *pipeline__container_of(p, r->pid);
+		clients__start(p->calls, r, &link, p->sampler);
+	} else if (ce->type == CONN_EV_REQ_DONE) {
+		clients__done(p->calls, r);
+		for (int i = 0; i < p->n_sinks; i++)
+			p->sinks[i].fn(p->sinks[i].ctx, r);
+	}
+}
+
 static void on_conn_event(void *ctx, const struct conn_event *ce)
 {
 	struct pipeline *p = ctx;
 
+	if (ce->outgoing) {
+		client_event(p, ce);
+		return;
+	}
 	switch (ce->type) {
 	case CONN_EV_OPENED:
 		life(p, LIFE_CONNECTION_OPENED, ce);
 		break;
 	case CONN_EV_REQ_STARTED:
 		start_record(p, ce->r);
+		clients__server_start(p->calls, ce->r);
 		life(p, LIFE_REQUEST_STARTED, ce);
 		break;
 	case CONN_EV_REQ_DONE:
+		clients__server_done(p->calls, ce->r);
 		life(p, ce->r->outcome == REC_OK ? LIFE_RESPONSE_COMPLETED : LIFE_REQUEST_FAILED, ce);
 		logs__request_done(p->logs, ce->r);
 		errors__record(p->errs, ce->r);
@@ -297,8 +337,9 @@ static int on_ring(void *ctx, void *data, size_t size)
 		on_loop(p, data);
 		return 0;
 	}
-	if (size >= sizeof(*h) && h->type == OBS_EV_DATA)
-		logs__io(p->logs, h->pid, h->tid);
+	if (size >= sizeof(struct obs_ev_data) && h->type == OBS_EV_DATA &&
+	    !(((const struct obs_ev_data *)data)->flags & OBS_DF_CLIENT))
+		logs__io(p->logs, h->pid, h->tid);	/* a call is no sign of moving on */
 	conn_table__event(p->ct, data, size);
 	if (size >= sizeof(struct obs_ev_open) && h->type == OBS_EV_OPEN)
 		proc_add(p, data);
@@ -338,7 +379,8 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o)
 	p->ct = conn_table__new(on_conn_event, p);
 	p->loops = loops__new();
 	p->logs = logs__new();
-	if (!p->ct || !p->errs || !p->loops || !p->logs) {
+	p->calls = clients__new();
+	if (!p->ct || !p->errs || !p->loops || !p->logs || !p->calls) {
 		err = -errno;
 		goto out_free;
 	}
@@ -387,6 +429,7 @@ out_table:
 	errors__free(p->errs);
 	loops__free(p->loops);
 	logs__free(p->logs);
+	clients__free(p->calls);
 out_free:
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
@@ -569,6 +612,7 @@ void pipeline__free(struct pipeline *p)
 	errors__free(p->errs);	/* releases held error requests to the sinks */
 	logs__free(p->logs);	/* emits partial lines */
 	loops__free(p->loops);
+	clients__free(p->calls);
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
 	free(p);
@@ -606,6 +650,11 @@ double pipeline__ringbuf_fill_peak(const struct pipeline *p)
 struct routes *pipeline__routes(const struct pipeline *p)
 {
 	return p->rt;
+}
+
+void pipeline__client_counters(const struct pipeline *p, struct counter_visit *v)
+{
+	clients__counters(p->calls, v);
 }
 
 uint64_t pipeline__traceparent_invalid(const struct pipeline *p)

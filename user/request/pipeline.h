@@ -48,6 +48,10 @@ struct pipeline_opts {
  */
 struct pipeline *pipeline__open(const struct pipeline_opts *o);
 
+struct counter_visit;
+/* The obs_client_* and obs_stitch_* families of outgoing calls (client.h). */
+void pipeline__client_counters(const struct pipeline *p, struct counter_visit *v);
+
 /* Incoming traceparent headers that were present but invalid (ignored). */
 uint64_t pipeline__traceparent_invalid(const struct pipeline *p);
 
