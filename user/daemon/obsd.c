@@ -58,6 +58,7 @@ struct daemon {
 	char *cfg_strs[CONFIG_STRS_MAX];	/* copies of the file's values */
 	int n_cfg_strs;
 	struct store *store;
+	struct store *calls;	/* outgoing calls' records (?kind=client) */
 	struct textring *errors;	/* rendered error events, /api/errors */
 	struct slots events;		/* recent lifecycle events, packed (rendered
 					   when /api/events is read) */
@@ -102,9 +103,26 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
+/* Served requests and outgoing calls are kept apart: /api/requests lists
+ * the first, /api/requests?kind=client the second (docs/context.md). */
 static void store_sink(void *ctx, const struct record *r)
 {
-	store__push(ctx, r);
+	if (r->kind != REC_CLIENT)
+		store__push(ctx, r);
+}
+
+static void call_store_sink(void *ctx, const struct record *r)
+{
+	if (r->kind == REC_CLIENT)
+		store__push(ctx, r);
+}
+
+static struct store *store_of(struct daemon *d, const char *query)
+{
+	char v[16];
+
+	return !api_query_get(query, "kind", v, sizeof(v)) && !strcmp(v, "client") ? d->calls
+										     : d->store;
 }
 
 static void error_sink(void *ctx, const struct record *r, const struct exc_info *exc)
@@ -448,6 +466,7 @@ static void h_ready(struct daemon *d, struct api_reply *rep)
 
 static void h_requests(struct daemon *d, const char *query, struct api_reply *rep)
 {
+	struct store *st = store_of(d, query);
 	size_t limit = API_LIMIT_DEFAULT, n;
 	struct record tmp;
 	const struct record *r;
@@ -455,10 +474,10 @@ static void h_requests(struct daemon *d, const char *query, struct api_reply *re
 
 	if (!api_query_get(query, "limit", v, sizeof(v)))
 		limit = strtoul(v, NULL, 10);
-	n = store__count(d->store);
+	n = store__count(st);
 	/* ?since=T: only records after the T-th ever stored (T = an earlier "total") */
 	if (!api_query_get(query, "since", v, sizeof(v))) {
-		uint64_t since = strtoull(v, NULL, 10), total = store__total(d->store);
+		uint64_t since = strtoull(v, NULL, 10), total = store__total(st);
 
 		n = since >= total ? 0 : total - since < n ? total - since : n;
 	}
@@ -466,10 +485,10 @@ static void h_requests(struct daemon *d, const char *query, struct api_reply *re
 		limit = n;
 	jb_obj_open(&rep->body);
 	jb_u64(&rep->body, "count", limit);
-	jb_u64(&rep->body, "total", store__total(d->store));
+	jb_u64(&rep->body, "total", store__total(st));
 	jb_arr_open(&rep->body, "requests");
 	for (size_t i = 0; i < limit; i++)
-		if ((r = store__get(d->store, i, &tmp)))	/* NULL: not kept (no memory) */
+		if ((r = store__get(st, i, &tmp)))	/* NULL: not kept (no memory) */
 			record__json(r, &rep->body);
 	jb_arr_close(&rep->body);
 	jb_obj_close(&rep->body);
@@ -494,7 +513,7 @@ static void span_json(const struct record *r, const char *service, struct jbuf *
 	jb_str(jb, "parent_span_id", hex);
 	jb_str(jb, "trace_state", r->tracestate);
 	jb_str(jb, "name", v.name);
-	jb_str(jb, "kind", "SERVER");
+	jb_str(jb, "kind", r->kind == REC_CLIENT ? "CLIENT" : "SERVER");
 	jb_u64(jb, "start_time_unix_nano", r->wall_start_ns);
 	jb_u64(jb, "end_time_unix_nano", r->wall_start_ns + (r->end_ns - r->start_ns));
 	jb_u64(jb, "duration_us", record__duration_us(r));
@@ -530,6 +549,7 @@ static void span_json(const struct record *r, const char *service, struct jbuf *
 /* Sampled records of the store, as spans, newest first. */
 static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
 {
+	struct store *st = store_of(d, query);
 	size_t limit = API_LIMIT_DEFAULT, n = 0;
 	struct record tmp;
 	char v[24];
@@ -539,8 +559,8 @@ static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
 	jb_obj_open(&rep->body);
 	jb_bool(&rep->body, "exporting", d->otlp != NULL);
 	jb_arr_open(&rep->body, "spans");
-	for (size_t i = 0; n < limit && i < store__count(d->store); i++) {
-		const struct record *r = store__get(d->store, i, &tmp);
+	for (size_t i = 0; n < limit && i < store__count(st); i++) {
+		const struct record *r = store__get(st, i, &tmp);
 
 		if (r && r->sampled) {
 			span_json(r, d->ocfg.service_name, &rep->body);
@@ -637,6 +657,7 @@ static int replay(struct daemon *d)
 	if (!d->p)
 		return 1;
 	pipeline__add_sink(d->p, store_sink, d->store);
+	pipeline__add_sink(d->p, call_store_sink, d->calls);
 	pipeline__add_sink(d->p, metrics__record, d->metrics);
 	pipeline__add_error_sink(d->p, error_sink, d);
 	pipeline__add_life_sink(d->p, life_sink, d);
@@ -695,6 +716,7 @@ static int adopt_pipeline(struct daemon *d, int ep)
 		return -d->load_err;
 	d->p = d->loaded;
 	pipeline__add_sink(d->p, store_sink, d->store);
+	pipeline__add_sink(d->p, call_store_sink, d->calls);
 	pipeline__add_sink(d->p, metrics__record, d->metrics);
 	if (d->otlp)
 		pipeline__add_sink(d->p, otlp__span, d->otlp);
@@ -1257,6 +1279,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	d.start_ns = mono_ns();
 	d.store = store__new(d.store_size);
+	d.calls = store__new(d.store_size);
 	d.logs = log_store__new(LOG_STORE_DEFAULT);
 	d.errors = textring__new(512);
 	events_err = slots__init(&d.events, EVENTS_KEPT);
@@ -1272,7 +1295,7 @@ int main(int argc, char **argv)
 	}
 	d.metrics = metrics__new(&d.mopts);
 	d.load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!d.store || !d.logs || !d.metrics || !d.errors || events_err || !d.blocks ||
+	if (!d.store || !d.calls || !d.logs || !d.metrics || !d.errors || events_err || !d.blocks ||
 	    d.load_efd < 0) {
 		pr_warn("obsd: out of memory at start: %s", strerror(errno));
 		goto out;
@@ -1309,6 +1332,7 @@ out:
 	api__free(d.api);
 	metrics__free(d.metrics);
 	store__free(d.store);
+	store__free(d.calls);
 	log_store__free(d.logs);
 	textring__free(d.errors);
 	slots__fini(&d.events);
