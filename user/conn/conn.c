@@ -184,7 +184,7 @@ static bool q_push(struct conn *c, struct record *r)
 	}
 	c->q[(c->q_head + c->q_len) % c->q_cap] = r;
 	c->q_len++;
-	c->t->st.requests_in_flight++;
+	c->t->st.requests_in_flight += !c->outgoing;	/* served requests only */
 	return true;
 }
 
@@ -197,7 +197,7 @@ static void q_pop(struct conn *c)
 {
 	c->q_head = (c->q_head + 1) % c->q_cap;
 	c->q_len--;
-	c->t->st.requests_in_flight--;
+	c->t->st.requests_in_flight -= !c->outgoing;
 }
 
 /* ---- events ---- */

@@ -86,7 +86,8 @@ struct conn_stats {
 	uint64_t records_ok, records_failed;
 	uint64_t incomplete_requests;		/* partial request heads at close: no record */
 	uint64_t conns_opened, conns_closed;
-	uint64_t requests_in_flight;		/* request heads awaiting their response */
+	uint64_t requests_in_flight;		/* request heads awaiting their response (served,
+						   not outgoing calls) */
 	uint64_t h2_errors;			/* HTTP/2 connections that could not be parsed */
 	uint64_t bytes_in, bytes_out;
 };

@@ -91,6 +91,8 @@ struct record {
 	uint8_t kind;			/* enum rec_kind */
 	uint8_t link;			/* CLIENT: enum rec_link */
 	bool own_context;		/* CLIENT: the caller sent its own traceparent (an SDK) */
+	bool peer_other;		/* CLIENT: past the distinct-peer cap, its peer label is
+					   "_other" (client.h) */
 	uint32_t conn_seq;		/* 1-based index of the request on its connection; 0 when
 					   the order is unsure (loss, resync) */
 	uint64_t pair;			/* same-node connections: equal at both ends (the TCP

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/ids.h"
@@ -21,8 +22,12 @@ struct slot {
 enum { SLOT_EMPTY = 0, SLOT_USED = 1, SLOT_DELETED = 2 };
 enum { T_CALLS = 0, T_WAITS = 1 };
 
+#define PEER_SLOTS	(2 * CLIENT_PEERS_MAX)
+
 struct clients {
 	struct slot t[2][CLIENT_TABLE_MAX];	/* [T_CALLS] calls, [T_WAITS] callee requests */
+	char peers[PEER_SLOTS][REC_SERVER_MAX];	/* distinct callees, open addressing */
+	int n_peers;
 	struct client_stats st;
 };
 
@@ -154,10 +159,36 @@ static void call_ids(struct clients *cl, struct record *r, const struct log_link
 	}
 }
 
+/* Is peer one of the first CLIENT_PEERS_MAX distinct callees? */
+static bool peer_known(struct clients *cl, const char *peer)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (const char *p = peer; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+	for (int i = 0; i < PEER_SLOTS; i++) {
+		char *e = cl->peers[(h + i) % PEER_SLOTS];
+
+		if (!e[0]) {
+			if (cl->n_peers >= CLIENT_PEERS_MAX)
+				return false;
+			snprintf(e, REC_SERVER_MAX, "%s", peer[0] ? peer : "?");
+			cl->n_peers++;
+			return true;
+		}
+		if (!strcmp(e, peer[0] ? peer : "?"))
+			return true;
+	}
+	return false;
+}
+
 void clients__start(struct clients *cl, struct record *r, const struct log_link *link,
 		    const struct sampler *smp)
 {
 	struct slot *s;
+
+	r->peer_other = !peer_known(cl, r->server);
+	cl->st.peers_collapsed += r->peer_other;
 
 	if (r->x_request_id[0] && request_id_valid(r->x_request_id))
 		memcpy(r->request_id, r->x_request_id, sizeof(r->request_id));
@@ -264,6 +295,9 @@ void clients__counters(const struct clients *cl, struct counter_visit *v)
 		       "Calls or callee requests that could not wait for their other end: table full");
 	counter_u64(v, st->table_full[T_CALLS], "table", "calls", NULL, NULL);
 	counter_u64(v, st->table_full[T_WAITS], "table", "callees", NULL, NULL);
+	counter_family(v, "obs_client_peers_collapsed_total", "counter",
+		       "Outgoing calls counted as peer=\"_other\": past the distinct-peer cap");
+	counter_u64(v, st->peers_collapsed, NULL, NULL, NULL, NULL);
 	counter_family(v, "obs_stitch_pending", "gauge",
 		       "Calls and callee requests in flight waiting for their other end");
 	counter_u64(v, st->pending[T_CALLS], "table", "calls", NULL, NULL);

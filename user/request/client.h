@@ -26,6 +26,10 @@
  * tables are bounded (CLIENT_TABLE_MAX, CLIENT_PROBE probes) and hold only
  * requests in flight; overflows are counted, nothing is held for export.
  * A method/path mismatch between the ends refuses the match (counted).
+ *
+ * Peers. The first CLIENT_PEERS_MAX distinct callees (record.server) name
+ * their calls' metric series; later ones are marked peer_other and counted,
+ * as routes collapse past their cap.
  */
 #ifndef OBS_CLIENT_H
 #define OBS_CLIENT_H
@@ -38,6 +42,8 @@
 
 #define CLIENT_TABLE_MAX	4096	/* calls (and callee requests) waiting for their other end */
 #define CLIENT_PROBE		32	/* slots probed per lookup */
+#define CLIENT_PEERS_MAX	256	/* distinct callees named in metric labels; the rest
+					   are "_other" (record.peer_other) */
 
 enum client_stitch {
 	STITCH_OK,		/* the callee's request continued the call's trace */
@@ -55,6 +61,7 @@ struct client_stats {
 	uint64_t stitch[STITCH_KINDS];
 	uint64_t table_full[2];			/* [0] calls, [1] callee requests not kept */
 	uint64_t pending[2];			/* now in the tables */
+	uint64_t peers_collapsed;		/* calls whose peer label is "_other" */
 };
 
 struct clients;
@@ -65,8 +72,8 @@ struct clients *clients__new(void);
 /*
  * A CLIENT record r started (its request head was written): link is what
  * logs__link says of the calling thread at that moment. Sets r's link,
- * trace id, span id, parent and sampling; stitches a callee request that
- * started first.
+ * trace id, span id, parent and sampling, and peer_other; stitches a callee
+ * request that started first.
  */
 void clients__start(struct clients *cl, struct record *r, const struct log_link *link,
 		    const struct sampler *s);

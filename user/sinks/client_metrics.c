@@ -22,9 +22,6 @@ struct client_metrics {
 	double bounds[CM_BUCKETS_MAX];
 	int n_bounds;
 	struct cm_series *t[CM_HASH];
-	char *peers[CLIENT_PEERS_MAX];	/* distinct peer labels seen */
-	int n_peers;
-	uint64_t collapsed;
 };
 
 struct client_metrics *client_metrics__new(const double *bounds, int n_bounds)
@@ -54,8 +51,6 @@ void client_metrics__free(struct client_metrics *cm)
 			free(s);
 		}
 	}
-	for (int i = 0; i < cm->n_peers; i++)
-		free(cm->peers[i]);
 	free(cm);
 }
 
@@ -70,18 +65,6 @@ static const char *method_label(const char *m)
 	return "_OTHER";
 }
 
-/* The peer label: one of the first CLIENT_PEERS_MAX seen, else "_other". */
-static const char *peer_label(struct client_metrics *cm, const char *peer)
-{
-	for (int i = 0; i < cm->n_peers; i++)
-		if (!strcmp(cm->peers[i], peer))
-			return cm->peers[i];
-	if (cm->n_peers < CLIENT_PEERS_MAX && (cm->peers[cm->n_peers] = strdup(peer)))
-		return cm->peers[cm->n_peers++];
-	cm->collapsed++;
-	return "_other";
-}
-
 static uint64_t hash_str(uint64_t h, const char *s)
 {
 	for (; *s; s++)
@@ -91,7 +74,7 @@ static uint64_t hash_str(uint64_t h, const char *s)
 
 void client_metrics__record(struct client_metrics *cm, const struct record *r)
 {
-	const char *method = method_label(r->method), *peer = peer_label(cm, r->server);
+	const char *method = method_label(r->method), *peer = r->peer_other ? "_other" : r->server;
 	double secs = (double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e9;
 	uint64_t h = hash_str(hash_str(hash_str(0xcbf29ce484222325ull, r->service), peer), method);
 	struct cm_series *s;
@@ -151,9 +134,6 @@ static void labels(struct jbuf *o, const struct cm_series *s)
 
 void client_metrics__render(const struct client_metrics *cm, struct jbuf *o)
 {
-	struct counters_text ct = { .out = o };
-	struct counter_visit v = { .fn = counters_text, .ctx = &ct };
-
 	jb_printf(o, "# HELP http_client_requests_total Outgoing HTTP calls of observed servers, by status code\n"
 		     "# TYPE http_client_requests_total counter\n");
 	for (int i = 0; i < CM_HASH; i++) {
@@ -186,12 +166,4 @@ void client_metrics__render(const struct client_metrics *cm, struct jbuf *o)
 			jb_printf(o, "} %llu\n", (unsigned long long)s->count);
 		}
 	}
-	client_metrics__counters(cm, &v);
-}
-
-void client_metrics__counters(const struct client_metrics *cm, struct counter_visit *v)
-{
-	counter_family(v, "obs_client_peers_collapsed_total", "counter",
-		       "Outgoing calls counted as peer=\"_other\": too many distinct peers");
-	counter_u64(v, cm->collapsed, NULL, NULL, NULL, NULL);
 }

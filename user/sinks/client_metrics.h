@@ -4,19 +4,16 @@
  * request/client.h): http_client_requests_total and the histogram
  * http_client_request_duration_seconds, both by service, peer, method and
  * status_code. peer is the callee as the record names it ("ip:port", or the
- * socket path of a UNIX server); past CLIENT_PEERS_MAX distinct peers the
- * rest count as peer="_other" (obs_client_peers_collapsed_total). Methods
+ * socket path of a UNIX server), or "_other" past the request layer's cap of
+ * distinct peers (record.peer_other, request/client.h). Methods
  * outside the RFC 9110 set are "_OTHER"; calls without a response count
  * with status_code="0". Rendered by metrics.c after the http_* series.
  */
 #ifndef OBS_CLIENT_METRICS_H
 #define OBS_CLIENT_METRICS_H
 
-#include "base/counters.h"
 #include "base/json.h"
 #include "conn/record.h"
-
-#define CLIENT_PEERS_MAX	256	/* distinct peer labels kept */
 
 struct client_metrics;
 
@@ -26,11 +23,8 @@ struct client_metrics *client_metrics__new(const double *bounds, int n_bounds);
 /* Account one CLIENT record. */
 void client_metrics__record(struct client_metrics *cm, const struct record *r);
 
-/* Append both families and obs_client_peers_collapsed_total (text format 0.0.4). */
+/* Append both families (text format 0.0.4). */
 void client_metrics__render(const struct client_metrics *cm, struct jbuf *out);
-
-/* obs_client_peers_collapsed_total. */
-void client_metrics__counters(const struct client_metrics *cm, struct counter_visit *v);
 
 /* NULL-safe. */
 void client_metrics__free(struct client_metrics *cm);
