@@ -38,7 +38,7 @@ all: $(OUT)/obsd $(OUT)/obsctl
 $(OUT):
 	$(Q)mkdir -p $@
 
-$(OUT)/obs.bpf.o: bpf/obs.bpf.c bpf/sysregs.h include/obs.h vmlinux/vmlinux.h | $(OUT)
+$(OUT)/obs.bpf.o: bpf/obs.bpf.c bpf/sysregs.h bpf/client.bpf.h include/obs.h vmlinux/vmlinux.h | $(OUT)
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -85,7 +85,8 @@ $(OUT)/obsctl: $(CTL_OBJS) $(OUT)/libobs.a
 UNIT_SRCS := $(addprefix user/,base/lhist.c base/json.c base/ids.c base/log.c base/cgroup.c \
 	     proto/http1.c proto/h2.c conn/conn.c conn/record.c \
 	     request/errors.c request/logs.c request/events.c request/span.c request/sampler.c \
-	     request/trust.c request/service.c request/route.c sinks/store.c daemon/config.c daemon/options.c \
+	     request/trust.c request/service.c request/route.c request/client.c request/client_span.c \
+	     base/counters.c sinks/store.c daemon/config.c daemon/options.c \
 	     cli/top_model.c cli/top_loops.c)
 $(OUT)/test_%: tests/unit/test_%.c tests/unit/check.h $(UNIT_SRCS) $(wildcard user/*/*.h) | $(OUT)
 	$(call msg,CC-SAN,$@)

@@ -693,6 +693,9 @@ static __always_inline struct obs_conn *adopt(struct sock *sk, long ret, __u32 f
 
 /* ---- records ---- */
 
+static __always_inline void client_server_open(struct obs_ev_open *o, struct obs_conn *c,
+					       struct sock *sk);
+
 static __always_inline void emit_open(struct obs_conn *c)
 {
 	struct obs_ev_open *o = rb_reserve(c, sizeof(*o));
@@ -722,6 +725,7 @@ static __always_inline void emit_open(struct obs_conn *c)
 			__builtin_memcpy(o->path, up->p, sizeof(o->path));
 		o->peer_pid = BPF_CORE_READ(sk, sk_peer_pid, numbers[0].nr);
 	}
+	client_server_open(o, c, sk);
 	rb_submit(o);
 }
 
@@ -1028,6 +1032,8 @@ static __always_inline struct obs_conn *state_of(struct obs_conn *st)
 	return bpf_map_lookup_elem(&hconns, &st->conn_id);
 }
 
+#include "client.bpf.h"
+
 static __always_inline int sock_io(struct sock *sk, long ret, __u8 dir)
 {
 	struct obs_conn *c = bpf_sk_storage_get(&store, sk, 0, 0);
@@ -1035,8 +1041,8 @@ static __always_inline int sock_io(struct sock *sk, long ret, __u8 dir)
 	struct io_args a;
 
 	if (!c) {
-		if (dir != OBS_DIR_IN)
-			return 0;	/* adopted at its first read */
+		if (dir != OBS_DIR_IN)	/* adopted at its first read, or a call */
+			return client_first_write(sk, ret);
 		io_from_regs(&a, dir);
 		c = adopt(sk, ret, a.fd, &in_store);
 		if (!c)
@@ -1049,6 +1055,8 @@ static __always_inline int sock_io(struct sock *sk, long ret, __u8 dir)
 		if (!c)
 			return 0;
 		io_from_regs(&a, dir);
+		if (c->flags & OBS_CF_CLIENT)
+			return client_io(c, &a, ret);
 	}
 	return handle_io(c, &a, ret, in_store);
 }
@@ -1162,6 +1170,8 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 
 		if (queue_time)
 			bpf_map_delete_elem(&early, &skp);
+	} else if (newstate == TCP_SYN_SENT) {
+		client_connect(sk);
 	} else if (newstate != TCP_SYN_RECV && closing(sk)) {
 		sock_close(sk);
 	}

@@ -36,8 +36,8 @@ enum obs_ev_type {
 };
 
 enum obs_dir {
-	OBS_DIR_IN = 0,		/* the server read (request bytes) */
-	OBS_DIR_OUT = 1,	/* the server wrote (response bytes) */
+	OBS_DIR_IN = 0,		/* the server read (request bytes); client end: the response */
+	OBS_DIR_OUT = 1,	/* the server wrote (response bytes); client end: the request */
 };
 
 /* obs_ev_data.flags */
@@ -45,6 +45,7 @@ enum {
 	OBS_DF_SENDFILE = 1 << 0,	/* bytes from sendfile(): never captured */
 	OBS_DF_IOV_SHORT = 1 << 1,	/* more iovecs than OBS_MAX_IOV: capture stopped early */
 	OBS_DF_UNDECODED = 1 << 2,	/* a call obs cannot decode (io_uring, splice, ...): not captured */
+	OBS_DF_CLIENT = 1 << 3,		/* the connection is an outgoing call (OBS_OPEN_CLIENT) */
 };
 
 /* obs_ev_state.what */
@@ -69,17 +70,21 @@ struct obs_ev_hdr {
 struct obs_ev_open {
 	struct obs_ev_hdr h;
 	__u64 accept_ts_ns;	/* when accept() returned */
-	__u8 laddr[16];		/* server address (IPv4 in the first 4 bytes) */
-	__u8 raddr[16];		/* client address */
+	__u8 laddr[16];		/* this end's address (IPv4 in the first 4 bytes); AF_UNIX:
+				   this end's struct sock address (__u64, first 8 bytes) */
+	__u8 raddr[16];		/* the other end's; AF_UNIX: the peer's struct sock address.
+				   Both ends of one connection see the same pair swapped:
+				   obsd matches a call to the request it made (docs/context.md) */
 	__u64 ino;		/* the socket's inode (/proc/PID/fd/FD -> socket:[ino]) */
 	__u32 peer_pid;		/* AF_UNIX: the process at the other end (SO_PEERCRED), 0 if unknown */
 	__u16 family;		/* AF_INET / AF_INET6 / AF_UNIX */
-	__u16 lport;		/* host byte order; 0 for AF_UNIX */
+	__u16 lport;		/* host byte order; 0 for AF_UNIX (client end: its own port) */
 	__u16 rport;
 	__u16 flags;		/* OBS_OPEN_* */
 	char comm[OBS_COMM_LEN];
 	char path[OBS_UNIX_PATH_LEN];	/* AF_UNIX: the socket path the server listens on
-					   ("@name" for the abstract namespace), else "" */
+					   ("@name" for the abstract namespace), else "";
+					   client end: the path it connected to */
 	__u32 pad2;
 };
 
@@ -87,6 +92,9 @@ struct obs_ev_open {
 enum {
 	OBS_OPEN_TLS = 1 << 0,	/* the bytes are TLS plaintext (https) */
 	OBS_OPEN_H2 = 1 << 1,	/* HTTP/2 from the first byte (prior knowledge or ALPN h2) */
+	OBS_OPEN_CLIENT = 1 << 2,/* the client end of a connection a serving process opened (an
+				   outgoing call): requests are written (OBS_DIR_OUT), responses
+				   read; peer_pid and path name the server */
 };
 
 struct obs_ev_data {
@@ -194,6 +202,7 @@ enum {
 	OBS_CF_CLOSED = 1 << 2,	/* the server closed it: only a late reset is reported */
 	OBS_CF_EOF = 1 << 3,	/* the peer's end of stream was reported (UNIX) */
 	OBS_CF_PYTHON = 1 << 4,	/* owned by a Python process (event-loop timing) */
+	OBS_CF_CLIENT = 1 << 5,	/* the client end of an outgoing call (bpf/client.bpf.h) */
 };
 
 /* Map "procs": OBS_PF_* of processes that own followed connections, four bits
@@ -206,6 +215,8 @@ enum {
 	OBS_PF_CONNS = 1 << 0,
 	OBS_PF_LOOP = 1 << 1,	/* a Python event loop: epoll_wait is timed */
 	OBS_PF_UNIX = 1 << 2,	/* has followed UNIX connections: close() is looked at */
+	OBS_PF_SERVES = 1 << 3,	/* serves HTTP on a followed connection: its outgoing calls
+				   are followed too */
 };
 
 /* Per-CPU counters (map "counters"), summed by userspace. */
@@ -226,6 +237,7 @@ enum obs_counter {
 	OBS_C_UNDECODED,	/* I/O on a tracked socket through a call obs cannot decode
 				   (io_uring, recvmmsg/sendmmsg, splice): its bytes are a gap */
 	OBS_C_STORE_FULL,	/* sockets not followed: per-socket state could not be created */
+	OBS_C_CLIENT_CONNS,	/* outgoing connections of serving processes that spoke HTTP/1 */
 	OBS_C_MAX
 };
 

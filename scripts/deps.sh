@@ -10,7 +10,7 @@ test_pkgs=(curl wrk apache2-utils tmux valgrind nghttp2-client openssl
 	   python3 python3-uvicorn python3-hypercorn python3-daphne gunicorn
 	   python3-starlette python3-fastapi python3-httptools python3-uvloop python3-h11
 	   python3-wsproto python3-multipart python3-pytest python3-grpcio prometheus nginx python3-yaml
-	   python3-prometheus-client python3-structlog
+	   python3-prometheus-client python3-structlog python3-httpx python3-aiohttp
 	   libhttp-parser-dev python3-django)
 
 # The test OTLP receiver decodes with the official protos' generated decoder

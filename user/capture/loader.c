@@ -61,6 +61,7 @@ static const char *const counter_names[OBS_C_MAX] = {
 	[OBS_C_TLS_UNMAPPED] = "tls_unmapped",
 	[OBS_C_UNDECODED] = "undecoded",
 	[OBS_C_STORE_FULL] = "store_full",
+	[OBS_C_CLIENT_CONNS] = "client_conns",
 };
 
 const char *obs_counter_name(enum obs_counter c)

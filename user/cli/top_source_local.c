@@ -95,7 +95,7 @@ static void local__sink(void *ctx, const struct record *r)
 {
 	struct local *l = ctx;
 
-	if (!l->closing)
+	if (!l->closing && r->kind != REC_CLIENT)	/* top shows served requests */
 		local__count(l->src.model, r);
 }
 

@@ -28,6 +28,8 @@ enum {
 	CONN_NO_OPEN	= 1u << 2,
 	CONN_UPGRADED	= 1u << 3,
 	CONN_TOLD_GONE	= 1u << 4,	/* DISCONNECTED already reported */
+	CONN_SRV_FIN	= 1u << 5,	/* outgoing call: the server half-closed */
+	CONN_SRV_RESET	= 1u << 6,	/* outgoing call: the server reset */
 };
 
 struct conn {
@@ -43,6 +45,11 @@ struct conn {
 	uint32_t peer_pid;		/* UNIX: the client process */
 	bool tls;
 	bool h2_from_start;		/* prior knowledge / ALPN h2: no HTTP/1 at all */
+	bool outgoing;			/* the client end of an outgoing call (OBS_OPEN_CLIENT):
+					   requests are written, responses read */
+	bool seq_broken;		/* request order unsure once: conn_seq is 0 from then on */
+	uint32_t n_req;			/* request heads numbered so far (record.conn_seq) */
+	uint64_t pair;			/* record.pair of its requests */
 	/* Request bytes were skipped or lost: unseen requests may sit in the
 	 * pipeline, so responses cannot be paired by order until it drains. */
 	bool req_desync;
@@ -179,7 +186,7 @@ static bool q_push(struct conn *c, struct record *r)
 	}
 	c->q[(c->q_head + c->q_len) % c->q_cap] = r;
 	c->q_len++;
-	c->t->st.requests_in_flight++;
+	c->t->st.requests_in_flight += !c->outgoing;	/* served requests only */
 	return true;
 }
 
@@ -192,7 +199,7 @@ static void q_pop(struct conn *c)
 {
 	c->q_head = (c->q_head + 1) % c->q_cap;
 	c->q_len--;
-	c->t->st.requests_in_flight--;
+	c->t->st.requests_in_flight -= !c->outgoing;
 }
 
 /* ---- events ---- */
@@ -205,6 +212,7 @@ static void emit(struct conn *c, enum conn_ev_type type, struct record *r, const
 		.client = c->client, .server = c->server,
 		.ident = c->ident, .ident_len = c->ident_len,
 		.r = r, .reason = reason, .in_flight = c->q_len + (c->cur_resp ? 1 : 0),
+		.outgoing = c->outgoing,
 	};
 
 	if (c->t->fn)
@@ -344,6 +352,8 @@ static struct record *record_new(struct conn *c, uint64_t start_ns)
 	r->transport = c->transport;
 	r->peer_pid = c->peer_pid;
 	r->tls = c->tls;
+	r->kind = c->outgoing ? REC_CLIENT : REC_SERVER;
+	r->pair = c->pair;
 	memcpy(r->client_addr, c->client_addr, sizeof(r->client_addr));
 	memcpy(r->client, c->client, sizeof(r->client));
 	memcpy(r->server, c->server, sizeof(r->server));
@@ -410,6 +420,9 @@ static void fail_pending(struct conn *c, const char *why)
 
 static const char *close_reason(const struct conn *c)
 {
+	if (c->outgoing)	/* an outgoing call: the peer is the server */
+		return c->flags & CONN_SRV_RESET ? ERR_SERVER_RESET :
+		       c->flags & CONN_SRV_FIN	 ? ERR_SERVER_CLOSED : ERR_CLIENT_CLOSED;
 	if (c->flags & CONN_RESET)
 		return ERR_CLIENT_RESET;
 	if (c->flags & CONN_PEER_FIN)
@@ -436,6 +449,11 @@ static enum h1_body_hint req_on_head(void *ctx, const struct h1_head *h)
 	if (c->msg_arrival && c->msg_arrival <= r->start_ns)
 		r->queue_ns = (int64_t)(r->start_ns - c->msg_arrival);
 	record__from_head(r, h);
+	/* the n-th request on each end of a connection is the same one, as long
+	 * as neither end lost or skipped any (calls are matched by it) */
+	if (c->req_desync || (c->flags & CONN_NO_OPEN))
+		c->seq_broken = true;
+	r->conn_seq = c->seq_broken ? 0 : ++c->n_req;
 	if (!q_push(c, r)) {
 		record_free(c->t, r);
 		return H1_BODY_DEFAULT;
@@ -952,6 +970,90 @@ static void unix_addresses(struct conn_table *t, struct conn *c, const struct ob
 	peer_name(t, o->peer_pid, o->h.ts_ns, c->client, sizeof(c->client));
 }
 
+/* An outgoing call: server names the callee (its ip:port, or the socket
+ * path the kernel put in path), client this end (ip:port, or comm[pid]). */
+static void client_addresses(struct conn *c, const struct obs_ev_open *o)
+{
+	if (o->family == AF_UNIX) {
+		conn_peer_name(c->client, sizeof(c->client), o->h.pid, c->comm);
+		return;
+	}
+	format_addr(c->client, o->family, o->laddr, o->lport);
+	format_addr(c->server, o->family, o->raddr, o->rport);
+	if (o->family == AF_INET) {
+		memset(c->client_addr, 0, 10);
+		c->client_addr[10] = c->client_addr[11] = 0xff;
+		memcpy(c->client_addr + 12, o->laddr, 4);
+	} else {
+		memcpy(c->client_addr, o->laddr, 16);
+	}
+}
+
+/* addr as IPv6 (IPv4 mapped). */
+static void addr16(uint8_t out[16], uint16_t family, const uint8_t *addr)
+{
+	if (family == AF_INET) {
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, addr, 4);
+	} else {
+		memcpy(out, addr, 16);
+	}
+}
+
+static bool addr_loopback(const uint8_t a[16])
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+	static const uint8_t v6lo[16] = { [15] = 1 };
+
+	return (!memcmp(a, v4mapped, 12) && a[12] == 127) || !memcmp(a, v6lo, 16);
+}
+
+static uint64_t mix64(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+	h ^= h >> 31;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 29;
+	return h;
+}
+
+/*
+ * The key both ends of a same-node connection compute alike: TCP, the
+ * (client ip, client port, server ip, server port) 4-tuple; UNIX, the
+ * (client sock, server sock) pair the kernel reports. 0 when the peer is not
+ * on this node (a TCP peer that is neither loopback nor this end's own
+ * address): such requests cost nothing more.
+ */
+static uint64_t conn_pair(const struct obs_ev_open *o, bool client)
+{
+	const uint8_t *cl = client ? o->laddr : o->raddr, *sv = client ? o->raddr : o->laddr;
+	uint16_t clp = client ? o->lport : o->rport, svp = client ? o->rport : o->lport;
+	uint8_t c16[16], s16[16];
+	uint64_t h = o->family, w;
+
+	if (o->family == AF_UNIX) {
+		memcpy(&w, cl, 8);
+		h = mix64(h, w);
+		memcpy(&w, sv, 8);
+		h = mix64(h, w);
+		return h ? h : 1;
+	}
+	addr16(c16, o->family, cl);
+	addr16(s16, o->family, sv);
+	if (!addr_loopback(s16) && memcmp(c16, s16, 16))
+		return 0;
+	h = 6;	/* same key for AF_INET and a v4-mapped AF_INET6 end */
+	for (int i = 0; i < 16; i += 8) {
+		memcpy(&w, c16 + i, 8);
+		h = mix64(h, w);
+		memcpy(&w, s16 + i, 8);
+		h = mix64(h, w);
+	}
+	h = mix64(h, (uint64_t)clp << 16 | svp);
+	return h ? h : 1;
+}
+
 static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 {
 	struct conn *c = conn_find(t, o->h.conn_id);
@@ -972,43 +1074,50 @@ static void on_open(struct conn_table *t, const struct obs_ev_open *o)
 	c->h2_from_start = o->flags & OBS_OPEN_H2;
 	if (c->h2_from_start && !c->h2)
 		c->h2 = h2__new(&h2_cb, c, false);
+	c->outgoing = o->flags & OBS_OPEN_CLIENT;
 	if (o->family == AF_UNIX) {
 		unix_addresses(t, c, o);
 	} else {
 		inet_addresses(c, o);
 	}
+	if (c->outgoing)
+		client_addresses(c, o);
+	c->pair = conn_pair(o, c->outgoing);
 	conn_ident(c);
 	emit(c, CONN_EV_OPENED, NULL, NULL);
 }
 
 static void on_data(struct conn *c, const struct obs_ev_data *d)
 {
-	struct h1_parser *p = &c->p[d->dir];
+	/* [OBS_DIR_IN] is the request side: what a server reads, what a
+	 * client (an outgoing call) writes */
+	uint8_t dir = d->dir ^ c->outgoing;
+	struct h1_parser *p = &c->p[dir];
 	uint64_t skipped;
 
 	c->seg_ts = d->h.ts_ns;
 	c->seg_tid = d->h.tid;
-	if (d->dir == OBS_DIR_IN)
+	if (dir == OBS_DIR_IN)
 		c->seg_arrival = d->arrival_ns;
 	if (p->msg_bytes == 0 && !p->buf_len) {	/* a new message starts in this segment */
-		c->msg_start[d->dir] = d->h.ts_ns;
-		if (d->dir == OBS_DIR_IN)
+		c->msg_start[dir] = d->h.ts_ns;
+		if (dir == OBS_DIR_IN)
 			c->msg_arrival = d->arrival_ns;
 	}
-	if (d->dir == OBS_DIR_IN)
+	if (dir == OBS_DIR_IN)
 		c->t->st.bytes_in += d->len;
 	else
 		c->t->st.bytes_out += d->len;
 	if (c->h2) {
-		h2__feed(c->h2, d->dir == OBS_DIR_IN ? H2_FROM_CLIENT : H2_FROM_SERVER, d->data,
+		h2__feed(c->h2, dir == OBS_DIR_IN ? H2_FROM_CLIENT : H2_FROM_SERVER, d->data,
 			 d->cap, d->len - d->cap - d->tail, d->data + d->cap, d->tail);
 		return;
 	}
 	skipped = p->skipped_bytes;
 	h1__feed(p, d->data, d->cap, d->len - d->cap - d->tail, d->data + d->cap, d->tail);
-	if (d->dir == OBS_DIR_IN && p->skipped_bytes != skipped)
+	if (dir == OBS_DIR_IN && p->skipped_bytes != skipped)
 		c->req_desync = true;	/* requests may hide in what was skipped */
-	if (c->loss_one && d->dir == OBS_DIR_OUT) {
+	if (c->loss_one && dir == OBS_DIR_OUT) {
 		/* The one lost event was this direction's if its data resumes
 		 * mid-message: then no request was lost. */
 		if (p->skipped_bytes != skipped) {
@@ -1016,13 +1125,20 @@ static void on_data(struct conn *c, const struct obs_ev_data *d)
 			c->owed = 0;
 		}
 		c->loss_one = false;
-	} else if (d->dir == OBS_DIR_IN) {
+	} else if (dir == OBS_DIR_IN) {
 		c->loss_one = false;
 	}
 }
 
 static void on_state(struct conn *c, const struct obs_ev_state *s)
 {
+	if (c->outgoing) {	/* the server of an outgoing call left: a close reason */
+		if (s->what == OBS_ST_PEER_FIN)
+			c->flags |= CONN_SRV_FIN;
+		else if (s->what == OBS_ST_RESET)
+			c->flags |= CONN_SRV_RESET;
+		return;
+	}
 	if (s->what == OBS_ST_PEER_FIN)
 		c->flags |= CONN_PEER_FIN;
 	else if (s->what == OBS_ST_RESET)
@@ -1115,6 +1231,7 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 		if (!c)
 			return;
 		c->flags |= CONN_NO_OPEN;
+		c->outgoing = h->type == OBS_EV_DATA && (d->flags & OBS_DF_CLIENT);
 		c->last_seq = h->seq - 1;
 		c->seg_ts = h->ts_ns;
 		t->st.seq_gaps++;
@@ -1209,6 +1326,8 @@ void conn_table__foreach(const struct conn_table *t,
 {
 	for (size_t b = 0; b < t->n_buckets; b++) {
 		for (struct conn *c = t->buckets[b]; c; c = c->next) {
+			if (c->outgoing)
+				continue;
 			struct conn_view v = {
 				.pid = c->pid, .lport = c->lport, .transport = c->transport,
 				.comm = c->comm,
@@ -1225,7 +1344,7 @@ void conn_table__foreach_pending(const struct conn_table *t, uint32_t pid,
 {
 	for (size_t b = 0; b < t->n_buckets; b++) {
 		for (struct conn *c = t->buckets[b]; c; c = c->next) {
-			if (c->pid != pid)
+			if (c->pid != pid || c->outgoing)
 				continue;
 			for (size_t i = 0; i < c->q_len; i++)
 				fn(ctx, c->q[(c->q_head + i) % c->q_cap]);

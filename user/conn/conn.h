@@ -51,6 +51,8 @@ struct conn_event {
 	size_t ident_len;		/* conn_ident_pack() packs them: ident_len bytes */
 	struct record *r;		/* REQ_STARTED, REQ_DONE */
 	const char *reason;		/* DISCONNECTED: "fin"/"reset"; CLOSED: close reason */
+	bool outgoing;			/* an outgoing call's connection (records are REC_CLIENT):
+					   no lifecycle events, not in the in-flight sets */
 	size_t in_flight;		/* requests without a complete response */
 };
 
@@ -75,6 +77,7 @@ size_t conn_ident_pack(char *out, const char *comm, const char *client, const ch
 #define ERR_LOST		"lost"			/* events of the connection were lost */
 #define ERR_RESP_INCOMPLETE	"response_incomplete"	/* response started, ended early */
 #define ERR_STREAM_RESET	"stream_reset"		/* HTTP/2 RST_STREAM before the end */
+#define ERR_SERVER_RESET	"server_reset"		/* outgoing call: the server reset it */
 
 /* Why a request record was not made (its request is then not reported). */
 enum conn_drop {
@@ -92,7 +95,8 @@ struct conn_stats {
 	uint64_t records_ok, records_failed;
 	uint64_t incomplete_requests;		/* partial request heads at close: no record */
 	uint64_t conns_opened, conns_closed;
-	uint64_t requests_in_flight;		/* request heads awaiting their response */
+	uint64_t requests_in_flight;		/* request heads awaiting their response (served,
+						   not outgoing calls) */
 	uint64_t h2_errors;			/* HTTP/2 connections that could not be parsed */
 	uint64_t records_dropped[CONN_DROP_MAX];	/* requests not reported, by reason */
 	uint64_t bytes_in, bytes_out;
@@ -145,7 +149,8 @@ struct conn_view {
 void conn_table__foreach(const struct conn_table *t,
 			 void (*fn)(void *ctx, const struct conn_view *v), void *ctx);
 
-/* Visit the records of pid's connections still waiting for their response. */
+/* Visit the records of pid's connections still waiting for their response
+ * (requests it serves: its outgoing calls are not visited). */
 void conn_table__foreach_pending(const struct conn_table *t, uint32_t pid,
 				 void (*fn)(void *ctx, const struct record *r), void *ctx);
 

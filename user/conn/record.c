@@ -116,6 +116,16 @@ static const struct {
 	{ RECF_PATH_TRUNC, "path_truncated" },
 };
 
+const char *record_link_name(unsigned link)
+{
+	static const char *const names[REC_LINK_KINDS] = {
+		[REC_LINK_NONE] = "", [REC_LINKED] = "linked",
+		[REC_LINK_NO_REQUEST] = "no_request", [REC_LINK_AMBIGUOUS] = "ambiguous",
+	};
+
+	return link < REC_LINK_KINDS ? names[link] : "";
+}
+
 void record__json(const struct record *r, struct jbuf *jb)
 {
 	char ts[64], hex[33];
@@ -166,6 +176,10 @@ void record__json(const struct record *r, struct jbuf *jb)
 	jb_str(jb, "host", r->host);
 	jb_str(jb, "user_agent", r->user_agent);
 	jb_str(jb, "content_type", r->content_type);
+	if (r->kind == REC_CLIENT) {	/* an outgoing call (docs/context.md) */
+		jb_str(jb, "kind", "client");
+		jb_str(jb, "link", record_link_name(r->link));
+	}
 	jb_arr_open(jb, "flags");
 	for (size_t i = 0; i < sizeof(flag_names) / sizeof(flag_names[0]); i++)
 		if (r->flags & flag_names[i].bit)

@@ -40,6 +40,24 @@ enum rec_transport {
 				   peer process "comm[pid]" (docs/records.md) */
 };
 
+/* record.kind */
+enum rec_kind {
+	REC_SERVER = 0,		/* a request the process served */
+	REC_CLIENT = 1,		/* an outgoing call it made (docs/context.md): start_ns is its
+				   first request byte written, end_ns its last response byte
+				   read; bytes_in the request's bytes, bytes_out the response's;
+				   server names the callee, client this end */
+};
+
+/* record.link of a CLIENT record: how its parent SERVER span was found. */
+enum rec_link {
+	REC_LINK_NONE = 0,	/* not decided (SERVER records) */
+	REC_LINKED,		/* the single request in flight on the calling thread */
+	REC_LINK_NO_REQUEST,	/* no request of the process in flight on that thread */
+	REC_LINK_AMBIGUOUS,	/* several could have made it: left out (logs.h's rule) */
+	REC_LINK_KINDS
+};
+
 enum rec_outcome {
 	REC_OK = 0,		/* the response was written completely */
 	REC_FAILED = 1,		/* no complete response; see record.error */
@@ -71,6 +89,16 @@ struct record {
 	int grpc_status;		/* gRPC status from the trailers, -1 when none */
 	bool behind_gap;		/* internal (conn.c): read after requests that may
 					   have been missed; its pairing is unsure */
+	uint8_t kind;			/* enum rec_kind */
+	uint8_t link;			/* CLIENT: enum rec_link */
+	bool own_context;		/* CLIENT: the caller sent its own traceparent (an SDK) */
+	bool peer_other;		/* CLIENT: past the distinct-peer cap, its peer label is
+					   "_other" (client.h) */
+	uint32_t conn_seq;		/* 1-based index of the request on its connection; 0 when
+					   the order is unsure (loss, resync) */
+	uint64_t pair;			/* same-node connections: equal at both ends (the TCP
+					   4-tuple, the UNIX socket pair); 0 when the peer is
+					   not local */
 	/* From here on, only ids and strings (see record__clear). */
 	uint8_t trace_id[16];
 	uint8_t span_id[8];
@@ -123,6 +151,9 @@ uint64_t record__ttfb_us(const struct record *r);
 
 /* RFC 3339 UTC with microseconds: "2026-11-22T19:30:00.123456Z". */
 void rfc3339(char *out, size_t n, uint64_t epoch_ns);
+
+/* "linked", "no_request", "ambiguous"; "" for REC_LINK_NONE. */
+const char *record_link_name(unsigned link);
 
 struct jbuf;
 /* Append r as one JSON object (fields per docs/records.md). */

@@ -64,6 +64,7 @@ struct daemon {
 	char *cfg_strs[CONFIG_STRS_MAX];	/* copies of the file's values */
 	int n_cfg_strs;
 	struct store *store;
+	struct store *calls;	/* outgoing calls' records (?kind=client) */
 	struct textring *errors;	/* rendered error events, /api/errors */
 	struct slots events;		/* recent lifecycle events, packed (rendered
 					   when /api/events is read) */
@@ -105,6 +106,16 @@ struct daemon {
 static void on_signal(int sig)
 {
 	stop = 1;
+}
+
+/* Served requests and outgoing calls are kept apart: /api/requests lists
+ * the first, /api/requests?kind=client the second (docs/context.md). */
+static struct store *store_of(struct daemon *d, const char *query)
+{
+	char v[16];
+
+	return !api_query_get(query, "kind", v, sizeof(v)) && !strcmp(v, "client") ? d->calls
+										     : d->store;
 }
 
 static void error_sink(void *ctx, const struct record *r, const struct exc_info *exc)
@@ -389,6 +400,7 @@ static void h_ready(struct daemon *d, struct api_reply *rep)
 
 static void h_requests(struct daemon *d, const char *query, struct api_reply *rep)
 {
+	struct store *st = store_of(d, query);
 	size_t limit = API_LIMIT_DEFAULT, n;
 	struct record tmp;
 	const struct record *r;
@@ -396,10 +408,10 @@ static void h_requests(struct daemon *d, const char *query, struct api_reply *re
 
 	if (!api_query_get(query, "limit", v, sizeof(v)))
 		limit = strtoul(v, NULL, 10);
-	n = store__count(d->store);
+	n = store__count(st);
 	/* ?since=T: only records after the T-th ever stored (T = an earlier "total") */
 	if (!api_query_get(query, "since", v, sizeof(v))) {
-		uint64_t since = strtoull(v, NULL, 10), total = store__total(d->store);
+		uint64_t since = strtoull(v, NULL, 10), total = store__total(st);
 
 		n = since >= total ? 0 : total - since < n ? total - since : n;
 	}
@@ -407,10 +419,10 @@ static void h_requests(struct daemon *d, const char *query, struct api_reply *re
 		limit = n;
 	jb_obj_open(&rep->body);
 	jb_u64(&rep->body, "count", limit);
-	jb_u64(&rep->body, "total", store__total(d->store));
+	jb_u64(&rep->body, "total", store__total(st));
 	jb_arr_open(&rep->body, "requests");
 	for (size_t i = 0; i < limit; i++)
-		if ((r = store__get(d->store, i, &tmp)))	/* NULL: not kept (no memory) */
+		if ((r = store__get(st, i, &tmp)))	/* NULL: not kept (no memory) */
 			record__json(r, &rep->body);
 	jb_arr_close(&rep->body);
 	jb_obj_close(&rep->body);
@@ -435,7 +447,7 @@ static void span_json(const struct record *r, const char *service, struct jbuf *
 	jb_str(jb, "parent_span_id", hex);
 	jb_str(jb, "trace_state", r->tracestate);
 	jb_str(jb, "name", v.name);
-	jb_str(jb, "kind", "SERVER");
+	jb_str(jb, "kind", r->kind == REC_CLIENT ? "CLIENT" : "SERVER");
 	jb_u64(jb, "start_time_unix_nano", r->wall_start_ns);
 	jb_u64(jb, "end_time_unix_nano", r->wall_start_ns + (r->end_ns - r->start_ns));
 	jb_u64(jb, "duration_us", record__duration_us(r));
@@ -471,6 +483,7 @@ static void span_json(const struct record *r, const char *service, struct jbuf *
 /* Sampled records of the store, as spans, newest first. */
 static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
 {
+	struct store *st = store_of(d, query);
 	size_t limit = API_LIMIT_DEFAULT, n = 0;
 	struct record tmp;
 	char v[24];
@@ -480,8 +493,8 @@ static void h_traces(struct daemon *d, const char *query, struct api_reply *rep)
 	jb_obj_open(&rep->body);
 	jb_bool(&rep->body, "exporting", d->otlp != NULL);
 	jb_arr_open(&rep->body, "spans");
-	for (size_t i = 0; n < limit && i < store__count(d->store); i++) {
-		const struct record *r = store__get(d->store, i, &tmp);
+	for (size_t i = 0; n < limit && i < store__count(st); i++) {
+		const struct record *r = store__get(st, i, &tmp);
 
 		if (r && r->sampled) {
 			span_json(r, d->ocfg.service_name, &rep->body);
@@ -1006,9 +1019,11 @@ static int add_sinks(struct daemon *d)
 	if (d->mcfg.url[0] && !d->mcfg.off)
 		d->mopts.by_status = true;	/* the OTLP durations' attributes */
 	d->store = store__new(d->store_size);
+	d->calls = store__new(d->store_size);
 	d->metrics = metrics__new(&d->mopts);
 	d->logs = log_store__new(LOG_STORE_DEFAULT);
 	if (sinks__add(&d->sinks, &store_sink, d->store) ||
+	    sinks__add(&d->sinks, &call_store_sink, d->calls) ||
 	    sinks__add(&d->sinks, &metrics_sink, d->metrics) ||
 	    sinks__add(&d->sinks, &api_rings_sink, d) ||
 	    sinks__add(&d->sinks, &log_store_sink, d->logs))

@@ -13,6 +13,7 @@
 #include "base/pack.h"
 #include "request/pipeline.h"
 #include "request/route.h"
+#include "request/client.h"
 #include "request/errors.h"
 #include "request/events.h"
 #include "request/logs.h"
@@ -47,6 +48,7 @@ struct pipeline {
 	struct errors *errs;
 	struct logs *logs;
 	struct loops *loops;
+	struct clients *calls;		/* outgoing calls: links and stitching (client.h) */
 	/* the sinks' callbacks, one array per event (sink.h): no NULL checks
 	 * per event */
 	struct {
@@ -154,21 +156,59 @@ static void life(struct pipeline *p, enum life_type type, const struct conn_even
 		p->life_sinks[i].fn(p->life_sinks[i].ctx, &e);
 }
 
+static const struct proc *proc_find(const struct pipeline *p, uint32_t pid);
+
+/*
+ * An outgoing call (client.h): at its start, its owner by the log records'
+ * rule (the requests of the calling thread in flight now: same-thread
+ * events arrive in program order); when done, straight to the record sinks.
+ * No lifecycle events, errors, log or loop bookkeeping: those are the
+ * served requests'.
+ */
+static void client_event(struct pipeline *p, const struct conn_event *ce)
+{
+	struct record *r = ce->r;
+
+	if (ce->type == CONN_EV_REQ_STARTED) {
+		const struct proc *pr = proc_find(p, r->pid);
+		struct log_inflight f = { .tid = r->tid };
+		struct log_link link;
+
+		conn_table__foreach_pending(p->ct, r->pid, log_inflight_visit, &f);
+		logs__link(p->logs, r->pid, &f, &link);
+		r->wall_start_ns = r->start_ns + p->wall_offset_ns;
+		pack_arr(r->service, services__of(p->svc, r->pid, r->comm, pr ? pr->lport : 0),
+			 sizeof(r->service));
+		r->container = *container_of(p, r->pid);
+		clients__start(p->calls, r, &link, p->sampler);
+	} else if (ce->type == CONN_EV_REQ_DONE) {
+		clients__done(p->calls, r);
+		for (int i = 0; i < p->n_sinks; i++)
+			p->sinks[i].fn(p->sinks[i].ctx, r);
+	}
+}
+
 static void on_conn_event(void *ctx, const struct conn_event *ce)
 {
 	struct pipeline *p = ctx;
 
+	if (ce->outgoing) {
+		client_event(p, ce);
+		return;
+	}
 	switch (ce->type) {
 	case CONN_EV_OPENED:
 		life(p, LIFE_CONNECTION_OPENED, ce);
 		break;
 	case CONN_EV_REQ_STARTED:
 		start_record(p, ce->r);
+		clients__server_start(p->calls, ce->r);
 		life(p, LIFE_REQUEST_STARTED, ce);
 		break;
 	case CONN_EV_REQ_DONE:
 		if (ce->r->flags & RECF_SERVER_REQID)	/* the server's own id wins */
 			memcpy(ce->r->request_id, ce->r->x_request_id, sizeof(ce->r->request_id));
+		clients__server_done(p->calls, ce->r);
 		life(p, ce->r->outcome == REC_OK ? LIFE_RESPONSE_COMPLETED : LIFE_REQUEST_FAILED, ce);
 		logs__request_done(p->logs, ce->r);
 		errors__record(p->errs, ce->r);
@@ -299,8 +339,9 @@ static int on_ring(void *ctx, void *data, size_t size)
 		on_loop(p, data);
 		return 0;
 	}
-	if (size >= sizeof(*h) && h->type == OBS_EV_DATA)
-		logs__io(p->logs, h->pid, h->tid);
+	if (size >= sizeof(struct obs_ev_data) && h->type == OBS_EV_DATA &&
+	    !(((const struct obs_ev_data *)data)->flags & OBS_DF_CLIENT))
+		logs__io(p->logs, h->pid, h->tid);	/* a call is no sign of moving on */
 	conn_table__event(p->ct, data, size);
 	if (size >= sizeof(struct obs_ev_open) && h->type == OBS_EV_OPEN)
 		proc_add(p, data);
@@ -369,7 +410,8 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o)
 	p->ct = conn_table__new(on_conn_event, p);
 	p->loops = loops__new();
 	p->logs = logs__new();
-	if (!p->ct || !p->errs || !p->loops || !p->logs) {
+	p->calls = clients__new();
+	if (!p->ct || !p->errs || !p->loops || !p->logs || !p->calls) {
 		err = -errno;
 		goto out_table;
 	}
@@ -423,6 +465,7 @@ out_table:
 	errors__free(p->errs);
 	loops__free(p->loops);
 	logs__free(p->logs);
+	clients__free(p->calls);
 out_free:
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
@@ -518,6 +561,7 @@ void pipeline__free(struct pipeline *p)
 	errors__free(p->errs);	/* releases held error requests to the sinks */
 	logs__free(p->logs);	/* emits partial lines */
 	loops__free(p->loops);
+	clients__free(p->calls);
 	services__free(p->own_svc);
 	routes__free(p->own_rt);
 	free(p);
@@ -714,6 +758,7 @@ int pipeline__snapshot(struct pipeline *p, struct pipeline_stats *st)
 	st->traceparent_invalid = p->traceparent_invalid;
 	st->errors = *errors__stats(p->errs);
 	st->logs = *logs__stats(p->logs);
+	st->calls = *clients__stats(p->calls);
 	for (size_t i = 0; i < p->n_procs; i++)
 		snap_proc(&w, p->procs[i].pid, p->procs[i].comm, p->procs[i].lport,
 			  p->procs[i].first_seen_ns);

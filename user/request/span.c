@@ -67,6 +67,10 @@ void span_view(struct span_view *v, const struct record *r)
 	int cport, sport;
 	size_t hl;
 
+	if (r->kind == REC_CLIENT) {
+		client_span_view(v, r);
+		return;
+	}
 	memset(v, 0, sizeof(*v));
 	if (!strncmp(r->content_type, "application/grpc", 16) && r->path[0] == '/')
 		snprintf(v->name, sizeof(v->name), "%s", r->path + 1);	/* pkg.Service/Method */

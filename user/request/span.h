@@ -50,9 +50,20 @@ struct span_view {
 	char peer_name[REC_ADDR_MAX];	/* UNIX: the peer process's comm */
 	char flavor[4];
 	char rpc_service[REC_PATH_MAX];
+	char url_full[16 + H1_HOST_MAX + REC_PATH_MAX];	/* CLIENT: scheme://host/path */
 };
 
 /* Fill v from r; v keeps pointers into r, so r must outlive v. */
 void span_view(struct span_view *v, const struct record *r);
+
+/*
+ * An outgoing call (REC_CLIENT) as a CLIENT span (client_span.c): name
+ * "{METHOD}", http.request.method, url.full (scheme, Host header or the
+ * peer, path: never the query), server.address/server.port (the Host
+ * header's name, else the peer; a UNIX server's socket path, no port),
+ * network.peer.address/port, http.response.status_code, error.type, and
+ * obs.link (how its parent was found). Status ERROR on 5xx and failures.
+ */
+void client_span_view(struct span_view *v, const struct record *r);
 
 #endif

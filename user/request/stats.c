@@ -162,4 +162,5 @@ void pipeline_stats__counters(const struct pipeline_stats *st, struct counter_vi
 	counter_u64(v, st->traceparent_invalid, NULL, NULL, NULL, NULL);
 	obs_errors(v, &st->errors);
 	obs_logs(v, &st->logs);
+	client_stats__counters(&st->calls, v);
 }

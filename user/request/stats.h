@@ -15,6 +15,7 @@
 #include "base/cgroup.h"
 #include "base/counters.h"
 #include "conn/conn.h"
+#include "request/client.h"
 #include "request/errors.h"
 #include "request/logs.h"
 #include "request/loops.h"
@@ -58,6 +59,7 @@ struct pipeline_stats {
 	uint64_t traceparent_invalid;		/* present but invalid: ignored */
 	struct err_stats errors;
 	struct log_stats logs;
+	struct client_stats calls;		/* outgoing calls and stitching */
 	size_t n_procs, n_loops, n_routes;
 	size_t n_observed;			/* of procs: the observed processes (the rest
 						   only have connections) */

@@ -7,6 +7,7 @@
 #include "base/counters.h"
 #include "base/lhist.h"
 #include "request/loops.h"
+#include "sinks/client_metrics.h"
 #include "sinks/metrics.h"
 
 static const double default_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -46,6 +47,7 @@ struct metrics {
 	struct table grpc;	/* service, grpc_service, grpc_method, grpc_code[, worker] */
 	struct table grpc_dur;	/* service, grpc_service, grpc_method[, worker] */
 	struct table by_status;	/* service, method, route, status, scheme, error[, worker] */
+	struct client_metrics *client;	/* outgoing calls (client_metrics.h) */
 };
 
 static const char *const grpc_codes[] = {
@@ -267,6 +269,11 @@ struct metrics *metrics__new(const struct metrics_opts *o)
 		m->o.n_buckets = sizeof(default_buckets) / sizeof(default_buckets[0]);
 		memcpy(m->o.buckets, default_buckets, sizeof(default_buckets));
 	}
+	m->client = client_metrics__new(m->o.buckets, m->o.n_buckets);
+	if (!m->client) {
+		free(m);
+		return NULL;
+	}
 	return m;
 }
 
@@ -280,6 +287,7 @@ void metrics__free(struct metrics *m)
 	table_free(&m->grpc);
 	table_free(&m->grpc_dur);
 	table_free(&m->by_status);
+	client_metrics__free(m->client);
 	free(m);
 }
 
@@ -429,6 +437,10 @@ void metrics__record(void *ctx, const struct record *r)
 	uint64_t svc_hash;
 	size_t svc_len;
 
+	if (r->kind == REC_CLIENT) {	/* an outgoing call: its own series */
+		client_metrics__record(m->client, r);
+		return;
+	}
 	extra_key(m, r->pid, &r->container, worker, sizeof(worker));
 	key_init(&base);	/* service, method, route[, worker]: duration */
 	key_str(&base, r->service);
@@ -864,6 +876,7 @@ void metrics__render_json(struct metrics *m, const struct pipeline_stats *st, st
 void metrics__render(struct metrics *m, const struct pipeline_stats *st, struct jbuf *out)
 {
 	render_http(m, st, out);
+	client_metrics__render(m->client, out);
 	if (st)
 		render_loops(st, out);
 }

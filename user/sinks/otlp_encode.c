@@ -81,7 +81,8 @@ static void fill_span(struct span_mem *m, const struct record *r)
 	if (r->tracestate[0])
 		s->trace_state = (char *)r->tracestate;
 	s->name = v->name;
-	s->kind = OBS__OTLP__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
+	s->kind = r->kind == REC_CLIENT ? OBS__OTLP__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
+					: OBS__OTLP__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
 	s->start_time_unix_nano = r->wall_start_ns;
 	s->end_time_unix_nano = r->wall_start_ns + (r->end_ns - r->start_ns);
 	s->flags = r->sampled ? 1 : 0;	/* W3C trace flags */

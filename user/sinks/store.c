@@ -242,9 +242,18 @@ void textring__free(struct textring *t)
 
 /* ---- the sink (sink.h) ---- */
 
+/* Served requests and outgoing calls go to two stores (/api/requests and
+ * /api/requests?kind=client). */
 static void sink_record(void *ctx, const struct record *r)
 {
-	store__push(ctx, r);
+	if (r->kind != REC_CLIENT)
+		store__push(ctx, r);
+}
+
+static void call_sink_record(void *ctx, const struct record *r)
+{
+	if (r->kind == REC_CLIENT)
+		store__push(ctx, r);
 }
 
 static void sink_free(void *ctx)
@@ -255,5 +264,11 @@ static void sink_free(void *ctx)
 const struct sink_ops store_sink = {
 	.name = "store",
 	.record = sink_record,
+	.free = sink_free,
+};
+
+const struct sink_ops call_store_sink = {
+	.name = "call store",
+	.record = call_sink_record,
 	.free = sink_free,
 };

@@ -57,8 +57,10 @@ size_t store__count(const struct store *s);
 uint64_t store__total(const struct store *s);
 void store__free(struct store *s);
 
-/* The sink (sink.h): record = store__push, free. */
+/* The sinks (sink.h): record = store__push of served requests (store_sink)
+ * or of outgoing calls (call_store_sink), free. */
 extern const struct sink_ops store_sink;
+extern const struct sink_ops call_store_sink;
 
 #endif
 
