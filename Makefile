@@ -88,7 +88,8 @@ UNIT_SRCS := $(addprefix user/,base/lhist.c base/json.c base/ids.c base/log.c ba
 	     request/trust.c request/service.c request/route.c request/client.c request/client_span.c \
 	     base/counters.c sinks/store.c daemon/config.c daemon/options.c \
 	     cli/top_model.c cli/top_loops.c)
-$(OUT)/test_%: tests/unit/test_%.c tests/unit/check.h $(UNIT_SRCS) $(wildcard user/*/*.h) | $(OUT)
+TEST_HDRS := tests/unit/check.h tests/unit/json_valid.h	# shared by unit tests and fuzzers
+$(OUT)/test_%: tests/unit/test_%.c $(TEST_HDRS) $(UNIT_SRCS) $(wildcard user/*/*.h) | $(OUT)
 	$(call msg,CC-SAN,$@)
 	$(Q)$(CLANG) -O1 -g $(SAN) -Wall -Wextra -Werror -Wno-unused-parameter \
 		-Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser \
@@ -119,7 +120,7 @@ FUZZ_SECONDS ?= 60
 FUZZERS  := http1 conn h2 ids route json api diff_http1 logs
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	       -fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter \
-	       -Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser
+	       -Wno-missing-field-initializers -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -Itests/unit
 FUZZ_SRCS_http1 := user/proto/http1.c
 FUZZ_SRCS_conn  := user/conn/conn.c user/proto/http1.c user/proto/h2.c user/conn/record.c user/base/json.c user/base/ids.c -lnghttp2
 FUZZ_SRCS_h2    := user/proto/h2.c -lnghttp2
@@ -130,7 +131,7 @@ FUZZ_SRCS_logs  := user/request/logs.c
 FUZZ_SRCS_api   := user/daemon/api.c user/base/json.c user/base/log.c
 FUZZ_SRCS_diff_http1 := user/proto/http1.c -lhttp_parser
 
-$(OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*/*.c user/*/*.h) include/obs.h | $(OUT)
+$(OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(TEST_HDRS) $(wildcard user/*/*.c user/*/*.h) include/obs.h | $(OUT)
 	$(call msg,CC-FUZZ,$@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_SRCS_$*) -o $@
 

@@ -5,7 +5,7 @@
  * from any local client. (The request-line handling, handle(), is static;
  * see docs/robustness.md for what would have to be exposed to fuzz it.)
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser -Itests/unit \
  *         tests/fuzz/fuzz_api.c user/daemon/api.c user/base/json.c user/base/log.c -o build/fuzz_api
  *
  * Input: byte 0 = output size (1..32) and which key; the rest is the query
@@ -19,6 +19,9 @@
 #include <string.h>
 
 #include "daemon/api.h"
+
+#define CHECK_ABORT	/* a failed check aborts: libFuzzer keeps the input */
+#include "check.h"
 
 static int ref_query_get(const char *q, const char *key, char *out, size_t n)
 {
@@ -55,17 +58,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	key = keys[(data[0] >> 5) % (sizeof(keys) / sizeof(keys[0]))];
 	q = malloc(size);
 	out = malloc(n);
-	if (!q || !out)
-		abort();
+	CHECK(q && out);
 	memcpy(q, data + 1, size - 1);
 	q[size - 1] = 0;
 	memset(out, 'Z', n);
 	got = api_query_get(q, key, out, n);
 	ref = ref_query_get(q, key, want, n);
-	if (got != ref)
-		abort();
-	if (!got && (!memchr(out, 0, n) || strcmp(out, want)))
-		abort();
+	CHECK(got == ref);
+	CHECK(got || (memchr(out, 0, n) && !strcmp(out, want)));
 	free(q);
 	free(out);
 	return 0;

@@ -3,7 +3,7 @@
  * libFuzzer harness for user/conn/conn.c: per-connection stream reassembly from
  * kernel records.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser -Itests/unit \
  *         tests/fuzz/fuzz_conn.c user/conn/conn.c user/proto/http1.c user/proto/h2.c user/conn/record.c \
  *         user/base/json.c user/base/ids.c -lnghttp2 -o build/fuzz_conn      (or: make fuzz)
  *
@@ -49,6 +49,9 @@
 #include <unistd.h>
 
 #include "conn/conn.h"
+
+#define CHECK_ABORT	/* a failed check aborts: libFuzzer keeps the input */
+#include "check.h"
 
 #define NSLOT		4
 #define STREAM_MAX	(1u << 20)	/* bytes queued per stream */
@@ -240,12 +243,6 @@ static struct conn_info *info_find(uint64_t id)
 	return NULL;
 }
 
-static void str_check(const char *s, size_t cap)
-{
-	if (!memchr(s, '\0', cap))
-		abort();
-}
-
 static const char *const kind_method[K_MAX] = {
 	"GET", "POST", "POST", "HEAD", "PUT", "GET", "GET",
 };
@@ -292,7 +289,7 @@ static void oracle_check(const struct record *r, const struct conn_info *ci)
 				(unsigned long long)known);
 		return;
 	}
-	abort();
+	check(false, __FILE__, __LINE__, "a pairing the oracle's client never saw");
 }
 
 static void record_check(const struct record *r, uint64_t conn_id)
@@ -301,54 +298,42 @@ static void record_check(const struct record *r, uint64_t conn_id)
 	const char *e = r->error;
 	uint32_t f = ci ? ci->flags : 0;
 
-	if (r->conn_id != conn_id)
-		abort();
-	str_check(r->request_id, sizeof(r->request_id));
-	str_check(r->comm, sizeof(r->comm));
-	str_check(r->method, sizeof(r->method));
-	str_check(r->path, sizeof(r->path));
-	str_check(r->client, sizeof(r->client));
-	str_check(r->server, sizeof(r->server));
-	str_check(r->host, sizeof(r->host));
-	str_check(r->user_agent, sizeof(r->user_agent));
-	str_check(r->content_type, sizeof(r->content_type));
-	str_check(r->x_request_id, sizeof(r->x_request_id));
-	str_check(r->traceparent, sizeof(r->traceparent));
-	str_check(r->tracestate, sizeof(r->tracestate));
-	if (r->flags & RECF_UNMATCHED ? r->method[0] || r->path[0] : !r->method[0])
-		abort();
-	if (r->status && (r->status < 100 || r->status > 999))
-		abort();
-	if (r->end_ns < r->start_ns)
-		abort();
+	CHECK(r->conn_id == conn_id);
+	CHECK_NUL(r->request_id, sizeof(r->request_id));
+	CHECK_NUL(r->comm, sizeof(r->comm));
+	CHECK_NUL(r->method, sizeof(r->method));
+	CHECK_NUL(r->path, sizeof(r->path));
+	CHECK_NUL(r->client, sizeof(r->client));
+	CHECK_NUL(r->server, sizeof(r->server));
+	CHECK_NUL(r->host, sizeof(r->host));
+	CHECK_NUL(r->user_agent, sizeof(r->user_agent));
+	CHECK_NUL(r->content_type, sizeof(r->content_type));
+	CHECK_NUL(r->x_request_id, sizeof(r->x_request_id));
+	CHECK_NUL(r->traceparent, sizeof(r->traceparent));
+	CHECK_NUL(r->tracestate, sizeof(r->tracestate));
+	CHECK(!(r->flags & RECF_UNMATCHED ? r->method[0] || r->path[0] : !r->method[0]));
+	CHECK(!(r->status && (r->status < 100 || r->status > 999)));
+	CHECK(r->end_ns >= r->start_ns);
 	if (r->outcome == REC_OK) {
-		if (!e || e[0] || r->status < 101 || (r->status < 200 && r->status != 101))
-			abort();
-	} else if (r->outcome != REC_FAILED || !e) {
-		abort();
+		CHECK(!(!e || e[0] || r->status < 101 || (r->status < 200 && r->status != 101)));
+	} else if (!CHECK(r->outcome == REC_FAILED && e)) {
+		return;
 	} else if (!strcmp(e, ERR_LOST)) {
 		/* records dropped, or bytes skipped: a pairing obs cannot be sure of */
-		if (ci && !(f & (CI_GAP | CI_OUT_ODD | CI_IN_ODD)))
-			abort();
-		if (!(r->flags & RECF_LOST))
-			abort();
+		CHECK(!ci || f & (CI_GAP | CI_OUT_ODD | CI_IN_ODD));
+		CHECK(r->flags & RECF_LOST);
 	} else if (!strcmp(e, ERR_PROCESS_EXIT)) {
-		if (ci && !(f & CI_EXIT))
-			abort();
+		CHECK(!ci || f & CI_EXIT);
 	} else if (!strcmp(e, ERR_CLIENT_RESET)) {
-		if (ci && !(f & CI_RESET))
-			abort();
+		CHECK(!ci || f & CI_RESET);
 	} else if (!strcmp(e, ERR_CLIENT_CLOSED)) {
-		if (ci && !(f & (CI_FIN | CI_RESET)))
-			abort();
+		CHECK(!ci || f & (CI_FIN | CI_RESET));
 	} else if (!strcmp(e, ERR_RESP_INCOMPLETE)) {
-		if (!r->status)
-			abort();
-	} else if (strcmp(e, ERR_SERVER_CLOSED)) {
-		abort();
+		CHECK(r->status);
+	} else {
+		CHECK_S(e, ERR_SERVER_CLOSED);
 	}
-	if (ci && (r->bytes_in > ci->bytes[0] || r->bytes_out > ci->bytes[1]))
-		abort();
+	CHECK(!ci || (r->bytes_in <= ci->bytes[0] && r->bytes_out <= ci->bytes[1]));
 	oracle_check(r, ci);
 }
 
@@ -356,22 +341,17 @@ static void on_event(void *ctx, const struct conn_event *e)
 {
 	size_t i;
 
-	if (e->type > CONN_EV_CLOSED || !e->comm || !e->client || !e->server)
-		abort();
-	str_check(e->comm, OBS_COMM_LEN);
+	CHECK(e->type <= CONN_EV_CLOSED && e->comm && e->client && e->server);
+	CHECK_NUL(e->comm, OBS_COMM_LEN);
 	if (e->type == CONN_EV_REQ_STARTED) {
-		if (!e->r)
-			abort();
+		CHECK(e->r);
 		for (i = 0; i < F.n_live; i++)
-			if (F.live[i] == e->r)
-				abort();	/* started twice */
-		if (F.n_live == MAX_LIVE)
-			abort();
+			CHECK(F.live[i] != e->r);	/* started twice */
+		CHECK(F.n_live != MAX_LIVE);
 		F.live[F.n_live++] = e->r;
 		F.started++;
 	} else if (e->type == CONN_EV_REQ_DONE) {
-		if (!e->r)
-			abort();
+		CHECK(e->r);
 		if (trace)
 			fprintf(stderr, "    -> record conn=%llu %s %s status=%d outcome=%d error=%s "
 				"flags=%#x in=%llu out=%llu\n", (unsigned long long)e->conn_id,
@@ -380,30 +360,24 @@ static void on_event(void *ctx, const struct conn_event *e)
 				(unsigned long long)e->r->bytes_out);
 		for (i = 0; i < F.n_live && F.live[i] != e->r; i++)
 			;
-		if (i == F.n_live)
-			abort();	/* done without start, or done twice */
+		CHECK(i != F.n_live);	/* done without start, or done twice */
 		F.live[i] = F.live[--F.n_live];
 		F.done++;
 		record_check(e->r, e->conn_id);
-	} else if (e->r) {
-		abort();
+	} else {
+		CHECK(!e->r);
 	}
-	if (e->in_flight > F.n_live)
-		abort();
+	CHECK(e->in_flight <= F.n_live);
 }
 
 static void stats_check(void)
 {
 	const struct conn_stats *st = conn_table__stats(F.t);
 
-	if (st->records_ok + st->records_failed != F.done)
-		abort();
-	if (st->requests_in_flight > F.n_live)
-		abort();
-	if (st->conns_closed > st->conns_opened)
-		abort();
-	if (conn_table__active(F.t) != st->conns_opened - st->conns_closed)
-		abort();
+	CHECK(st->records_ok + st->records_failed == F.done);
+	CHECK(st->requests_in_flight <= F.n_live);
+	CHECK(st->conns_closed <= st->conns_opened);
+	CHECK(conn_table__active(F.t) == st->conns_opened - st->conns_closed);
 }
 
 static uint64_t parse_errors(int dir)
@@ -423,8 +397,7 @@ static void deliver(const void *p, size_t size, uint64_t conn_id)
 	struct conn_info *ci = info_find(conn_id);
 	uint64_t in_before = parse_errors(OBS_DIR_IN), out_before = parse_errors(OBS_DIR_OUT);
 
-	if (!b)
-		abort();
+	CHECK(b);
 	memcpy(b, p, size);
 	if (trace)
 		trace_record(b, size);
@@ -506,8 +479,7 @@ static void stream_add(struct stream *st, const void *d, size_t n)
 		return;
 	if (!st->b) {
 		st->b = malloc(STREAM_MAX);
-		if (!st->b)
-			abort();
+		CHECK(st->b);
 	}
 	memcpy(st->b + st->len, d, n);
 	st->len += n;
@@ -714,8 +686,7 @@ static void op_data(struct slot *s, bool lose)
 		tail = len - cap < OBS_TAIL_MAX ? len - cap : OBS_TAIL_MAX;
 	size = sizeof(*d) + cap + tail;
 	d = calloc(1, size);
-	if (!d)
-		abort();
+	CHECK(d);
 	hdr(&d->h, s, OBS_EV_DATA, ++s->seq);
 	d->len = len;
 	d->cap = cap;
@@ -1013,9 +984,8 @@ static void finish(void)
 	conn_table__expire(F.t, UINT64_MAX);
 	stats_check();
 	st = conn_table__stats(F.t);
-	if (conn_table__active(F.t) || F.n_live || st->requests_in_flight ||
-	    F.started != F.done || st->conns_opened != st->conns_closed)
-		abort();
+	CHECK(!conn_table__active(F.t) && !F.n_live && !st->requests_in_flight &&
+	      F.started == F.done && st->conns_opened == st->conns_closed);
 	conn_table__free(F.t);
 	F.t = NULL;
 }
@@ -1034,8 +1004,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	trace = env_on("FUZZ_CONN_TRACE");
 	known_ok = env_on("FUZZ_CONN_KNOWN");
 	F.t = conn_table__new(on_event, NULL);
-	if (!F.t)
-		abort();
+	CHECK(F.t);
 	for (int i = 0; i < NSLOT; i++) {
 		F.sl[i].pid = BASE_PID + (i & 1);
 		F.sl[i].fd = 10 + i;

@@ -3,7 +3,7 @@
  * Differential fuzzer: user/proto/http1.c against Debian's libhttp-parser
  * (http_parser.h, package libhttp-parser-dev) on VALID HTTP/1 streams.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser -Itests/unit \
  *         tests/fuzz/fuzz_diff_http1.c user/proto/http1.c -lhttp_parser -o build/fuzz_diff_http1
  *
  * The input drives a generator (it is not parsed itself): byte 0 picks the
@@ -27,6 +27,9 @@
 #include <http_parser.h>
 
 #include "proto/http1.h"
+
+#define CHECK_ABORT	/* a failed check aborts: libFuzzer keeps the input */
+#include "check.h"
 
 #define MAX_MSGS	8
 #define STREAM_MAX	(64 * 1024)
@@ -80,8 +83,7 @@ static void put(struct gen *g, const char *fmt, ...)
 	va_start(ap, fmt);
 	k = vsnprintf(g->out + g->len, STREAM_MAX - g->len, fmt, ap);
 	va_end(ap);
-	if (k < 0 || (size_t)k >= STREAM_MAX - g->len)
-		abort();	/* the generator keeps far below STREAM_MAX */
+	CHECK(k >= 0 && (size_t)k < STREAM_MAX - g->len);	/* the generator keeps far below */
 	g->len += k;
 }
 
@@ -232,8 +234,7 @@ static enum h1_body_hint h1_on_head(void *ctx, const struct h1_head *h)
 	struct h1_side *s = ctx;
 	struct got_msg *m;
 
-	if (s->n >= MAX_MSGS + 4)
-		abort();
+	CHECK(s->n < MAX_MSGS + 4);
 	m = &s->m[s->n];
 	snprintf(m->method, sizeof(m->method), "%s", h->method);
 	snprintf(m->target, sizeof(m->target), "%s", h->target);
@@ -291,8 +292,7 @@ static int hp_on_begin(http_parser *p)
 {
 	struct hp_side *s = p->data;
 
-	if (s->n >= MAX_MSGS + 4)
-		abort();
+	CHECK(s->n < MAX_MSGS + 4);
 	memset(&s->m[s->n], 0, sizeof(s->m[0]));
 	s->url_len = 0;
 	return 0;
@@ -303,8 +303,7 @@ static int hp_on_url(http_parser *p, const char *at, size_t len)
 	struct hp_side *s = p->data;
 	struct got_msg *m = &s->m[s->n];
 
-	if (s->url_len + len >= sizeof(m->target))
-		abort();
+	CHECK(s->url_len + len < sizeof(m->target));
 	memcpy(m->target + s->url_len, at, len);
 	s->url_len += len;
 	m->target[s->url_len] = 0;
@@ -346,9 +345,9 @@ static int hp_on_complete_eof(http_parser *p)
 
 static void fail(const char *what, int i, const struct gen *g)
 {
-	fprintf(stderr, "fuzz_diff_http1: message %d: %s\n--- stream (%zu bytes) ---\n%.*s\n---\n",
-		i, what, g->len, (int)(g->len > 4000 ? 4000 : g->len), g->out);
-	abort();
+	fprintf(stderr, "--- stream (%zu bytes) ---\n%.*s\n---\n", g->len,
+		(int)(g->len > 4000 ? 4000 : g->len), g->out);
+	check(false, __FILE__, __LINE__, "message %d: %s", i, what);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -2,7 +2,7 @@
 /*
  * libFuzzer harness for user/proto/h2.c.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser -Itests/unit \
  *         tests/fuzz/fuzz_h2.c user/proto/h2.c -lnghttp2 -o build/fuzz_h2
  *
  * Input: bytes 0..7 = seed of the segmenter, the rest = a program that builds
@@ -31,6 +31,9 @@
 #include <nghttp2/nghttp2.h>
 
 #include "proto/h2.h"
+
+#define CHECK_ABORT	/* a failed check aborts: libFuzzer keeps the input */
+#include "check.h"
 
 #define MAX_EVENTS	8192
 #define MAX_SIDS	4096	/* stream ids the checker follows (higher ones: any order) */
@@ -99,29 +102,21 @@ static uint64_t fnv(uint64_t h, const void *d, size_t n)
 
 /* ---- contract checks ---------------------------------------------------- */
 
-static void str_check(const char *s, size_t cap)
-{
-	if (!memchr(s, '\0', cap))
-		abort();
-}
-
 static uint64_t head_hash(const struct h1_head *h)
 {
 	uint64_t x = 0xcbf29ce484222325ULL;
 
-	str_check(h->method, sizeof(h->method));
-	str_check(h->target, sizeof(h->target));
-	str_check(h->reason, sizeof(h->reason));
-	str_check(h->host, sizeof(h->host));
-	str_check(h->user_agent, sizeof(h->user_agent));
-	str_check(h->x_request_id, sizeof(h->x_request_id));
-	str_check(h->traceparent, sizeof(h->traceparent));
-	str_check(h->tracestate, sizeof(h->tracestate));
-	str_check(h->content_type, sizeof(h->content_type));
-	if (h->version_minor || h->status || h->reason[0] || (h->flags & H1F_HEAD_TRUNC))
-		abort();
-	if (!(h->flags & H1F_HAS_CL) && h->content_length)
-		abort();
+	CHECK_NUL(h->method, sizeof(h->method));
+	CHECK_NUL(h->target, sizeof(h->target));
+	CHECK_NUL(h->reason, sizeof(h->reason));
+	CHECK_NUL(h->host, sizeof(h->host));
+	CHECK_NUL(h->user_agent, sizeof(h->user_agent));
+	CHECK_NUL(h->x_request_id, sizeof(h->x_request_id));
+	CHECK_NUL(h->traceparent, sizeof(h->traceparent));
+	CHECK_NUL(h->tracestate, sizeof(h->tracestate));
+	CHECK_NUL(h->content_type, sizeof(h->content_type));
+	CHECK(!(h->version_minor || h->status || h->reason[0] || (h->flags & H1F_HEAD_TRUNC)));
+	CHECK(!(!(h->flags & H1F_HAS_CL) && h->content_length));
 	x = fnv(x, h->method, strlen(h->method));
 	x = fnv(x, h->target, strlen(h->target));
 	x = fnv(x, h->host, strlen(h->host));
@@ -139,8 +134,7 @@ static struct fz_ev *ev_add(struct fz *f, uint8_t type, uint32_t sid)
 {
 	struct fz_ev *e;
 
-	if (f->error || !sid || sid > 0x7fffffff)
-		abort();
+	CHECK(!(f->error || !sid || sid > 0x7fffffff));
 	if (f->n_ev == MAX_EVENTS)
 		return NULL;
 	e = &f->ev[f->n_ev++];
@@ -158,10 +152,8 @@ static void st_step(struct fz *f, uint32_t sid, uint8_t bit)
 	if (sid >= MAX_SIDS)
 		return;
 	s = &f->st[sid];
-	if (*s & bit || *s & ST_D || (bit == ST_Q && *s))
-		abort();
-	if (bit == ST_D && !*s)
-		abort();	/* done without request nor response call */
+	CHECK(!(*s & bit || *s & ST_D || (bit == ST_Q && *s)));
+	CHECK(!(bit == ST_D && !*s));	/* done without request nor response call */
 	if (!*s)
 		f->open++;
 	if (bit == ST_D)
@@ -174,8 +166,7 @@ static void fz_request(void *ctx, uint32_t sid, const struct h1_head *h)
 	struct fz *f = ctx;
 	struct fz_ev *e = ev_add(f, 'Q', sid);
 
-	if (!(sid & 1) || f->ended)
-		abort();
+	CHECK(!(!(sid & 1) || f->ended));
 	st_step(f, sid, ST_Q);
 	if (e)
 		e->a = head_hash(h);
@@ -186,8 +177,7 @@ static void fz_response(void *ctx, uint32_t sid, int status)
 	struct fz *f = ctx;
 	struct fz_ev *e = ev_add(f, 'R', sid);
 
-	if (status < 200 || status > 999 || f->ended)
-		abort();
+	CHECK(!(status < 200 || status > 999 || f->ended));
 	st_step(f, sid, ST_R);
 	if (e)
 		e->status = status;
@@ -203,16 +193,11 @@ static void fz_done(void *ctx, const struct h2_stream_result *res)
 	if (res->stream_id < MAX_SIDS && !res->status && !f->st[res->stream_id])
 		st_step(f, res->stream_id, ST_R);	/* a response without request, 1xx only */
 	st_step(f, res->stream_id, ST_D);
-	if (res->flags & ~known || (res->status && (res->status < 200 || res->status > 999)))
-		abort();
-	if (res->grpc_status < -1 || res->bytes_in + res->bytes_out > f->fed)
-		abort();
-	if (!(res->flags & H2S_RESET) && res->rst_code)
-		abort();
-	if (__builtin_popcount(res->flags & (H2S_RESET | H2S_LOST | H2S_EOF)) > 1)
-		abort();
-	if ((res->flags & H2S_GOAWAY) && !(res->flags & ~H2S_GOAWAY))
-		abort();
+	CHECK(!(res->flags & ~known || (res->status && (res->status < 200 || res->status > 999))));
+	CHECK(!(res->grpc_status < -1 || res->bytes_in + res->bytes_out > f->fed));
+	CHECK(!(!(res->flags & H2S_RESET) && res->rst_code));
+	CHECK(!(__builtin_popcount(res->flags & (H2S_RESET | H2S_LOST | H2S_EOF)) > 1));
+	CHECK(!((res->flags & H2S_GOAWAY) && !(res->flags & ~H2S_GOAWAY)));
 	if (!e)
 		return;
 	e->a = res->bytes_in;
@@ -229,8 +214,7 @@ static void fz_error(void *ctx, const char *why)
 
 	struct fz_ev *e;
 
-	if (f->error || !why || !why[0])
-		abort();
+	CHECK(!(f->error || !why || !why[0]));
 	e = ev_add(f, 'E', 1);
 	if (e)
 		e->sid = 0;
@@ -247,8 +231,7 @@ static const struct h2_callbacks fz_cb = {
 /* After EOF, lost or error: every stream reported is done. */
 static void all_done(const struct fz *f)
 {
-	if (f->open)
-		abort();
+	CHECK(!f->open);
 }
 
 /* ---- conversation builder ----------------------------------------------- */
@@ -482,8 +465,7 @@ static void build(struct prog *g)
 	cv.cut = false;
 	cv.next_sid = 0;
 	cv.next_push = 0;
-	if (nghttp2_hd_deflate_new(&cv.def[0], 4096) || nghttp2_hd_deflate_new(&cv.def[1], 4096))
-		abort();
+	CHECK(!(nghttp2_hd_deflate_new(&cv.def[0], 4096) || nghttp2_hd_deflate_new(&cv.def[1], 4096)));
 	if (!(take(g) & 0x80))
 		cv_raw(DIR_C, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
 	cv_frame(DIR_C, 4, 0, 0, settings, sizeof(settings));
@@ -538,8 +520,7 @@ static void feed_seg(struct h2_conn *c, struct fz *f, int dir, const uint8_t *d,
 	}
 	hb = h ? malloc(h) : NULL;
 	tb = t ? malloc(t) : NULL;
-	if ((h && !hb) || (t && !tb))
-		abort();
+	CHECK(!((h && !hb) || (t && !tb)));
 	if (h)
 		memcpy(hb, d, h);
 	if (t)
@@ -572,8 +553,7 @@ static void run(struct fz *f, enum pass pass, bool preface_done)
 	f->open = 0;
 	f->fed = 0;
 	c = h2__new(&fz_cb, f, preface_done);
-	if (!c)
-		abort();
+	CHECK(c);
 	for (i = 0; i < cv.n_pc; i++) {
 		const struct piece *pc = &cv.pc[i];
 
@@ -617,8 +597,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rng_state = seed | 1;
 	run(&fa, P_WHOLE, preface_done);
 	run(&fb, P_CUT, preface_done);
-	if (fa.n_ev != fb.n_ev || memcmp(fa.ev, fb.ev, fa.n_ev * sizeof(fa.ev[0])))
-		abort();
+	CHECK(!(fa.n_ev != fb.n_ev || memcmp(fa.ev, fb.ev, fa.n_ev * sizeof(fa.ev[0]))));
 	run(&fb, P_GAPS, preface_done);
 	return 0;
 }

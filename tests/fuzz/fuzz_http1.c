@@ -21,6 +21,9 @@
 
 #include "proto/http1.h"
 
+#define CHECK_ABORT	/* a failed check aborts: libFuzzer keeps the input */
+#include "check.h"
+
 #define MAX_EVENTS	4096
 #define OPT_STOP	0x01	/* on_head sometimes answers H1_BODY_STOP */
 #define OPT_NONE	0x02	/* on_head sometimes answers H1_BODY_NONE */
@@ -72,34 +75,24 @@ static uint64_t fnv(uint64_t h, const void *d, size_t n)
 	return h;
 }
 
-static void str_check(const char *s, size_t cap)
-{
-	if (!memchr(s, '\0', cap))
-		abort();
-}
-
 /* A head must be NUL-terminated everywhere and consistent with its direction. */
 static uint64_t head_check(const struct fz *f, const struct h1_head *h)
 {
 	uint64_t x = 0xcbf29ce484222325ULL;
 
-	str_check(h->method, sizeof(h->method));
-	str_check(h->target, sizeof(h->target));
-	str_check(h->reason, sizeof(h->reason));
-	str_check(h->host, sizeof(h->host));
-	str_check(h->user_agent, sizeof(h->user_agent));
-	str_check(h->x_request_id, sizeof(h->x_request_id));
-	str_check(h->traceparent, sizeof(h->traceparent));
-	str_check(h->tracestate, sizeof(h->tracestate));
-	str_check(h->content_type, sizeof(h->content_type));
-	if (h->version_minor != 0 && h->version_minor != 1)
-		abort();
-	if (f->p->dir == H1_REQUEST && (h->status || !h->method[0] || !h->target[0]))
-		abort();
-	if (f->p->dir == H1_RESPONSE && (h->status < 100 || h->status > 999 || h->method[0]))
-		abort();
-	if ((h->flags & H1F_HAS_CL) ? h->content_length > (1ULL << 62) : h->content_length)
-		abort();
+	CHECK_NUL(h->method, sizeof(h->method));
+	CHECK_NUL(h->target, sizeof(h->target));
+	CHECK_NUL(h->reason, sizeof(h->reason));
+	CHECK_NUL(h->host, sizeof(h->host));
+	CHECK_NUL(h->user_agent, sizeof(h->user_agent));
+	CHECK_NUL(h->x_request_id, sizeof(h->x_request_id));
+	CHECK_NUL(h->traceparent, sizeof(h->traceparent));
+	CHECK_NUL(h->tracestate, sizeof(h->tracestate));
+	CHECK_NUL(h->content_type, sizeof(h->content_type));
+	CHECK(h->version_minor == 0 || h->version_minor == 1);
+	CHECK(!(f->p->dir == H1_REQUEST && (h->status || !h->method[0] || !h->target[0])));
+	CHECK(!(f->p->dir == H1_RESPONSE && (h->status < 100 || h->status > 999 || h->method[0])));
+	CHECK(!((h->flags & H1F_HAS_CL) ? h->content_length > (1ULL << 62) : h->content_length));
 	x = fnv(x, h->method, strlen(h->method));
 	x = fnv(x, h->target, strlen(h->target));
 	x = fnv(x, h->host, strlen(h->host));
@@ -127,8 +120,7 @@ static enum h1_body_hint fz_head(void *ctx, const struct h1_head *h)
 	struct fz *f = ctx;
 	uint64_t n = f->heads++;
 
-	if (f->open)
-		abort();
+	CHECK(!f->open);
 	f->open = true;
 	ev_add(f, 'H', 0, 0, 0, head_check(f, h));
 	if ((f->opts & OPT_STOP) && (h->status == 101 || n % 11 == 7)) {
@@ -144,8 +136,7 @@ static void fz_message(void *ctx, const struct h1_head *h, uint64_t bytes, unsig
 {
 	struct fz *f = ctx;
 
-	if (!f->open || (mflags & ~0xfu) || bytes < h->head_bytes)
-		abort();
+	CHECK(!(!f->open || (mflags & ~0xfu) || bytes < h->head_bytes));
 	f->open = false;
 	f->msgs++;
 	f->msg_bytes += bytes;
@@ -156,8 +147,7 @@ static void fz_error(void *ctx, enum h1_error err)
 {
 	struct fz *f = ctx;
 
-	if (f->open || err < H1E_BAD_START || err >= H1E_MAX)
-		abort();
+	CHECK(!(f->open || err < H1E_BAD_START || err >= H1E_MAX));
 	f->errors++;
 	ev_add(f, 'E', 0, 0, err, 0);
 }
@@ -166,8 +156,7 @@ static void fz_incomplete(void *ctx, const struct h1_head *h, uint64_t bytes)
 {
 	struct fz *f = ctx;
 
-	if (f->open != (h != NULL) || !bytes)
-		abort();
+	CHECK(f->open == (h != NULL) && bytes);
 	f->open = false;
 	f->inc_bytes += bytes;
 	ev_add(f, 'I', bytes, 0, 0, h ? head_check(f, h) : 0);
@@ -185,12 +174,9 @@ static void account_check(const struct fz *f, const struct h1_parser *p, uint64_
 {
 	uint64_t seen = f->msg_bytes + f->inc_bytes + p->skipped_bytes + p->msg_bytes;
 
-	if (p->stopped && !f->stopped)
-		abort();
-	if (f->stopped ? seen > fed : seen != fed)
-		abort();
-	if (p->messages != f->msgs)
-		abort();
+	CHECK(!(p->stopped && !f->stopped));
+	CHECK(!(f->stopped ? seen > fed : seen != fed));
+	CHECK(p->messages == f->msgs);
 }
 
 /* Feed one segment made of data[0..n): a captured head, a gap, a captured tail. */
@@ -207,8 +193,7 @@ static uint64_t feed_segment(struct h1_parser *p, const uint8_t *d, size_t n, bo
 	gap = n - h - t;
 	hb = h ? malloc(h) : NULL;
 	tb = t ? malloc(t) : NULL;
-	if ((h && !hb) || (t && !tb))
-		abort();
+	CHECK(!((h && !hb) || (t && !tb)));
 	if (h)
 		memcpy(hb, d, h);
 	if (t)
@@ -241,14 +226,12 @@ static void pass_gaps(struct fz *f, enum h1_dir dir, const uint8_t *d, size_t n)
 		if ((f->opts & OPT_LOST) && !(rng() % 32)) {
 			h1__lost(&p);
 			account_check(f, &p, fed);
-			if (f->open)
-				abort();
+			CHECK(!f->open);
 		}
 		if ((f->opts & OPT_EOF) && !(rng() % 64)) {
 			h1__eof(&p);
 			account_check(f, &p, fed);
-			if (p.msg_bytes || f->open)
-				abort();
+			CHECK(!(p.msg_bytes || f->open));
 		}
 		if (!(f->opts & OPT_NOGAP) && !(rng() % 16)) {
 			extra = rng() % 20000;
@@ -263,8 +246,7 @@ static void pass_gaps(struct fz *f, enum h1_dir dir, const uint8_t *d, size_t n)
 	}
 	h1__eof(&p);
 	account_check(f, &p, fed);
-	if (p.msg_bytes || f->open || p.buf)
-		abort();
+	CHECK(!(p.msg_bytes || f->open || p.buf));
 	h1__free(&p);
 }
 
@@ -317,8 +299,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pass_plain(&b, dir, data, size, true);
 		if (a.errors || a.overflow || b.overflow)
 			continue;
-		if (a.n_ev != b.n_ev || memcmp(a.ev, b.ev, a.n_ev * sizeof(a.ev[0])))
-			abort();
+		CHECK(!(a.n_ev != b.n_ev || memcmp(a.ev, b.ev, a.n_ev * sizeof(a.ev[0]))));
 	}
 	return 0;
 }

@@ -7,7 +7,7 @@
  * implementations written from the W3C Trace Context and docs/records.md
  * rules, and what the parsers fill in is checked against the text.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser -Itests/unit \
  *         tests/fuzz/fuzz_ids.c user/base/ids.c user/request/trust.c -o build/fuzz_ids
  */
 #include <arpa/inet.h>
@@ -18,6 +18,9 @@
 
 #include "base/ids.h"
 #include "request/trust.h"
+
+#define CHECK_ABORT	/* a failed check aborts: libFuzzer keeps the input */
+#include "check.h"
 
 static bool lhex(char c)
 {
@@ -79,18 +82,14 @@ static void check_traceparent(const char *s)
 	char hex[33];
 	bool sampled = false, ok = ids_parse_traceparent(s, tid, pid, &sampled);
 
-	if (ok != ref_traceparent(s))
-		abort();
+	CHECK(ok == ref_traceparent(s));
 	if (!ok)
 		return;
 	ids_hex(hex, tid, 16);
-	if (memcmp(hex, s + 3, 32))
-		abort();
+	CHECK(!memcmp(hex, s + 3, 32));
 	ids_hex(hex, pid, 8);
-	if (memcmp(hex, s + 36, 16))
-		abort();
-	if (sampled != ((s[54] - (s[54] <= '9' ? '0' : 'a' - 10)) & 1))
-		abort();
+	CHECK(!memcmp(hex, s + 36, 16));
+	CHECK(sampled == ((s[54] - (s[54] <= '9' ? '0' : 'a' - 10)) & 1));
 }
 
 /* Does addr lie in the prefix of net? bit by bit. */
@@ -108,28 +107,21 @@ static void check_trust(const char *s, const uint8_t probe[16])
 	int err = trust_add(&t, s);
 	bool in;
 
-	if (err && err != -EINVAL)
-		abort();
+	CHECK(!err || err == -EINVAL);
 	if (err) {
-		if (t.n || trust_match(&t, probe))
-			abort();
+		CHECK(!(t.n || trust_match(&t, probe)));
 		return;
 	}
 	if (!strcmp(s, "unix")) {	/* UNIX peers: no network, no address matches */
-		if (t.n || !trust_unix(&t) || trust_match(&t, probe))
-			abort();
+		CHECK(!(t.n || !trust_unix(&t) || trust_match(&t, probe)));
 		return;
 	}
-	if (trust_unix(&t) || t.n != 1 || t.nets[0].bits < 0 || t.nets[0].bits > 128)
-		abort();
+	CHECK(!(trust_unix(&t) || t.n != 1 || t.nets[0].bits < 0 || t.nets[0].bits > 128));
 	/* an IPv4 network is a v4-mapped prefix of at least 96 bits */
-	if (!strchr(s, ':') && (t.nets[0].bits < 96 || t.nets[0].addr[10] != 0xff))
-		abort();
-	if (!trust_match(&t, t.nets[0].addr))
-		abort();
+	CHECK(!(!strchr(s, ':') && (t.nets[0].bits < 96 || t.nets[0].addr[10] != 0xff)));
+	CHECK(trust_match(&t, t.nets[0].addr));
 	in = ref_prefix(t.nets[0].addr, t.nets[0].bits, probe);
-	if (trust_match(&t, probe) != in)
-		abort();
+	CHECK(trust_match(&t, probe) == in);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -137,13 +129,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t probe[16] = { [10] = 0xff, [11] = 0xff };
 	char *s = malloc(size + 1);
 
-	if (!s)
-		abort();
+	CHECK(s);
 	memcpy(s, data, size);
 	s[size] = 0;
 	check_traceparent(s);
-	if (request_id_valid(s) != ref_request_id(s))
-		abort();
+	CHECK(request_id_valid(s) == ref_request_id(s));
 	/* the last bytes also make the address probed: IPv6, or IPv4 v4-mapped */
 	if (size >= 16)
 		memcpy(probe, data + size - 16, 16);

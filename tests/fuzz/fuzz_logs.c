@@ -15,6 +15,9 @@
 
 #include "request/logs.h"
 
+#define CHECK_ABORT	/* a failed check aborts: libFuzzer keeps the input */
+#include "check.h"
+
 static bool valid_utf8(const unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n;) {
@@ -35,19 +38,17 @@ static void sink(void *ctx, const struct log_rec *r)
 {
 	char *tmp = malloc(r->len + 1);
 
-	if (strlen(r->line) != r->len || !valid_utf8((const unsigned char *)r->line, r->len) ||
-	    r->p.body_off + r->p.body_len > r->len || r->p.n_attrs > LOG_ATTRS_MAX)
-		abort();
+	CHECK(tmp);
+	CHECK(strlen(r->line) == r->len);
+	CHECK(valid_utf8((const unsigned char *)r->line, r->len));
+	CHECK(r->p.body_off + r->p.body_len <= r->len && r->p.n_attrs <= LOG_ATTRS_MAX);
 	for (int i = 0; i < r->p.n_attrs; i++) {
 		const struct log_attr *a = &r->p.attrs[i];
 
-		if (a->key_off + a->key_len > r->len || a->val_off + a->val_len > r->len)
-			abort();
-		if (log_json_unescape(r->line + a->val_off, a->val_len, tmp) > a->val_len)
-			abort();
+		CHECK(a->key_off + a->key_len <= r->len && a->val_off + a->val_len <= r->len);
+		CHECK(log_json_unescape(r->line + a->val_off, a->val_len, tmp) <= a->val_len);
 	}
-	if (log_json_unescape(r->line + r->p.body_off, r->p.body_len, tmp) > r->p.body_len)
-		abort();
+	CHECK(log_json_unescape(r->line + r->p.body_off, r->p.body_len, tmp) <= r->p.body_len);
 	free(tmp);
 }
 
@@ -63,8 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	seed = data[0] * 2654435761u + 1;
 	if (!l) {
 		l = logs__new();
-		if (!l)
-			abort();
+		CHECK(l);
 		logs__add_sink(l, sink, NULL);
 	}
 	while (i < size) {

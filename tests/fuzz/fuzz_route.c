@@ -2,7 +2,7 @@
 /*
  * libFuzzer harness for user/request/route.c.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iuser -Itests/unit \
  *         tests/fuzz/fuzz_route.c user/request/route.c -o build/fuzz_route
  *
  * Input: byte 0 = number of user patterns (low 2 bits) and route cap (high
@@ -26,6 +26,9 @@
 
 #include "request/route.h"
 
+#define CHECK_ABORT	/* a failed check aborts: libFuzzer keeps the input */
+#include "check.h"
+
 #define MAX_PATTERNS	3
 #define MAX_SEGS	64
 
@@ -33,11 +36,9 @@ static char *template_n(const char *path, size_t n)
 {
 	char *out = malloc(n);
 
-	if (!out)
-		abort();
+	CHECK(out);
 	route_template(path, out, n);
-	if (!memchr(out, 0, n))
-		abort();
+	CHECK(memchr(out, 0, n));
 	return out;
 }
 
@@ -46,27 +47,22 @@ static void check_template(const char *path)
 	char *full = template_n(path, ROUTE_LEN_MAX), *again;
 	size_t fl = strlen(full);
 
-	if (strpbrk(full, "?#") || fl >= ROUTE_LEN_MAX)
-		abort();
+	CHECK(!(strpbrk(full, "?#") || fl >= ROUTE_LEN_MAX));
 	again = template_n(full, ROUTE_LEN_MAX);
-	if (strcmp(again, full))
-		abort();
+	CHECK(!strcmp(again, full));
 	free(again);
 	for (size_t n = 1; n <= 40; n++) {
 		char *o = template_n(path, n);
 		size_t ol = strlen(o);
 
-		if (ol >= n)
-			abort();
+		CHECK(ol < n);
 		if (!strcmp(o, "/")) {	/* nothing fitted: the root route */
 			free(o);
 			continue;
 		}
-		if (strncmp(o, full, ol))
-			abort();
+		CHECK(!strncmp(o, full, ol));
 		/* cut between segments: the next char of the full route is '/' or its end */
-		if (ol && ol < fl && full[ol] != '/' && o[ol - 1] != '/')
-			abort();
+		CHECK(!(ol && ol < fl && full[ol] != '/' && o[ol - 1] != '/'));
 		free(o);
 	}
 	free(full);
@@ -113,8 +109,7 @@ static int ref_match(const char *pat, const char *path)
 
 static void cap_check(void *ctx, const char *service, uint64_t collapsed, unsigned distinct)
 {
-	if (distinct > *(const unsigned *)ctx)
-		abort();
+	CHECK(distinct <= *(const unsigned *)ctx);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -129,8 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	npat = data[0] & 3;
 	cap = 1 + (data[0] >> 2);
 	buf = malloc(size);
-	if (!buf)
-		abort();
+	CHECK(buf);
 	memcpy(buf, data + 1, size - 1);
 	buf[size - 1] = 0;
 	/* patterns are lines; the path is the rest (it may hold newlines) */
@@ -143,8 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_template(path);
 
 	rt = routes__new(cap);
-	if (!rt)
-		abort();
+	CHECK(rt);
 	for (unsigned i = 0; i < n_lines; i++)
 		if (!routes__add_pattern(rt, lines[i]))
 			pats[n_added++] = lines[i];
@@ -154,8 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int m = 0;
 
 		routes__resolve(rt, service, path, out);
-		if (!memchr(out, 0, sizeof(out)))
-			abort();
+		CHECK(memchr(out, 0, sizeof(out)));
 		if (!strcmp(out, ROUTE_OVERFLOW))
 			continue;
 		for (i = 0; i < n_added && !(m = ref_match(pats[i], path)); i++)
@@ -166,11 +158,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			snprintf(want, sizeof(want), "%s", pats[i]);
 		else
 			route_template(path, want, sizeof(want));
-		if (strcmp(out, want)) {
-			fprintf(stderr, "fuzz_route: \"%s\" resolved to \"%s\", reference \"%s\"\n",
-				path, out, want);
-			abort();
-		}
+		check(!strcmp(out, want), __FILE__, __LINE__,
+		      "\"%s\" resolved to \"%s\", reference \"%s\"", path, out, want);
 	}
 	/* more paths into a tiny cap: distinct routes stay within it */
 	for (unsigned k = 0; k < 8; k++) {

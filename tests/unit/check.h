@@ -6,6 +6,11 @@
  * (the first CHECK_MAX_PRINTED failures); each evaluates its arguments once
  * and returns whether it held. begin(name) starts a case. A test's main()
  * prints n_cases, n_checks, n_failed and returns 1 if any check failed.
+ * CHECK_NUL(s, cap): s is a NUL-terminated string within cap bytes.
+ *
+ * A fuzz harness defines CHECK_ABORT before including it: a failed check
+ * prints where and aborts, so that libFuzzer keeps the input as a crash.
+ *
  * Included by one .c file per test binary (the state is static).
  */
 #ifndef OBS_TEST_CHECK_H
@@ -15,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CHECK_MAX_PRINTED	200
@@ -39,6 +45,9 @@ static bool check(bool ok, const char *file, int line, const char *fmt, ...)
 		va_end(ap);
 		fputc('\n', stderr);
 	}
+#ifdef CHECK_ABORT
+	abort();
+#endif
 	return false;
 }
 
@@ -66,6 +75,8 @@ static __attribute__((unused)) bool check_s(const char *a, const char *b, const 
 #define CHECK_U(a, b) check_u((a), (b), __FILE__, __LINE__, #a, #b)
 #define CHECK_I(a, b) check_i((a), (b), __FILE__, __LINE__, #a, #b)
 #define CHECK_S(a, b) check_s((a), (b), __FILE__, __LINE__, #a, #b)
+#define CHECK_NUL(s, cap) check(memchr((s), '\0', (cap)) != NULL, __FILE__, __LINE__, \
+				"%s: no NUL in %zu bytes", #s, (size_t)(cap))
 
 static __attribute__((unused)) void begin(const char *name)
 {

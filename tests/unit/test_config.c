@@ -406,6 +406,55 @@ static void test_env(void)
 	unsetenv("OTEL_SERVICE_NAME");
 }
 
+/* options_env: each row's first variable, in table order, a list split on ','. */
+struct env_seen {
+	char got[8][64];
+	int n, fail_at;
+};
+
+static int env_record(void *ctx, const struct option_def *o, const char *var, const char *value)
+{
+	struct env_seen *e = ctx;
+
+	if (e->n == e->fail_at)
+		return -EINVAL;
+	if (e->n < 8)
+		snprintf(e->got[e->n], sizeof(e->got[0]), "%s %s=%s", o->name, var, value);
+	e->n++;
+	return 0;
+}
+
+static void test_options_env(void)
+{
+	struct env_seen e = { .fail_at = -1 };
+
+	cur_case = "options_env";
+	for (size_t i = 0; i < options_n; i++)
+		for (size_t j = 0; j < 2; j++)
+			if (options[i].env[j])
+				unsetenv(options[i].env[j]);
+	CHECK_I(options_env(env_record, &e), 0);
+	CHECK_I(e.n, 0);
+	setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318", 1);	/* otlp-endpoint only */
+	setenv("OTEL_EXPORTER_OTLP_HEADERS", ",a=1,,b=2,", 1);	/* a list */
+	setenv("OTEL_SERVICE_NAME", "", 1);			/* set but empty: skipped */
+	setenv("SENTRY_RELEASE", "r1", 1);
+	CHECK_I(options_env(env_record, &e), 0);
+	if (CHECK_I(e.n, 4)) {
+		CHECK_S(e.got[0], "otlp-endpoint OTEL_EXPORTER_OTLP_ENDPOINT=http://c:4318");
+		CHECK_S(e.got[1], "otlp-header OTEL_EXPORTER_OTLP_HEADERS=a=1");
+		CHECK_S(e.got[2], "otlp-header OTEL_EXPORTER_OTLP_HEADERS=b=2");
+		CHECK_S(e.got[3], "sentry-release SENTRY_RELEASE=r1");
+	}
+	e = (struct env_seen){ .fail_at = 1 };	/* the first error stops the walk */
+	CHECK_I(options_env(env_record, &e), -EINVAL);
+	CHECK_I(e.n, 1);
+	unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+	unsetenv("OTEL_EXPORTER_OTLP_HEADERS");
+	unsetenv("OTEL_SERVICE_NAME");
+	unsetenv("SENTRY_RELEASE");
+}
+
 static void test_keys(void)
 {
 	cur_case = "key table";
@@ -471,6 +520,7 @@ int main(void)
 	test_messages();
 	test_truncations();
 	test_env();
+	test_options_env();
 	test_keys();
 	test_files();
 	printf("test_config: %d checks, %d failed\n", n_checks, n_failed);

@@ -51,7 +51,8 @@
 #define EVENTS_KEPT		4096	/* lifecycle events kept for /api/events */
 #define SHUTDOWN_FLUSH_MS	800	/* per exporter, at exit */
 #define HEALTH_SERVICES_MAX	64	/* server objects in /health */
-#define CONFIG_STRS_MAX		1024	/* values kept from --config (parse_opt may keep pointers) */
+#define CONFIG_STRS_MAX		1024	/* values kept from --config and the environment
+					   (parse_opt may keep pointers) */
 
 static volatile sig_atomic_t stop;	/* set by SIGINT/SIGTERM */
 
@@ -61,7 +62,7 @@ struct daemon {
 	const char *config_path;	/* --config */
 	bool check_config;		/* --check-config: validate, exit 0 or 2 */
 	bool cli_set[OPTIONS_MAX];	/* options given as flags (index: OPT_* - OPT_LISTEN) */
-	char *cfg_strs[CONFIG_STRS_MAX];	/* copies of the file's values */
+	char *cfg_strs[CONFIG_STRS_MAX];	/* copies of the file's and environment's values */
 	int n_cfg_strs;
 	struct store *store;
 	struct store *calls;	/* outgoing calls' records (?kind=client) */
@@ -77,11 +78,12 @@ struct daemon {
 	struct otlp *otlp;		/* NULL: no endpoint, spans only in the store */
 	struct otlp_config ocfg;
 	struct otlp_metrics_config mcfg;
-	bool in_file;			/* parse_opt is applying a --config value */
+	enum otlpm_source src;		/* where the value parse_opt applies comes from */
 	enum otlpm_source traces_ep_src;	/* where --otlp-traces-endpoint came from */
 	struct log_store *logs;		/* newest log records, /api/logs */
 	struct otlp_logs_config lcfg;
-	const char *logs_ep[2][2];	/* [file, flag][base, full] URLs (resolved after parsing) */
+	const char *logs_ep[OTLPM_SRC_FLAG + 1][2];	/* [source][base, full] URLs (resolved
+							   after parsing) */
 	struct sentry_config scfg;
 	struct services *svc;
 	struct routes *rt;
@@ -728,23 +730,22 @@ static bool env_set(const char *name)
 }
 
 /*
- * A shared OTLP option (--otlp-endpoint, --otlp-header) applies to traces
- * and metrics; from the file, not to a signal whose own variable is set
- * (the environment beats the file). The base URL does not replace a signal's
- * own URL given at the same level or above (flags, file), in either order.
+ * A shared OTLP option (--otlp-endpoint, --otlp-header) applies to every
+ * signal; from the file, not to a signal whose own variable is set (the
+ * environment beats the file). The base URL does not replace a signal's own
+ * URL given at the same level or above (flags, environment, file), in either
+ * order.
  */
 static int otlp_shared(struct daemon *d, int o, const char *arg)
 {
-	bool file = d->in_file;
-	enum otlpm_source src = file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG;
+	bool file = d->src == OTLPM_SRC_FILE;
 	int err = 0;
 
 	if (o == OPT_OTLP_EP) {
-		d->logs_ep[!file][0] = arg;
-		if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) &&
-		    d->traces_ep_src < src)
+		d->logs_ep[d->src][0] = arg;
+		if (d->traces_ep_src < d->src)
 			err = otlp_config_endpoint(&d->ocfg, arg, false);
-		return err ?: otlp_metrics_config_endpoint(&d->mcfg, arg, false, src);
+		return err ?: otlp_metrics_config_endpoint(&d->mcfg, arg, false, d->src);
 	}
 	if (!(file && env_set("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))
 		err = otlp_config_header(&d->ocfg, arg);
@@ -755,6 +756,17 @@ static int otlp_shared(struct daemon *d, int o, const char *arg)
 	return err;
 }
 
+/* A string option into dst[size]; too long: -EINVAL, but a variable's value
+ * is cut to fit (as the environment's always was). */
+static int set_str(struct daemon *d, char *dst, size_t size, const char *arg)
+{
+	if (strlen(arg) >= size && d->src != OTLPM_SRC_ENV)
+		return -EINVAL;
+	snprintf(dst, size, "%s", arg);
+	return 0;
+}
+
+/* Apply option o's value arg, from d->src (a flag, the environment, the file). */
 static int parse_opt(struct daemon *d, int o, const char *arg)
 {
 	unsigned long v;
@@ -805,11 +817,10 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	case OPT_OTLP_HEADER:
 		return otlp_shared(d, o, arg);
 	case OPT_OTLP_TRACES_EP:
-		d->traces_ep_src = d->in_file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG;
+		d->traces_ep_src = d->src;
 		return otlp_config_endpoint(&d->ocfg, arg, true);
 	case OPT_OTLP_METRICS_EP:
-		return otlp_metrics_config_endpoint(&d->mcfg, arg, true,
-						    d->in_file ? OTLPM_SRC_FILE : OTLPM_SRC_FLAG);
+		return otlp_metrics_config_endpoint(&d->mcfg, arg, true, d->src);
 	case OPT_METRICS_EXPORTER:
 		return otlp_metrics_config_exporter(&d->mcfg, arg);
 	case OPT_METRIC_INTERVAL:
@@ -819,16 +830,15 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	case OPT_METRICS_TEMPORALITY:
 		return otlp_metrics_config_temporality(&d->mcfg, arg);
 	case OPT_OTLP_LOGS_EP:
-		d->logs_ep[!d->in_file][1] = arg;
+		d->logs_ep[d->src][1] = arg;
 		return otlp_logs_config_endpoint(&d->lcfg, arg, true);
 	case OPT_LOGS_EXPORTER:
 		return otlp_logs_config_exporter(&d->lcfg, arg);
 	case OPT_SVC_NAME:
-		if (!*arg || strlen(arg) >= sizeof(d->ocfg.service_name))
+		if (!*arg || set_str(d, d->ocfg.service_name, sizeof(d->ocfg.service_name), arg))
 			return -EINVAL;
-		strcpy(d->ocfg.service_name, arg);
-		strcpy(d->mcfg.service_name, arg);
-		strcpy(d->lcfg.service_name, arg);
+		snprintf(d->mcfg.service_name, sizeof(d->mcfg.service_name), "%s", arg);
+		snprintf(d->lcfg.service_name, sizeof(d->lcfg.service_name), "%s", arg);
 		return 0;
 	case OPT_SAMPLER:
 		snprintf(d->sampler_name, sizeof(d->sampler_name), "%s", arg);
@@ -850,14 +860,11 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 		d->popts.replay_path = arg;
 		return 0;
 	case OPT_SENTRY_DSN:
-		return snprintf(d->scfg.dsn, sizeof(d->scfg.dsn), "%s", arg) <
-		       (int)sizeof(d->scfg.dsn) ? 0 : -EINVAL;
+		return set_str(d, d->scfg.dsn, sizeof(d->scfg.dsn), arg);
 	case OPT_SENTRY_ENV:
-		return snprintf(d->scfg.environment, sizeof(d->scfg.environment), "%s", arg) <
-		       (int)sizeof(d->scfg.environment) ? 0 : -EINVAL;
+		return set_str(d, d->scfg.environment, sizeof(d->scfg.environment), arg);
 	case OPT_SENTRY_RELEASE:
-		return snprintf(d->scfg.release, sizeof(d->scfg.release), "%s", arg) <
-		       (int)sizeof(d->scfg.release) ? 0 : -EINVAL;
+		return set_str(d, d->scfg.release, sizeof(d->scfg.release), arg);
 	case OPT_SENTRY_RATE: {
 		char *end;
 
@@ -869,6 +876,38 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 		return 0;
 	}
 	return -EINVAL;
+}
+
+/* A copy of value that lives as long as obsd (parse_opt may keep it, as it
+ * keeps argv's), or NULL. */
+static char *keep_str(struct daemon *d, const char *value)
+{
+	char *v;
+
+	if (d->n_cfg_strs == CONFIG_STRS_MAX)
+		return NULL;
+	v = strdup(value);
+	if (v)
+		d->cfg_strs[d->n_cfg_strs++] = v;
+	return v;
+}
+
+/* options_env's apply(): a variable is one more option, applied before the
+ * file (whose keys it beats: config_apply) and the flags (which beat it). */
+static int env_apply(void *ctx, const struct option_def *o, const char *var, const char *value)
+{
+	struct daemon *d = ctx;
+	char *v = keep_str(d, value);
+	int err;
+
+	if (!v)
+		return -ENOMEM;
+	d->src = OTLPM_SRC_ENV;
+	err = parse_opt(d, o->id, v);
+	d->src = OTLPM_SRC_FLAG;
+	if (err)
+		fprintf(stderr, "obsd: invalid value for %s: '%s'\n", var, value);
+	return err;
 }
 
 /* config_load's apply(): a key of the file is one more option, unless the same
@@ -888,13 +927,12 @@ static int config_apply(void *ctx, const char *key, const char *value, const cha
 		return strcmp(value, "true") ? 0 : parse_opt(d, o->id, NULL);
 	if (d->n_cfg_strs == CONFIG_STRS_MAX)
 		return -E2BIG;
-	v = strdup(value);
+	v = keep_str(d, value);
 	if (!v)
 		return -ENOMEM;
-	d->cfg_strs[d->n_cfg_strs++] = v;	/* parse_opt may keep it, as it keeps argv's */
-	d->in_file = true;
+	d->src = OTLPM_SRC_FILE;
 	err = parse_opt(d, o->id, v);
-	d->in_file = false;
+	d->src = OTLPM_SRC_FLAG;
 	return err;
 }
 
@@ -963,17 +1001,14 @@ static int parse_args(int argc, char **argv, struct daemon *d)
  */
 static int resolve_logs_endpoint(struct daemon *d)
 {
-	const char *full = d->logs_ep[1][1], *base = d->logs_ep[1][0];
+	for (int s = OTLPM_SRC_FLAG; s > OTLPM_SRC_NONE; s--) {
+		const char *full = d->logs_ep[s][1], *base = d->logs_ep[s][0];
 
-	if (!full && !base && !env_set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") &&
-	    !env_set("OTEL_EXPORTER_OTLP_ENDPOINT")) {
-		full = d->logs_ep[0][1];
-		base = d->logs_ep[0][0];
+		if (full)
+			return otlp_logs_config_endpoint(&d->lcfg, full, true);
+		if (base)
+			return otlp_logs_config_endpoint(&d->lcfg, base, false);
 	}
-	if (full)
-		return otlp_logs_config_endpoint(&d->lcfg, full, true);
-	if (base)
-		return otlp_logs_config_endpoint(&d->lcfg, base, false);
 	return 0;
 }
 
@@ -1073,7 +1108,9 @@ static void flush(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	static struct daemon d = { .listen = OPTIONS_DEFAULT_LISTEN, .store_size = STORE_DEFAULT };
+	static struct daemon d = { .listen = OPTIONS_DEFAULT_LISTEN, .store_size = STORE_DEFAULT,
+				   .src = OTLPM_SRC_FLAG,
+				   .sampler_name = "parentbased_always_on" };
 	struct sigaction sa = { .sa_handler = on_signal };
 	int err = 1;
 
@@ -1081,15 +1118,18 @@ int main(int argc, char **argv)
 	d.rt = routes__new(ROUTE_CAP_DEFAULT);
 	if (!d.svc || !d.rt)
 		goto out;
-	if (otlp_config_env(&d.ocfg) || otlp_metrics_config_env(&d.mcfg) ||
-	    otlp_logs_config_env(&d.lcfg) ||
-	    sentry_config_env(&d.scfg)) {	/* flags override */
+	otlp_config_init(&d.ocfg);
+	otlp_metrics_config_init(&d.mcfg);
+	otlp_logs_config_init(&d.lcfg);
+	sentry_config_init(&d.scfg);
+	/* the option table's variables, then those no option sets (after the
+	 * shared ones: OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_BSP_*, ...);
+	 * the file and the flags come next */
+	if (options_env(env_apply, &d) || otlp_config_env(&d.ocfg) ||
+	    otlp_metrics_config_env(&d.mcfg) || otlp_logs_config_env(&d.lcfg)) {
 		err = 2;
 		goto out;
 	}
-	snprintf(d.sampler_name, sizeof(d.sampler_name), "%s",
-		 getenv("OTEL_TRACES_SAMPLER") ?: "parentbased_always_on");
-	snprintf(d.sampler_arg, sizeof(d.sampler_arg), "%s", getenv("OTEL_TRACES_SAMPLER_ARG") ?: "");
 	if (parse_args(argc, argv, &d) || resolve_logs_endpoint(&d)) {
 		err = 2;
 		goto out;

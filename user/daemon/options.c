@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
+#include <errno.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include "obs.h"
 #include "daemon/options.h"
@@ -172,4 +174,33 @@ void options_usage(FILE *f)
 	      "CAP_PERFMON).\n\n", f);
 	for (size_t i = 0; i < options_n; i++)
 		usage_row(f, &options[i]);
+}
+
+/* A comma-separated list: apply() once per non-empty element. */
+static int env_list(options_env_fn apply, void *ctx, const struct option_def *o, const char *v)
+{
+	char *dup = strdup(v), *tok, *save;
+	int err = 0;
+
+	if (!dup)
+		return -ENOMEM;
+	for (tok = strtok_r(dup, ",", &save); tok && !err; tok = strtok_r(NULL, ",", &save))
+		err = apply(ctx, o, o->env[0], tok);
+	free(dup);
+	return err;
+}
+
+int options_env(options_env_fn apply, void *ctx)
+{
+	int err = 0;
+
+	for (size_t i = 0; i < options_n && !err; i++) {
+		const struct option_def *o = &options[i];
+		const char *v = o->env[0] ? getenv(o->env[0]) : NULL;
+
+		if (!v || !*v)
+			continue;
+		err = o->kind == CONFIG_LIST ? env_list(apply, ctx, o, v) : apply(ctx, o, o->env[0], v);
+	}
+	return err;
 }

@@ -4,8 +4,8 @@
  * (also its key in the --config file), its id, the name of its argument and
  * its --help text, how the file writes it, and the environment variables
  * that set it and beat the file. getopt's long options (options_long), the
- * --help text (options_usage) and the file's keys (config.c) all come from
- * it, so they cannot drift apart.
+ * --help text (options_usage), the file's keys (config.c) and the
+ * environment (options_env) all come from it, so they cannot drift apart.
  *
  * Adding an option: one row in options.c (in --help order), one OPT_* id
  * below, one case in obsd.c's parse_opt() that applies the value; a row with
@@ -47,7 +47,9 @@ struct option_def {
 	int id;			/* enum opt_id, or the short option's character */
 	const char *arg;	/* the argument's name in --help; NULL: takes none */
 	enum config_kind kind;	/* in the config file; CONFIG_NONE: not there */
-	const char *env[2];	/* environment variables that set it and beat the file */
+	const char *env[2];	/* environment variables that beat the file; env[0]
+				   sets it (env[1] is a shared one that sets a
+				   related option: OTEL_EXPORTER_OTLP_ENDPOINT) */
 	const char *help;	/* --help text; '\n' continues it on the next line */
 };
 
@@ -67,5 +69,19 @@ void options_long(struct option *out);
 
 /* The --help text. */
 void options_usage(FILE *f);
+
+/* options_env's apply(): the value of variable var for option o; 0 or -errno. */
+typedef int (*options_env_fn)(void *ctx, const struct option_def *o, const char *var,
+			      const char *value);
+
+/*
+ * The environment, in table order: for every row whose env[0] is set and not
+ * empty, apply(its value); a repeatable option's (CONFIG_LIST) variable is a
+ * comma-separated list, applied once per non-empty element
+ * (OTEL_EXPORTER_OTLP_HEADERS=k=v,k2=v2). value is valid only during the
+ * call. Returns 0, or the first error of apply() (nothing after it is
+ * applied), or -ENOMEM.
+ */
+int options_env(options_env_fn apply, void *ctx);
 
 #endif

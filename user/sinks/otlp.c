@@ -30,34 +30,23 @@ int otlp_config_header(struct otlp_config *c, const char *kv)
 	return otlp_header_add(c->headers, &c->n_headers, kv);
 }
 
-int otlp_config_env(struct otlp_config *c)
+void otlp_config_init(struct otlp_config *c)
 {
-	const char *v;
-	int err = 0;
-
 	memset(c, 0, sizeof(*c));
 	c->delay_ms = 5000;
 	c->max_batch = 512;
 	c->max_queue = 2048;
 	c->timeout_ms = 10000;
-	if ((v = getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) && *v)
-		err = otlp_config_endpoint(c, v, true);
-	else if ((v = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) && *v)
-		err = otlp_config_endpoint(c, v, false);
-	if (err) {
-		fprintf(stderr, "obsd: invalid OTLP endpoint '%s' (want http(s)://host:port)\n", v);
-		return err;
-	}
-	if ((v = getenv("OTEL_SERVICE_NAME")))
-		snprintf(c->service_name, sizeof(c->service_name), "%s", v);
-	err = otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_HEADERS") ?:
-	      otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_TRACES_HEADERS") ?:
-	      otlp_env_uint("OTEL_BSP_SCHEDULE_DELAY", &c->delay_ms, 1) ?:
-	      otlp_env_uint("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &c->max_batch, 1) ?:
-	      otlp_env_uint("OTEL_BSP_MAX_QUEUE_SIZE", &c->max_queue, 1) ?:
-	      otlp_env_uint("OTEL_EXPORTER_OTLP_TIMEOUT", &c->timeout_ms, 1) ?:
-	      otlp_env_uint("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", &c->timeout_ms, 1);
-	return err;
+}
+
+int otlp_config_env(struct otlp_config *c)
+{
+	return otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_TRACES_HEADERS") ?:
+	       otlp_env_uint("OTEL_BSP_SCHEDULE_DELAY", &c->delay_ms, 1) ?:
+	       otlp_env_uint("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &c->max_batch, 1) ?:
+	       otlp_env_uint("OTEL_BSP_MAX_QUEUE_SIZE", &c->max_queue, 1) ?:
+	       otlp_env_uint("OTEL_EXPORTER_OTLP_TIMEOUT", &c->timeout_ms, 1) ?:
+	       otlp_env_uint("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", &c->timeout_ms, 1);
 }
 
 /* ---- exporter ---- */

@@ -31,8 +31,13 @@ struct otlp_config {
 	unsigned timeout_ms;		/* OTEL_EXPORTER_OTLP_TIMEOUT, 10000 */
 };
 
-/* Defaults, then the OTEL_* environment. 0, or -EINVAL after printing which
- * variable is wrong. */
+/* Defaults; the caller then applies the options (obsd's option table,
+ * options.h, reads their variables: OTEL_EXPORTER_OTLP_ENDPOINT, ...). */
+void otlp_config_init(struct otlp_config *c);
+
+/* The variables no option sets: OTEL_EXPORTER_OTLP_TRACES_HEADERS (after
+ * the shared headers), OTEL_BSP_*, OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT.
+ * 0, or -EINVAL after printing which variable is wrong. */
 int otlp_config_env(struct otlp_config *c);
 
 /* Set the endpoint: base ("http://host:4318", /v1/traces appended) or full. */

@@ -47,32 +47,18 @@ int otlp_logs_config_header(struct otlp_logs_config *c, const char *kv)
 	return otlp_header_add(c->headers, &c->n_headers, kv);
 }
 
-int otlp_logs_config_env(struct otlp_logs_config *c)
+void otlp_logs_config_init(struct otlp_logs_config *c)
 {
-	const char *v;
-	int err = 0;
-
 	memset(c, 0, sizeof(*c));
 	c->delay_ms = 1000;
 	c->max_batch = 512;
 	c->max_queue = 2048;
 	c->timeout_ms = 10000;
-	if ((v = getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")) && *v)
-		err = otlp_logs_config_endpoint(c, v, true);
-	else if ((v = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) && *v)
-		err = otlp_logs_config_endpoint(c, v, false);
-	if (err) {
-		fprintf(stderr, "obsd: invalid OTLP logs endpoint '%s' (want http(s)://host:port)\n", v);
-		return err;
-	}
-	if ((v = getenv("OTEL_LOGS_EXPORTER")) && *v && otlp_logs_config_exporter(c, v)) {
-		fprintf(stderr, "obsd: invalid OTEL_LOGS_EXPORTER='%s' (want otlp or none)\n", v);
-		return -EINVAL;
-	}
-	if ((v = getenv("OTEL_SERVICE_NAME")))
-		snprintf(c->service_name, sizeof(c->service_name), "%s", v);
-	return otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_HEADERS") ?:
-	       otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_LOGS_HEADERS") ?:
+}
+
+int otlp_logs_config_env(struct otlp_logs_config *c)
+{
+	return otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_LOGS_HEADERS") ?:
 	       otlp_env_uint("OTEL_BLRP_SCHEDULE_DELAY", &c->delay_ms, 1) ?:
 	       otlp_env_uint("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", &c->max_batch, 1) ?:
 	       otlp_env_uint("OTEL_BLRP_MAX_QUEUE_SIZE", &c->max_queue, 1) ?:

@@ -40,8 +40,14 @@ struct otlp_logs_config {
 	unsigned timeout_ms;		/* OTEL_EXPORTER_OTLP_(LOGS_)TIMEOUT, 10000 */
 };
 
-/* Defaults, then the OTEL_* environment. 0, or -EINVAL after printing which
- * variable is wrong. */
+/* Defaults; the caller then applies the options (obsd's option table,
+ * options.h, reads their variables: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+ * OTEL_LOGS_EXPORTER, ...). */
+void otlp_logs_config_init(struct otlp_logs_config *c);
+
+/* The variables no option sets: OTEL_EXPORTER_OTLP_LOGS_HEADERS (after the
+ * shared headers), OTEL_BLRP_*, OTEL_EXPORTER_OTLP_(LOGS_)TIMEOUT. 0, or
+ * -EINVAL after printing which variable is wrong. */
 int otlp_logs_config_env(struct otlp_logs_config *c);
 
 /* The endpoint: a base URL ("/v1/logs" appended) or, full, the logs URL. */

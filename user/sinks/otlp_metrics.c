@@ -127,42 +127,16 @@ int otlp_metrics_config_exporter(struct otlp_metrics_config *c, const char *v)
 	return 0;
 }
 
-/* A string variable through a setter; the message names the variable. */
-static int env_str(struct otlp_metrics_config *c, const char *name,
-		   int (*set)(struct otlp_metrics_config *, const char *), const char *want)
+void otlp_metrics_config_init(struct otlp_metrics_config *c)
 {
-	const char *v = getenv(name);
-
-	if (!v || !*v || !set(c, v))
-		return 0;
-	fprintf(stderr, "obsd: invalid %s='%s' (want %s)\n", name, v, want);
-	return -EINVAL;
+	memset(c, 0, sizeof(*c));
+	c->interval_ms = 60000;
+	c->timeout_ms = 10000;
 }
 
 int otlp_metrics_config_env(struct otlp_metrics_config *c)
 {
-	const char *v;
-	int err = 0;
-
-	memset(c, 0, sizeof(*c));
-	c->interval_ms = 60000;
-	c->timeout_ms = 10000;
-	if ((v = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")) && *v)
-		err = otlp_metrics_config_endpoint(c, v, true, OTLPM_SRC_ENV);
-	else if ((v = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) && *v)
-		err = otlp_metrics_config_endpoint(c, v, false, OTLPM_SRC_ENV);
-	if (err) {
-		fprintf(stderr, "obsd: invalid OTLP endpoint '%s' (want http(s)://host:port)\n", v);
-		return err;
-	}
-	if ((v = getenv("OTEL_SERVICE_NAME")))
-		snprintf(c->service_name, sizeof(c->service_name), "%s", v);
-	return env_str(c, "OTEL_METRICS_EXPORTER", otlp_metrics_config_exporter, "otlp or none") ?:
-	       env_str(c, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-		       otlp_metrics_config_temporality, "cumulative, delta or lowmemory") ?:
-	       otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_HEADERS") ?:
-	       otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_METRICS_HEADERS") ?:
-	       otlp_env_uint("OTEL_METRIC_EXPORT_INTERVAL", &c->interval_ms, 1) ?:
+	return otlp_env_headers(c->headers, &c->n_headers, "OTEL_EXPORTER_OTLP_METRICS_HEADERS") ?:
 	       otlp_env_uint("OTEL_EXPORTER_OTLP_TIMEOUT", &c->timeout_ms, 1) ?:
 	       otlp_env_uint("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", &c->timeout_ms, 1);
 }

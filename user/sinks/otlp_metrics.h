@@ -62,8 +62,14 @@ struct otlp_metrics_config {
 	bool off;			/* OTEL_METRICS_EXPORTER=none */
 };
 
-/* Defaults, then the OTEL_* environment. 0, or -EINVAL after printing which
- * variable is wrong. */
+/* Defaults; the caller then applies the options (obsd's option table,
+ * options.h, reads their variables: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+ * OTEL_METRIC_EXPORT_INTERVAL, ...). */
+void otlp_metrics_config_init(struct otlp_metrics_config *c);
+
+/* The variables no option sets: OTEL_EXPORTER_OTLP_METRICS_HEADERS (after
+ * the shared headers), OTEL_EXPORTER_OTLP_(METRICS_)TIMEOUT. 0, or -EINVAL
+ * after printing which variable is wrong. */
 int otlp_metrics_config_env(struct otlp_metrics_config *c);
 
 /*

@@ -50,24 +50,10 @@ int sentry_parse_dsn(const char *dsn, char *url, size_t url_len, char *key, size
 	return 0;
 }
 
-int sentry_config_env(struct sentry_config *c)
+void sentry_config_init(struct sentry_config *c)
 {
-	const char *v;
-	char *end;
-
 	memset(c, 0, sizeof(*c));
 	c->sample_rate = 1.0;
-	snprintf(c->dsn, sizeof(c->dsn), "%s", getenv("SENTRY_DSN") ?: "");
-	snprintf(c->environment, sizeof(c->environment), "%s", getenv("SENTRY_ENVIRONMENT") ?: "");
-	snprintf(c->release, sizeof(c->release), "%s", getenv("SENTRY_RELEASE") ?: "");
-	if ((v = getenv("SENTRY_SAMPLE_RATE")) && *v) {
-		c->sample_rate = strtod(v, &end);
-		if (*end || !(c->sample_rate >= 0 && c->sample_rate <= 1)) {
-			fprintf(stderr, "obsd: invalid SENTRY_SAMPLE_RATE='%s' (want 0..1)\n", v);
-			return -EINVAL;
-		}
-	}
-	return 0;
 }
 
 static void on_done(void *ctx, bool delivered, const char *resp, size_t len)

@@ -29,9 +29,10 @@ struct sentry_config {
 	double sample_rate;	/* 0..1 */
 };
 
-/* From SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE.
- * 0 or -EINVAL after printing what is wrong. */
-int sentry_config_env(struct sentry_config *c);
+/* Defaults; the caller then applies the options (obsd's option table,
+ * options.h, reads their variables: SENTRY_DSN, SENTRY_ENVIRONMENT,
+ * SENTRY_RELEASE, SENTRY_SAMPLE_RATE). */
+void sentry_config_init(struct sentry_config *c);
 
 struct sentry_stats {
 	uint64_t queued, sent, dropped_queue, dropped_send, sampled_out;
