@@ -20,7 +20,7 @@
 #define OBS_MAX_PORTS		64	/* --port entries */
 #define OBS_COMM_LEN		16
 #define OBS_MAX_COMMS		8	/* --comm entries */
-#define OBS_RINGBUF_DEFAULT	(16u << 20)
+#define OBS_RINGBUF_DEFAULT	(8u << 20)	/* mapped twice into obsd: 16 MB of its RSS */
 #define OBS_UNIX_PATH_LEN	108	/* sun_path */
 #define OBS_MAX_UNIX		64	/* --unix entries */
 
