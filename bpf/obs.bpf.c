@@ -256,18 +256,45 @@ static __always_inline void proc_clear(__u32 tgid)
  * short timer anyway (its LOOP_TIMEOUT_MS).
  */
 #define RB_CHECK_EVERY	64
+/* Data records leave the ring's last RB_HEADROOM bytes to the small records
+ * that open, mark and end connections: a connection whose data overflowed
+ * the ring still reports its close, and with it the gap in its sequence, so
+ * that its requests are reported failed "lost" rather than never. */
+#define RB_HEADROOM	(256u << 10)
+
+/* Set while the ring is over half full (obsd is behind): then the fill is
+ * read at every record, and data records check their room. One writer at a
+ * time in practice; a stale value costs one late check. */
+__u32 rb_high = 0;
 
 static __always_inline __u64 rb_flags(void)
 {
-	__u32 idx = OBS_C_EVENTS;
-	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	__u32 idx = OBS_C_EVENTS, high;
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx), avail;
 
 	if (!v)
 		return BPF_RB_NO_WAKEUP;
-	if (++*v % RB_CHECK_EVERY)
+	if (++*v % RB_CHECK_EVERY && !rb_high)
 		return BPF_RB_NO_WAKEUP;
-	return bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									  : BPF_RB_NO_WAKEUP;
+	avail = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
+	high = avail >= OBS_RINGBUF_DEFAULT / 2;
+	if (high != rb_high)
+		rb_high = high;
+	return avail >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* May a data record of size bytes of connection c (NULL: a log line) take
+ * ring room now? When not, it is counted lost and takes its sequence number,
+ * as a record the ring refused. */
+static __always_inline bool data_room(struct obs_conn *c, __u64 size)
+{
+	if (!rb_high ||
+	    bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) + size + RB_HEADROOM <= OBS_RINGBUF_DEFAULT)
+		return true;
+	count(OBS_C_LOST_RINGBUF);
+	if (c)
+		__sync_fetch_and_add(&c->seq, 1);
+	return false;
 }
 
 static __always_inline int rb_out(void *data, __u64 size)
@@ -787,8 +814,12 @@ static __always_inline void data_fields(struct obs_ev_data *e, struct obs_conn *
 static __always_inline void emit_data(struct obs_conn *c, struct data_scratch *s, __u64 ret,
 				      __u32 cap, __u32 tail, __u8 dir)
 {
+	__u64 size = sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK);
+
+	if (!data_room(c, size))
+		return;
 	data_fields(&s->ev, c, ret, cap, tail, dir);
-	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
+	rb_out(&s->ev, size);
 }
 
 /*
@@ -806,6 +837,8 @@ static __always_inline bool emit_buf_class(struct obs_conn *c, __u64 ptr, __u64 
 
 	if (cap > K || tail > OBS_TAIL_MAX)
 		return false;
+	if (!data_room(c, sizeof(*e) + K + OBS_TAIL_MAX))
+		return true;	/* counted lost */
 	e = bpf_ringbuf_reserve(&rb, sizeof(*e) + K + OBS_TAIL_MAX, 0);
 	if (!e)
 		return false;
@@ -854,6 +887,8 @@ static __always_inline bool emit_iov(struct obs_conn *c, const struct iovec *iov
 
 	if (ret > IOV_K || ret > cap_bytes || iovcnt > IOV_N)
 		return false;
+	if (!data_room(c, sizeof(*e) + 2 * IOV_K))
+		return true;	/* counted lost */
 	e = bpf_ringbuf_reserve(&rb, sizeof(*e) + 2 * IOV_K, 0);
 	if (!e)
 		return false;
@@ -1446,7 +1481,8 @@ int enter_write(struct trace_event_raw_sys_enter *ctx)
 	s->ev.tail = tail;
 	s->ev.dir = fd;
 	count(OBS_C_LOG_WRITES);
-	rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
+	if (data_room(NULL, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK)))
+		rb_out(&s->ev, sizeof(s->ev) + (cap & CAP_MASK) + (tail & TAIL_MASK));
 	return 0;
 }
 
