@@ -248,14 +248,36 @@ static void test_stitch(void)
 	free(c);
 
 	begin("callee first (read seen before the write): late, while in flight");
-	s = mk(REC_SERVER, 97, 3, "/b");
+	s = mk(REC_SERVER, 97, 1, "/b");
 	clients__server_start(cl, s);
 	CHECK(!s->has_parent);
-	c = mk(REC_CLIENT, 97, 3, "/b");
+	c = mk(REC_CLIENT, 97, 1, "/b");
 	clients__start(cl, c, &linked, NULL);
 	CHECK(s->has_parent && !memcmp(s->parent_span_id, c->span_id, 8) &&
 	      !memcmp(s->trace_id, c->trace_id, 16));
 	CHECK_U(clients__stats(cl)->stitch[STITCH_LATE], 1);
+	clients__server_done(cl, s);
+	clients__done(cl, c);
+	free(c);
+	free(s);
+
+	begin("a local client obs does not observe: only a connection's first request waits");
+	s = mk(REC_SERVER, 96, 2, "/b");
+	clients__server_start(cl, s);
+	CHECK_U(clients__stats(cl)->pending[1], 0);
+	clients__server_done(cl, s);
+	free(s);
+	begin("... but a later request waits once a call on its connection was seen");
+	c = mk(REC_CLIENT, 95, 1, "/b");
+	clients__start(cl, c, &linked, NULL);
+	clients__done(cl, c);
+	free(c);
+	s = mk(REC_SERVER, 95, 2, "/b");
+	clients__server_start(cl, s);
+	CHECK_U(clients__stats(cl)->pending[1], 1);
+	c = mk(REC_CLIENT, 95, 2, "/b");
+	clients__start(cl, c, &linked, NULL);
+	CHECK(s->has_parent && !memcmp(s->parent_span_id, c->span_id, 8));
 	clients__server_done(cl, s);
 	clients__done(cl, c);
 	free(c);

@@ -40,7 +40,8 @@
 #include "request/logs.h"
 #include "request/sampler.h"
 
-#define CLIENT_TABLE_MAX	4096	/* calls (and callee requests) waiting for their other end */
+#define CLIENT_TABLE_MAX	1024	/* calls (and callee requests) waiting for their other end:
+					   small, so that lookups stay in cache */
 #define CLIENT_PROBE		32	/* slots probed per lookup */
 #define CLIENT_PEERS_MAX	256	/* distinct callees named in metric labels; the rest
 					   are "_other" (record.peer_other) */

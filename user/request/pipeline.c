@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -74,6 +75,8 @@ struct pipeline {
 	uint64_t replay_now;		/* time of the last replayed record */
 	uint64_t ticks;
 	uint64_t last_consume_ns;
+	uint64_t last_expire_ns;	/* holds and timeouts last run (CLOCK_MONOTONIC) */
+	unsigned chunk_n;		/* records of the current drain chunk */
 	uint64_t kc[OBS_C_MAX];
 };
 
@@ -307,6 +310,24 @@ static void on_log(struct pipeline *p, const struct obs_ev_data *d)
 		    d->data + d->cap, d->tail);
 }
 
+static int on_ring(void *ctx, void *data, size_t size);
+
+/*
+ * The ring's callback: a drain stops every RING_CHUNK records (libbpf has
+ * consumed the record when a callback returns an error) so that obsd can
+ * yield the CPU: as SCHED_BATCH it then lets a server that shares its CPU
+ * run, and a long backlog becomes short stalls rather than one long one.
+ */
+#define RING_CHUNK	128
+
+static int ring_cb(void *ctx, void *data, size_t size)
+{
+	struct pipeline *p = ctx;
+
+	on_ring(p, data, size);
+	return ++p->chunk_n >= RING_CHUNK ? -EAGAIN : 0;
+}
+
 static int on_ring(void *ctx, void *data, size_t size)
 {
 	struct pipeline *p = ctx;
@@ -447,7 +468,7 @@ struct pipeline *pipeline__open(const struct pipeline_opts *o)
 		err = -errno;
 		goto out_table;
 	}
-	p->rb = ring_buffer__new(loader__ringbuf_fd(p->l), on_ring, p, NULL);
+	p->rb = ring_buffer__new(loader__ringbuf_fd(p->l), ring_cb, p, NULL);
 	if (!p->rb) {
 		err = -errno;
 		pr_warn("pipeline: cannot open ring buffer: %s", strerror(errno));
@@ -479,21 +500,38 @@ int pipeline__fd(const struct pipeline *p)
 	return p->rb ? ring_buffer__epoll_fd(p->rb) : -1;
 }
 
+#define EXPIRE_EVERY_NS	(50ull * 1000000ull)
+
 int pipeline__consume(struct pipeline *p)
 {
-	int n;
+	uint64_t now;
+	int n = 0, r;
 
 	if (!p->rb)
 		return 0;
 	p->fill = loader__ringbuf_fill(p->l);
 	if (p->fill > p->fill_peak)
 		p->fill_peak = p->fill;
-	n = ring_buffer__consume(p->rb);
-	conn_table__expire(p->ct, now_ns(p));
-	errors__tick(p->errs, now_ns(p));
-	logs__tick(p->logs, now_ns(p));
-
-	p->last_consume_ns = mono_ns();
+	for (;;) {	/* RING_CHUNK records at a time, yielding the CPU between */
+		p->chunk_n = 0;
+		r = ring_buffer__consume(p->rb);
+		if (r != -EAGAIN) {
+			n += r > 0 ? r : 0;
+			break;
+		}
+		n += RING_CHUNK;
+		sched_yield();
+	}
+	now = mono_ns();
+	/* the holds and timeouts need no finer grain than the idle drain: the
+	 * busy drains (every few ms) do not pay for them each time */
+	if (now - p->last_expire_ns >= EXPIRE_EVERY_NS) {
+		conn_table__expire(p->ct, now_ns(p));
+		errors__tick(p->errs, now_ns(p));
+		logs__tick(p->logs, now_ns(p));
+		p->last_expire_ns = now;
+	}
+	p->last_consume_ns = now;
 	return n;
 }
 
