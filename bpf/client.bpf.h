@@ -51,15 +51,6 @@ static __always_inline void client_unix_pair(__u8 *laddr, __u8 *raddr, struct so
 	__builtin_memcpy(raddr, &peer, 8);
 }
 
-/* Hook of emit_open (server ends): mark the process, pair UNIX ends. */
-static __always_inline void client_server_open(struct obs_ev_open *o, struct obs_conn *c,
-					       struct sock *sk)
-{
-	client_mark_serving(c->tgid);
-	if (c->family == AF_UNIX)
-		client_unix_pair(o->laddr, o->raddr, sk);
-}
-
 /* Hook of sock_state: a TCP socket of a serving process is connecting. Its
  * addresses are read at the first write (the port is bound after SYN_SENT). */
 static __always_inline void client_connect(struct sock *sk)
@@ -92,38 +83,6 @@ static __always_inline void client_tcp_addrs(struct obs_conn *c, struct sock *sk
 		BPF_CORE_READ_INTO(&c->laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&c->raddr, sk, __sk_common.skc_v6_daddr);
 	}
-}
-
-static __always_inline void emit_client_open(struct obs_conn *c)
-{
-	struct obs_ev_open *o = rb_reserve(c, sizeof(*o));
-	struct sock *sk = (struct sock *)c->sk;
-
-	if (!o)
-		return;
-	fill_hdr(&o->h, c, OBS_EV_OPEN);
-	o->accept_ts_ns = c->accept_ts_ns;
-	__builtin_memcpy(o->laddr, c->laddr, 16);
-	__builtin_memcpy(o->raddr, c->raddr, 16);
-	o->ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
-	o->peer_pid = 0;
-	o->family = c->family;
-	o->lport = c->lport;
-	o->rport = c->rport;
-	o->flags = OBS_OPEN_CLIENT;
-	o->pad2 = 0;
-	bpf_get_current_comm(o->comm, sizeof(o->comm));
-	__builtin_memset(o->path, 0, sizeof(o->path));
-	if (c->family == AF_UNIX) {
-		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
-		struct unix_path *up = peer ? unix_path_of(peer) : NULL;
-
-		if (up)
-			__builtin_memcpy(o->path, up->p, sizeof(o->path));
-		o->peer_pid = BPF_CORE_READ(sk, sk_peer_pid, numbers[0].nr);
-		client_unix_pair(o->laddr, o->raddr, sk);
-	}
-	rb_submit(o);
 }
 
 /* Bytes moved on an outgoing connection: the first write decides, then
@@ -161,7 +120,7 @@ static __always_inline int client_io(struct obs_conn *c, struct io_args *a, long
 		c->fd = a->fd;
 		if (c->family != AF_UNIX)
 			client_tcp_addrs(c, (struct sock *)c->sk);
-		emit_client_open(c);
+		emit_open(c);
 		emit_early_state(c);
 		count(OBS_C_CLIENT_CONNS);
 	}

@@ -720,13 +720,16 @@ static __always_inline struct obs_conn *adopt(struct sock *sk, long ret, __u32 f
 
 /* ---- records ---- */
 
-static __always_inline void client_server_open(struct obs_ev_open *o, struct obs_conn *c,
-					       struct sock *sk);
+static __always_inline void client_mark_serving(__u32 tgid);
+static __always_inline void client_unix_pair(__u8 *laddr, __u8 *raddr, struct sock *sk);
 
+/* OPEN of a server end, or of a call's client end (OBS_CF_CLIENT,
+ * bpf/client.bpf.h). */
 static __always_inline void emit_open(struct obs_conn *c)
 {
 	struct obs_ev_open *o = rb_reserve(c, sizeof(*o));
 	struct sock *sk = (struct sock *)c->sk;
+	bool client = c->flags & OBS_CF_CLIENT;
 
 	if (!o)
 		return;
@@ -739,20 +742,28 @@ static __always_inline void emit_open(struct obs_conn *c)
 	o->family = c->family;
 	o->lport = c->lport;
 	o->rport = c->rport;
-	o->flags = (c->proto == OBS_PROTO_TLS_HTTP1 || c->proto == OBS_PROTO_TLS_HTTP2 ?
-			    OBS_OPEN_TLS : 0) |
-		   (c->proto == OBS_PROTO_HTTP2 || c->proto == OBS_PROTO_TLS_HTTP2 ? OBS_OPEN_H2 : 0);
+	if (client)
+		o->flags = OBS_OPEN_CLIENT;
+	else
+		o->flags = (c->proto == OBS_PROTO_TLS_HTTP1 || c->proto == OBS_PROTO_TLS_HTTP2 ?
+				    OBS_OPEN_TLS : 0) |
+			   (c->proto == OBS_PROTO_HTTP2 || c->proto == OBS_PROTO_TLS_HTTP2 ?
+				    OBS_OPEN_H2 : 0);
 	o->pad2 = 0;
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 	__builtin_memset(o->path, 0, sizeof(o->path));
 	if (c->family == AF_UNIX) {
-		struct unix_path *up = unix_path_of(sk);
+		/* the listening path: this end's, or for a call its peer's */
+		struct sock *lsk = client ? BPF_CORE_READ((struct unix_sock *)sk, peer) : sk;
+		struct unix_path *up = lsk ? unix_path_of(lsk) : NULL;
 
 		if (up)
 			__builtin_memcpy(o->path, up->p, sizeof(o->path));
 		o->peer_pid = BPF_CORE_READ(sk, sk_peer_pid, numbers[0].nr);
+		client_unix_pair(o->laddr, o->raddr, sk);	/* obsd matches the two ends */
 	}
-	client_server_open(o, c, sk);
+	if (!client)	/* the process serves: its calls are followed from now on */
+		client_mark_serving(c->tgid);
 	rb_submit(o);
 }
 
