@@ -5,7 +5,7 @@ TRIPLET  := $(shell gcc -dumpmachine)
 CC       ?= gcc
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
-CFLAGS   ?= -O2 -g -flto=auto
+CFLAGS   ?= -O3 -g -flto=auto
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	    -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I$(OUT)
 LDLIBS   := -lbpf -lelf -lz -lm -lpthread -lcurl -lprotobuf-c -lyaml -lnghttp2

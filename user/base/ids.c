@@ -96,9 +96,9 @@ static const char hex_pairs[256][2] = {
 #undef P
 };
 
-void ids_hex(char *out, const uint8_t *in, int n)
+void ids_hex(char *out, const uint8_t *in, int len)
 {
-	int i = 0;
+	unsigned int i = 0, n = len > 0 ? (unsigned int)len : 0;
 
 	for (; i + 4 <= n; i += 4) {	/* ids are 8 or 16 bytes */
 		memcpy(out + 2 * i, hex_pairs[in[i]], 2);
