@@ -293,7 +293,7 @@ static __always_inline bool data_room(struct obs_conn *c, __u64 size)
 		return true;
 	count(OBS_C_LOST_RINGBUF);
 	if (c)
-		__sync_fetch_and_add(&c->seq, 1);
+		c->seq++;
 	return false;
 }
 
@@ -321,7 +321,7 @@ static __always_inline void *rb_reserve(struct obs_conn *c, __u64 size)
 	if (!p) {
 		count(OBS_C_LOST_RINGBUF);
 		if (c)
-			__sync_fetch_and_add(&c->seq, 1);
+			c->seq++;
 	}
 	return p;
 }
@@ -331,11 +331,19 @@ static __always_inline void rb_submit(void *p)
 	bpf_ringbuf_submit(p, rb_flags());
 }
 
+/*
+ * A connection's records are numbered without an atomic add: a locked add
+ * costs ~55 ns here (docs/bench.md, "floor"), and it would not make two
+ * CPUs' records of one connection safe anyway, since their order in the ring
+ * is that of their reservations, not of their numbers. Two writers at once
+ * on one socket (a softirq's state change during a write, two threads on
+ * one socket) may show userspace a gap, which it counts (seq_gaps).
+ */
 static __always_inline void fill_hdr(struct obs_ev_hdr *h, struct obs_conn *c, __u32 type)
 {
 	h->ts_ns = bpf_ktime_get_ns();
 	h->conn_id = c->conn_id;
-	h->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
+	h->seq = ++c->seq;
 	h->type = type;
 	h->pid = c->tgid;
 	h->tid = (__u32)bpf_get_current_pid_tgid();
