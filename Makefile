@@ -107,9 +107,18 @@ unit: $(UNIT_TESTS)
 e2e: all
 	$(Q)PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 
-# Cost of observing (figures only, ~5 min, as root): see docs/bench.md.
-bench: all
+# Cost of observing (figures only, ~10 min, as root): see docs/bench.md.
+bench: all $(OUT)/bench-floor $(OUT)/floor.bpf.o
 	$(Q)bash scripts/bench.sh
+
+# The kernel's floor: the primitives' cost, measured alone (bench section 3b).
+$(OUT)/floor.bpf.o: scripts/bench/floor.bpf.c vmlinux/vmlinux.h | $(OUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUT)/bench-floor: scripts/bench/floor.c | $(OUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11 $< -o $@ -lbpf
 
 # Fuzzing (docs/robustness.md): each libFuzzer harness tests/fuzz/fuzz_X.c runs
 # FUZZ_SECONDS from its seeds in tests/fuzz/corpus/X, with tests/fuzz/X.dict if

@@ -11,6 +11,9 @@
 #      and with each obsd loaded and idle, in the same rounds
 #   3. kernel cost: BPF run time and program runs per request (bpf_stats),
 #      TCP uvicorn, nginx and a UNIX-socket uvicorn
+#   3b. the kernel's floor: an empty program, a clock read, a locked add and
+#      a ring record, each alone on sock_recv_length (scripts/bench/floor.bpf.c),
+#      and the floor they put under obsd's BPF time per request
 #   4. userspace cost: obsd CPU per request; instructions per request from
 #      callgrind on `obsd --replay` of a recording made by the same binary
 #   5. events lost at the highest rate; obsd memory with many idle connections
@@ -42,6 +45,7 @@ die() { say "$*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "needs root (BPF, sysctl)"
 [ -x "$OBSD" ] || die "build/obsd missing: run make"
+[ -x "$ROOT/build/bench-floor" ] && [ -f "$ROOT/build/floor.bpf.o" ] || die "build/bench-floor missing: run make bench"
 for t in wrk ab valgrind callgrind_annotate setarch bpftool nginx curl sysctl dd git make; do
 	command -v "$t" >/dev/null || die "$t missing: run make deps"
 done
@@ -363,6 +367,17 @@ for b in "${BINS[@]}"; do
 		api /metrics >"$d/$s-metrics-after.txt"
 	done
 	stop_obsd
+done
+# ---- 3b. the kernel's floor: each primitive alone, no obsd, same uvicorn load ----
+mkdir -p "$R/floor"
+for f in f_empty f_clock f_atomic f_ring; do
+	say "the kernel's floor: $f alone on sock_recv_length, uvicorn wrk run"
+	"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" "$f" >"$R/floor/$f.txt" 2>"$R/floor/$f.log" &
+	fl=$!
+	pids+=("$fl")
+	sleep 0.5
+	wrk "${WRK_ARGS[@]}" "$UV_URL" >"$R/floor/$f-wrk.txt" 2>&1 || true
+	stop_pid "$fl"
 done
 sysctl -qw kernel.bpf_stats_enabled="$stats_old"
 stats_old=

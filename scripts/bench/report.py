@@ -255,7 +255,13 @@ def bpf_run(b, s):
     seen_all = msum(m1, "obs_requests_total{") - msum(m0, "obs_requests_total{")
     ns = sum(v[0] for v in per.values())
     cnt = sum(v[1] for v in per.values())
+    # ring records written, and event-loop iterations timed (two clock reads each)
+    records = msum(m1, "obs_events_total") - msum(m0, "obs_events_total")
+    loops = (msum(m1, "asyncio_loop_busy_seconds_count{")
+             - msum(m0, "asyncio_loop_busy_seconds_count{"))
     return {"ids": len(ids), "per": per, "ns": ns, "cnt": cnt, "req": req, "rps": rps, "failed": failed,
+            "rec_req": records / req if req and m1 else None,
+            "loop_req": loops / req if req and m1 else None,
             "seen": seen if m1 else None, "seen_all": seen_all if m1 else None,
             "ns_req": ns / req if req else None, "cnt_req": cnt / req if req else None,
             "ns_run": ns / cnt if cnt else None}
@@ -267,6 +273,28 @@ bpf = {(b, s): bpf_run(b, s) for b in BINS for s in ("uv", "ng", "ux", "ut")}
 def bget(b, s, f):
     r = bpf.get((b, s))
     return r[f] if r else None
+
+
+# ---- 3b. the kernel's floor: ns per run of each primitive measured alone ----
+def floor_run(f):
+    parts = (read("floor", f + ".txt") or "").split()
+    if len(parts) != 3 or not int(parts[1]):
+        return None
+    return int(parts[2]) / int(parts[1])
+
+
+prim = {f: floor_run(f) for f in ("f_empty", "f_clock", "f_atomic", "f_ring")}
+
+
+def floor_ns(b, s):
+    """The BPF time per request the primitives alone would take: every run
+    pays an empty run, every record a ring record, every record and every
+    timed loop iteration's two hooks a clock read."""
+    e, c, g = prim["f_empty"], prim["f_clock"], prim["f_ring"]
+    runs, rec, loops = bget(b, s, "cnt_req"), bget(b, s, "rec_req"), bget(b, s, "loop_req")
+    if None in (e, c, g, runs, rec, loops):
+        return None
+    return runs * e + rec * (g - e) + (rec + 2 * loops) * (c - e)
 
 
 # ---- callgrind ----
@@ -383,9 +411,9 @@ srow("uvicorn p99 ratio vs A", "<= 1.4", "<=", 1.4, r3,
      {b: thr["uv", b]["p99_ratio"] for b in BINS}, thr["uv", "C"]["p99_ratio"])
 srow("nginx p99 ratio vs A", "<= 1.4", "<=", 1.4, r3, {b: thr["ng", b]["p99_ratio"] for b in BINS})
 srow("uvicorn BPF time per request (ns)", "<= 1500", "<=", 1500, fmt_n,
-     {b: bget(b, "uv", "ns_req") for b in BINS})
+     {b: bget(b, "uv", "ns_req") for b in BINS}, notes={b: f" (floor {fmt_n(floor_ns(b, 'uv'))})" for b in BINS})
 srow("nginx BPF time per request (ns)", "<= 1800", "<=", 1800, fmt_n,
-     {b: bget(b, "ng", "ns_req") for b in BINS})
+     {b: bget(b, "ng", "ns_req") for b in BINS}, notes={b: f" (floor {fmt_n(floor_ns(b, 'ng'))})" for b in BINS})
 srow("uvicorn BPF program runs per request", "-", None, None, lambda x: f"{x:.2f}",
      {b: bget(b, "uv", "cnt_req") for b in BINS})
 srow("nginx BPF program runs per request", "-", None, None, lambda x: f"{x:.2f}",
@@ -531,6 +559,26 @@ for b in BINS:
             f"{n} {v[0] / r['req']:,.0f} ({v[1] / r['req']:.2f} x {v[0] / max(v[1], 1):,.0f})"
             for n, v in top if v[1]))
 print("   (observed: http_requests_total of that uvicorn, named with --service pid:<pid>=bench-unix|tcp)")
+print()
+print("3b. The kernel's floor on this machine: each primitive alone on sock_recv_length, no obsd,")
+print("    one uvicorn wrk run each (scripts/bench/floor.bpf.c), ns per program run")
+table([[label_] + [f"{prim[f]:,.0f} ns" if prim[f] else "n/a"] for label_, f in (
+    ("an empty program (the price of a run)", "f_empty"),
+    ("a clock read (bpf_ktime_get_ns)", "f_clock"),
+    ("a locked add on a shared counter", "f_atomic"),
+    ("a 256-byte ring record (reserve, write, submit)", "f_ring"))], head=["ns per run"], w=16)
+print("   The floor of a design that writes a record per socket read and write: runs x empty +")
+print("   records x (record - empty) + (records + 2 x timed loop iterations) x (clock - empty).")
+rows = []
+for b in BINS:
+    for key, _ in SERVERS:
+        fl, m = floor_ns(b, key), bget(b, key, "ns_req")
+        rows.append([f"{SNAME[key].split()[0]} {b.upper()}",
+                     f"{bget(b, key, 'cnt_req') or 0:.2f}", f"{bget(b, key, 'rec_req') or 0:.2f}",
+                     f"{bget(b, key, 'loop_req') or 0:.2f}", fmt_n(fl), fmt_n(m),
+                     fmt_n(m - fl) if fl is not None and m is not None else "n/a"])
+table(rows, head=["runs/req", "records/req", "loops/req", "floor ns", "measured ns", "above floor"],
+      w0=16, w=13)
 print()
 
 # ---- 4. userspace cost ----
