@@ -176,6 +176,7 @@ static __always_inline int client_first_write(struct sock *sk, long ret)
 		k.fd = a.fd;
 		bpf_map_update_elem(&fds, &k, &c.conn_id, BPF_ANY);
 	}
+	want_close();
 	sc = bpf_map_lookup_elem(&hconns, &c.conn_id);
 	if (!sc)
 		return 0;

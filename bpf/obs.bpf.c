@@ -14,8 +14,10 @@
  * connections open before obsd started are found the same way.
  *
  * Syscall tracepoints (they need tracefs) are extras: close() of UNIX
- * sockets (TCP closes come from the TCP state machine), epoll_wait timing of
- * Python event loops, and servers' writes to stdout/stderr (log lines). Every drop is counted in the per-CPU "counters" map.
+ * sockets (TCP closes come from the TCP state machine; attached only once a
+ * UNIX connection is followed), epoll_wait timing of Python event loops, and
+ * servers' writes to stdout/stderr (log lines). Every drop is counted in the
+ * per-CPU "counters" map.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -54,13 +56,22 @@ const volatile bool filter_pids = false;
 const volatile __u64 loop_block_ns = OBS_LOOP_BLOCK_DEFAULT;
 const volatile bool filter_ports = false;	/* TCP servers only on listed ports */
 const volatile bool filter_unix = false;	/* UNIX servers only on listed paths */
-const volatile bool track_fds = false;		/* the close() tracepoint is attached */
+const volatile bool track_fds = false;		/* the close() tracepoint is loaded */
 const volatile bool queue_time = false;		/* sk_data_ready is attached */
 const volatile __u32 n_comms = 0;
 const volatile char comms[OBS_MAX_COMMS][OBS_COMM_LEN] = {};
 
 /* Next connection id; the loader seeds it so ids are not reused across runs. */
 __u64 next_conn_id = 1;
+
+/*
+ * A UNIX connection is followed: the close() tracepoint is wanted. The loader
+ * loads enter_close but attaches it only once this is set (it reads the flag
+ * through the mmapped .bss at every drain), so that until then the close()
+ * of every process on the node runs nothing of ours. Set once, by a plain
+ * store; never cleared.
+ */
+__u32 want_close_hook = 0;
 
 enum io_kind { IO_NONE = 0, IO_BUF = 1, IO_IOV = 2, IO_MSG = 3, IO_SENDFILE = 4 };
 
@@ -246,6 +257,15 @@ static __always_inline void proc_clear(__u32 tgid)
 
 	if (v)
 		__sync_fetch_and_and(v, ~((__u64)OBS_PF_MASK << (tgid % OBS_PF_PER_WORD * OBS_PF_BITS)));
+}
+
+/* A UNIX connection is followed (server or client end): ask the loader for
+ * the close() tracepoint. Its closes until then (one drain, <= 50 ms) are not
+ * seen; userspace finds such connections gone when they are idle. */
+static __always_inline void want_close(void)
+{
+	if (track_fds && !want_close_hook)
+		want_close_hook = 1;
 }
 
 /*
@@ -705,6 +725,7 @@ static __always_inline struct obs_conn *adopt(struct sock *sk, long ret, __u32 f
 		}
 		if (track_fds)
 			bpf_map_update_elem(&fds, &k, &c.conn_id, BPF_ANY);
+		want_close();
 		c.flags |= OBS_CF_HASHED;
 	}
 	sc = bpf_sk_storage_get(&store, sk, &c, BPF_SK_STORAGE_GET_F_CREATE);
@@ -1248,7 +1269,8 @@ int BPF_PROG(tcp_rst, struct sock *sk)
 }
 
 /* close() of a followed UNIX socket (needs tracefs; TCP closes come from the
- * state machine above). */
+ * state machine above). Attached lazily, at the first followed UNIX
+ * connection on the node (want_close_hook). */
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
 {

@@ -27,6 +27,8 @@
 4. Filters: --unix selects one of two UNIX servers and no TCP one; --port
    selects the TCP server and no UNIX one.
 5. Span attributes of a UNIX request in /api/traces.
+6. The close() tracepoint is loaded but attached only once a UNIX connection
+   is followed; a server's close() after that is reported at once.
 
 UNIX clients have no address: records of raw clients are found by the
 X-Request-ID they send (obsd runs with --trusted-proxy unix where needed).
@@ -38,6 +40,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -655,4 +658,90 @@ def test_unix_span_attributes(short_tmp, obsd_factory):
             assert k not in a, f"{k} present in a UNIX span: {a}"
         assert s["resource"]["process.pid"] == server.pid, s["resource"]
     finally:
+        server.stop()
+
+
+# == 6. the close() tracepoint, attached lazily =======================================
+
+def bpf_progs_held(pid: int) -> Dict[str, int]:
+    """name -> id of the BPF programs process pid holds (its fds' fdinfo)."""
+    held = set()
+    for f in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{f}") as fp:
+                held |= {int(l.split()[1]) for l in fp if l.startswith("prog_id:")}
+        except OSError:
+            pass
+    progs = json.loads(subprocess.check_output(["bpftool", "prog", "show", "-j"]))
+    return {p["name"]: p["id"] for p in progs if p["id"] in held and "name" in p}
+
+
+def bpf_links_of(prog_id: int) -> List[dict]:
+    """The BPF links (attachments) of one program ("perf_event" for a
+    syscall tracepoint)."""
+    links = json.loads(subprocess.check_output(["bpftool", "link", "show", "-j"]))
+    return [l for l in links if l.get("prog_id") == prog_id]
+
+
+CLOSE_HOOK_TIMEOUT = 5.0   # the loader looks at every drain (<= 50 ms)
+CLOSED_TIMEOUT = 5.0       # well below the 30 s idle sweep that finds unseen closes
+
+
+def test_close_hook_attached_at_first_unix_connection(short_tmp, obsd_factory):
+    """obsd --unix <sock> loads enter_close (sys_enter_close) but does not
+    attach it while no UNIX connection is followed (close() of every process
+    on the node would run it); after one request on a UNIX connection it is
+    attached within a few seconds, and the server's close() of that same
+    connection (Connection: close on its second request, the client keeping
+    its end open) is a ConnectionClosed event "server_closed" at once, not
+    after the idle sweep."""
+    server = us.UnixServer("uvicorn-h11", short_tmp).start()   # no connection made yet
+    d = obsd_factory("--unix", server.sock, "--trusted-proxy", "unix", name="obsd-lazy-close")
+    c = None
+    try:
+        progs = bpf_progs_held(d.proc.pid)
+        if "enter_close" not in progs and "no tracefs" in d.output():
+            pytest.skip("no tracefs: syscall tracepoints are not loaded")
+        assert "enter_close" in progs and "enter_write" in progs, f"programs held by obsd: {progs}"
+        # the check sees syscall tracepoint links: enter_write is attached at start
+        assert bpf_links_of(progs["enter_write"]), "enter_write has no link: cannot tell attachment"
+        time.sleep(0.5)   # several drains
+        assert not bpf_links_of(progs["enter_close"]), \
+            f"enter_close attached before any UNIX connection: {bpf_links_of(progs['enter_close'])}"
+
+        rids = [us.new_rid(), us.new_rid()]
+        c = us._connect(server.sock, 10.0)
+        c.sock.sendall(clients.build_request("GET", "/text", "localhost", b"",
+                                             [("X-Request-ID", rids[0])]))
+        assert c.read_response("GET")[0] == 200
+        deadline = time.monotonic() + CLOSE_HOOK_TIMEOUT
+        while not bpf_links_of(progs["enter_close"]):
+            assert time.monotonic() < deadline, \
+                (f"enter_close not attached {CLOSE_HOOK_TIMEOUT}s after a UNIX request\n"
+                 f"--- obsd output ---\n{d.output()}")
+            time.sleep(0.05)
+        assert "close() tracepoint attached" in d.output(), d.output()
+
+        c.sock.sendall(clients.build_request("GET", "/json", "localhost", b"",
+                                             [("X-Request-ID", rids[1]), ("Connection", "close")]))
+        assert c.read_response("GET")[0] == 200
+        me = f"{us.my_comm()}[{os.getpid()}]"
+        deadline = time.monotonic() + CLOSED_TIMEOUT
+        while True:
+            events = d.get_json("/api/events?limit=100000")["events"][::-1]
+            ids = {e["conn_id"] for e in events if e["type"] == "ConnectionOpened" and e["client"] == me}
+            life = [e for e in events if e.get("conn_id") in ids and e["type"] != "Error"]
+            if any(e["type"] == "ConnectionClosed" for e in life) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        dump = "\n  ".join(json.dumps({k: e.get(k) for k in ("type", "conn_id", "path", "status",
+                                                               "reason", "request_id")}) for e in life)
+        assert len(ids) == 1, f"{len(ids)} connections from this process:\n  {dump}"
+        assert [e["type"] for e in life] == ["ConnectionOpened"] + ["RequestStarted", "ResponseCompleted"] * 2 + \
+            ["ConnectionClosed"], f"no prompt ConnectionClosed of the UNIX connection:\n  {dump}"
+        assert life[-1].get("reason") == "server_closed", f"lifecycle:\n  {dump}"
+        assert [e.get("request_id") for e in life if e["type"] == "ResponseCompleted"] == rids, dump
+    finally:
+        if c is not None:
+            c.close()
         server.stop()

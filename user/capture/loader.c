@@ -36,7 +36,10 @@ struct file_set {
 struct loader {
 	struct obs_bpf *skel;
 	int ncpus;
-	bool tracefs;		/* syscall tracepoints attached (tracefs is mounted) */
+	bool tracefs;		/* syscall tracepoints loaded (tracefs is mounted) */
+	/* The BPF flag asking for the close() tracepoint (mmapped .bss), or
+	 * no_lazy_hook once it is attached, failed, or cannot be (no tracefs). */
+	const volatile __u32 *close_wanted;
 	struct file_set ssl_libs;
 	struct bpf_link *ssl_links[TLS_MAX_LIBS * 8];
 	int n_ssl_links;
@@ -45,6 +48,9 @@ struct loader {
 	const volatile unsigned long *cons_pos, *prod_pos;
 	size_t page;
 };
+
+/* What close_wanted points at when there is nothing (more) to attach. */
+static const volatile __u32 no_lazy_hook;
 
 static const char *const counter_names[OBS_C_MAX] = {
 	[OBS_C_EVENTS] = "events",
@@ -264,6 +270,9 @@ static int configure(struct loader *l, const struct obs_filter *f)
 	for (size_t i = 0; i < ARRAY_SIZE(syscall_tps); i++)
 		if (!l->tracefs)
 			bpf_program__set_autoload(syscall_tps[i], false);
+	/* close() of every process on the node would run it: attached by
+	 * loader__lazy_hooks once a UNIX connection is followed. */
+	bpf_program__set_autoattach(skel->progs.enter_close, false);
 	return 0;
 }
 
@@ -459,6 +468,7 @@ struct loader *loader__open(const struct obs_filter *f)
 		pr_warn("loader: cannot attach BPF programs: %s", strerror(-err));
 		goto out_destroy;
 	}
+	l->close_wanted = l->tracefs ? &l->skel->bss->want_close_hook : &no_lazy_hook;
 	map_positions(l);
 	loader__scan_tls(l);
 	return l;
@@ -479,6 +489,28 @@ int loader__ringbuf_fd(const struct loader *l)
 void loader__forget_conn(const struct loader *l, uint64_t conn_id)
 {
 	bpf_map_delete_elem(bpf_map__fd(l->skel->maps.hconns), &conn_id);
+}
+
+/* Attach the close() tracepoint, once. Its link is the skeleton's, which
+ * loader__free (obs_bpf__destroy) detaches. */
+static void attach_close(struct loader *l)
+{
+	struct bpf_link *link = bpf_program__attach(l->skel->progs.enter_close);
+
+	l->close_wanted = &no_lazy_hook;	/* attached or failed: not again */
+	if (!link) {
+		pr_warn("loader: cannot attach the close() tracepoint: %s (closes of UNIX connections are found when they are idle)",
+			strerror(errno));
+		return;
+	}
+	l->skel->links.enter_close = link;
+	pr_info("loader: a UNIX connection is followed: close() tracepoint attached");
+}
+
+void loader__lazy_hooks(struct loader *l)
+{
+	if (*l->close_wanted)
+		attach_close(l);
 }
 
 bool loader__has_tracefs(const struct loader *l)

@@ -41,7 +41,9 @@ int loader__ringbuf_fd(const struct loader *l);
 /* Userspace found a connection gone (its close was not seen): drop the
  * kernel's state for it, if any. */
 void loader__forget_conn(const struct loader *l, uint64_t conn_id);
-/* Were the syscall tracepoints (tracefs) attached? */
+/* At each drain: attach close() once a UNIX connection is followed (else one read). */
+void loader__lazy_hooks(struct loader *l);
+/* Were the syscall tracepoints (tracefs) loaded? */
 bool loader__has_tracefs(const struct loader *l);
 int loader__loops_fd(const struct loader *l);
 

@@ -508,7 +508,10 @@ int pipeline__consume(struct pipeline *p)
 	int n = 0, r;
 
 	if (!p->rb)
-		return 0;
+		return 0;	/* replay: no loader */
+	/* close() is attached at the first followed UNIX connection: closes
+	 * before this drain are not seen, conn_alive finds them when idle */
+	loader__lazy_hooks(p->l);
 	p->fill = loader__ringbuf_fill(p->l);
 	if (p->fill > p->fill_peak)
 		p->fill_peak = p->fill;
