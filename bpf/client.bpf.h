@@ -176,6 +176,8 @@ static __always_inline int client_first_write(struct sock *sk, long ret)
 		k.fd = a.fd;
 		bpf_map_update_elem(&fds, &k, &c.conn_id, BPF_ANY);
 	}
+	if (!(proc_flags(tgid) & OBS_PF_UNIX))
+		proc_set(tgid, OBS_PF_UNIX);	/* close() looks only in such processes */
 	want_close();
 	sc = bpf_map_lookup_elem(&hconns, &c.conn_id);
 	if (!sc)
