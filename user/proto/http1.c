@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "proto/http1.h"
 
@@ -628,6 +631,38 @@ static inline uint64_t word_special(const uint8_t *w)
 	return ((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs);
 }
 
+#ifdef __SSE2__
+/* Sixteen bytes at a time (SSE2 is in every x86-64): a bit per byte of the
+ * sixteen at p, lowest first. */
+static inline unsigned int block_bits(__m128i hit)
+{
+	return (unsigned int)_mm_movemask_epi8(hit);
+}
+
+/* Bytes that are not a letter, a digit or '-', the bytes of nearly every
+ * header name (other tchars are checked a byte at a time). */
+static inline unsigned int block_not_name(const uint8_t *p)
+{
+	__m128i x = _mm_loadu_si128((const __m128i *)p);
+	__m128i a = _mm_sub_epi8(_mm_or_si128(x, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+	__m128i d = _mm_sub_epi8(x, _mm_set1_epi8('0'));
+	__m128i ok = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(a, _mm_set1_epi8(25)), a),
+				  _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d));
+
+	ok = _mm_or_si128(ok, _mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
+	return ~block_bits(ok) & 0xffffu;
+}
+
+/* Bytes below 0x20 (CTL, CR, LF, HTAB) or 0x7f (DEL), as word_special. */
+static inline unsigned int block_special(const uint8_t *p)
+{
+	__m128i x = _mm_loadu_si128((const __m128i *)p);
+	__m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
+
+	return block_bits(_mm_or_si128(ctl, _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f))));
+}
+#endif
+
 /*
  * The header line at l[0..m) (m: the bytes left in the head): name ":" OWS
  * value OWS, then CR LF or LF. The value is checked (C_VALUE) and the line's
@@ -644,7 +679,17 @@ static int header_line(struct h1_head *h, struct head_scan *s, const uint8_t *l,
 	const struct field *f;
 	size_t i = 0, j, v, e;
 
-	/* the name: four bytes at a time while the line has them */
+	/* the name: sixteen, then four bytes at a time while the line has them */
+#ifdef __SSE2__
+	{
+		unsigned int other = 0;
+
+		while (i + 16 <= m && !(other = block_not_name(l + i)))
+			i += 16;
+		if (other)
+			i += __builtin_ctz(other);	/* the first other byte */
+	}
+#endif
 	while (i + 4 <= m &&
 	       (ctab[l[i]] & ctab[l[i + 1]] & ctab[l[i + 2]] & ctab[l[i + 3]] & C_TCHAR))
 		i += 4;
@@ -654,13 +699,22 @@ static int header_line(struct h1_head *h, struct head_scan *s, const uint8_t *l,
 		return -H1E_BAD_HEADER;
 	for (j = i + 1;; j++) {		/* the value, up to the line's end */
 		uint64_t sp = 0;
+		unsigned int sp16 = 0;
 
-		while (j + 8 <= m && !(sp = word_special(l + j)))
-			j += 8;
-		if (sp && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
-			j += __builtin_ctzll(sp) / 8;	/* the first special byte */
-		while (j < m && l[j] >= 0x20 && l[j] != 0x7f)
-			j++;
+#ifdef __SSE2__
+		while (j + 16 <= m && !(sp16 = block_special(l + j)))
+			j += 16;
+		if (sp16)
+			j += __builtin_ctz(sp16);	/* the first special byte */
+#endif
+		if (!sp16) {	/* the rest, under sixteen bytes */
+			while (j + 8 <= m && !(sp = word_special(l + j)))
+				j += 8;
+			if (sp && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+				j += __builtin_ctzll(sp) / 8;	/* the first special byte */
+			while (j < m && l[j] >= 0x20 && l[j] != 0x7f)
+				j++;
+		}
 		if (j == m || l[j] == '\n' || (l[j] == '\r' && (j + 1 == m || l[j + 1] == '\n')))
 			break;
 		if (l[j] != '\t')
