@@ -11,10 +11,9 @@
 #      and with each obsd loaded and idle, in the same rounds
 #   3. kernel cost: BPF run time and program runs per request (bpf_stats),
 #      TCP uvicorn, nginx and a UNIX-socket uvicorn
-#   3b. the kernel's floor: an empty program, a clock read, a locked add and
-#      a ring record, each alone on sock_recv_length acting on uvicorn's reads
-#      (scripts/bench/floor.bpf.c), and the floor they put under obsd's BPF
-#      time per request
+#   3b. the kernel's floor: obsd's socket hooks next to a minimal observer (a
+#      timestamped ring record per server read/write) and to hooks that do
+#      nothing, on the same tracepoints (scripts/bench/floor.bpf.c)
 #   4. userspace cost: obsd CPU per request; instructions per request from
 #      callgrind on `obsd --replay` of a recording made by the same binary
 #   5. events lost at the highest rate; obsd memory with many idle connections
@@ -369,21 +368,38 @@ for b in "${BINS[@]}"; do
 	done
 	stop_obsd
 done
-# ---- 3b. the kernel's floor: each primitive alone, no obsd, same uvicorn load;
-# FLOOR_BURSTS short wrk runs each, the report takes the least (host noise
-# only ever adds) ----
+# ---- 3b. the kernel's floor: obsd's socket hooks next to a minimal observer
+# (a timestamped ring record per read and write of the server, nothing else)
+# and to hooks that do nothing, on the same tracepoints; short bursts,
+# interleaved, the least of each taken (host noise only ever adds) ----
 mkdir -p "$R/floor"
 FLOOR_BURSTS=3
-for f in f_empty f_clock f_atomic f_ring; do
-	say "the kernel's floor: $f alone on sock_recv_length, $FLOOR_BURSTS uvicorn wrk runs of 2 s"
-	for k in $(seq "$FLOOR_BURSTS"); do
-		"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" "$f" "$uv1" >"$R/floor/$f-$k.txt" \
-			2>"$R/floor/$f-$k.log" &
-		fl=$!
-		pids+=("$fl")
-		sleep 0.3
-		wrk -t1 -c16 -d2s "$UV_URL" >"$R/floor/$f-$k-wrk.txt" 2>&1 || true
-		stop_pid "$fl"
+ng_worker=$(pgrep -P "$nginx_pid" | head -1)
+floor_burst() {	# KIND SERVER ROUND: one 2 s wrk burst with that KIND loaded
+	local kind=$1 s=$2 k=$3 url=$UV_URL target=$uv1 d=$R/floor/$1-$2-$3 fl
+	[ "$s" = ng ] && url=$NG_URL && target=$ng_worker
+	mkdir -p "$d"
+	if [ "$kind" = obsd ]; then
+		start_obsd b1
+		echo "$obs_ids" >"$d/ids"
+		bpftool prog show -j >"$d/before.json"
+		wrk -t1 -c16 -d2s "$url" >"$d/wrk.txt" 2>&1 || true
+		bpftool prog show -j >"$d/after.json"
+		stop_obsd
+		return
+	fi
+	"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" "f_recv_$kind,f_send_$kind" "$target" \
+		>"$d/floor.txt" 2>"$d/floor.log" &
+	fl=$!
+	pids+=("$fl")
+	sleep 0.3
+	wrk -t1 -c16 -d2s "$url" >"$d/wrk.txt" 2>&1 || true
+	stop_pid "$fl"
+}
+for k in $(seq "$FLOOR_BURSTS"); do
+	for s in uv ng; do
+		say "the kernel's floor, round $k/$FLOOR_BURSTS, $s: hooks that do nothing, a minimal observer, obsd"
+		for kind in empty min obsd; do floor_burst "$kind" "$s" "$k"; done
 	done
 done
 sysctl -qw kernel.bpf_stats_enabled="$stats_old"
