@@ -353,8 +353,9 @@ static __always_inline void rb_submit(void *p)
 
 /*
  * A connection's records are numbered without an atomic add: a locked add
- * costs ~55 ns here (docs/bench.md, "floor"), and it would not make two
- * CPUs' records of one connection safe anyway, since their order in the ring
+ * costs tens of ns on the 2-CPU VM of docs/bench.md (~45 ns less BPF time
+ * per request without it), and it would not make two CPUs' records of one
+ * connection safe anyway, since their order in the ring
  * is that of their reservations, not of their numbers. Two writers at once
  * on one socket (a softirq's state change during a write, two threads on
  * one socket) may show userspace a gap, which it counts (seq_gaps).
