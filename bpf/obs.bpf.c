@@ -915,37 +915,39 @@ static __always_inline bool emit_buf(struct obs_conn *c, __u64 ptr, __u64 ret, _
 }
 
 /* A short gather/scatter transfer (writev, sendmsg, recvmsg: nginx writes
- * its response heads so) of at most IOV_K bytes in at most IOV_N pieces,
- * copied straight into the ring; anything larger takes the scratch path. */
+ * its response heads so, uvloop every response) of at most IOV_K bytes in at
+ * most IOV_N pieces, copied straight into the ring; anything larger takes the
+ * scratch path. The iovec array is read in one copy, and the record is
+ * reserved by size class K (K bytes, plus K of slack that bounds the
+ * verifier's view of the last piece's copy). */
 #define IOV_N	4
 #define IOV_K	512
 
-static __always_inline bool emit_iov(struct obs_conn *c, const struct iovec *iov, __u32 iovcnt,
-				     __u64 ret, __u8 dir)
+static __always_inline bool emit_iov_class(struct obs_conn *c, const struct iovec *iov,
+					   __u32 iovcnt, __u64 ret, __u8 dir, const __u32 K)
 {
+	struct iovec v[IOV_N];
 	struct obs_ev_data *e;
 	__u32 off = 0;
 
-	if (ret > IOV_K || ret > cap_bytes || iovcnt > IOV_N)
-		return false;
-	if (!data_room(c, sizeof(*e) + 2 * IOV_K))
+	if (!data_room(c, sizeof(*e) + 2 * K))
 		return true;	/* counted lost */
-	e = bpf_ringbuf_reserve(&rb, sizeof(*e) + 2 * IOV_K, 0);
+	asm volatile("" : "+r"(iovcnt));	/* the caller's check, again, for the verifier */
+	if (iovcnt > IOV_N)
+		iovcnt = IOV_N;
+	if (bpf_probe_read_user(v, iovcnt * sizeof(v[0]), iov))
+		return false;	/* the scratch path counts the fault, reports the length */
+	e = bpf_ringbuf_reserve(&rb, sizeof(*e) + 2 * K, 0);
 	if (!e)
 		return false;
 	e->flags = 0;
 	for (int i = 0; i < IOV_N; i++) {
-		struct iovec v;
 		__u64 n;
 
-		if (i >= iovcnt || off >= ret || off > IOV_K)
+		if (i >= iovcnt || off >= ret || off > K)
 			break;
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i])) {
-			count(OBS_C_READ_FAULT);
-			break;
-		}
-		n = v.iov_len < ret - off ? v.iov_len : ret - off;
-		if (n > IOV_K || bpf_probe_read_user(e->data + off, n, v.iov_base))
+		n = v[i].iov_len < ret - off ? v[i].iov_len : ret - off;
+		if (n > K || bpf_probe_read_user(e->data + off, n, v[i].iov_base))
 			break;
 		off += n;
 	}
@@ -954,6 +956,16 @@ static __always_inline bool emit_iov(struct obs_conn *c, const struct iovec *iov
 	data_fields(e, c, ret, off, 0, dir);
 	rb_submit(e);
 	return true;
+}
+
+static __always_inline bool emit_iov(struct obs_conn *c, const struct iovec *iov, __u32 iovcnt,
+				     __u64 ret, __u8 dir)
+{
+	if (ret > IOV_K || ret > cap_bytes || !iovcnt || iovcnt > IOV_N)
+		return false;
+	if (ret <= 256)
+		return emit_iov_class(c, iov, iovcnt, ret, dir, 256);
+	return emit_iov_class(c, iov, iovcnt, ret, dir, IOV_K);
 }
 
 /* A transfer whose bytes are not captured (sendfile, or a call obs cannot
