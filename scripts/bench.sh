@@ -345,7 +345,9 @@ for b in "${BINS[@]}"; do
 	# Name the two uvicorns so that their requests can be told apart from any
 	# other HTTP traffic on the machine (naming filters nothing).
 	svc=()
-	if "$tmp/obsd-$b" --help 2>&1 | grep -q -- --service; then
+	# (the help text read whole first: with pipefail, grep -q leaving early
+	# could fail the pipeline on obsd's SIGPIPE)
+	if grep -q -- --service <<<"$("$tmp/obsd-$b" --help 2>&1 || true)"; then
 		svc=(--service "pid:$uv1=bench-tcp" --service "pid:$uvx=bench-unix")
 	fi
 	start_obsd "$b" "${svc[@]}"
