@@ -5,24 +5,24 @@
 #include "request/errors.h"
 #include "request/span.h"
 
-static void add_str(struct span_view *v, const char *key, const char *val)
+void span_add_str(struct span_view *v, const char *key, const char *val)
 {
 	if (v->n_attrs < SPAN_MAX_ATTRS && val && val[0])
 		v->attrs[v->n_attrs++] = (struct span_attr){ .key = key, .type = SPAN_STR, .str = val };
 }
 
-static void add_int(struct span_view *v, const char *key, int64_t val)
+void span_add_int(struct span_view *v, const char *key, int64_t val)
 {
 	if (v->n_attrs < SPAN_MAX_ATTRS)
 		v->attrs[v->n_attrs++] = (struct span_attr){ .key = key, .type = SPAN_INT, .i = val };
 }
 
-/* Split "ip:port" / "[v6]:port" into ip (into buf) and port. */
-static int split_addr(const char *addr, char *buf, size_t n)
+int span_split_addr(const char *addr, char *buf, size_t n)
 {
 	const char *colon = strrchr(addr, ':');
 	size_t l;
 
+	buf[0] = 0;
 	if (!colon)
 		return 0;
 	l = colon - addr;
@@ -48,17 +48,17 @@ static void unix_attrs(struct span_view *v, const struct record *r)
 {
 	size_t l;
 
-	add_str(v, "network.transport", "unix");
-	add_str(v, "server.address", r->server);
-	add_str(v, "network.local.address", r->server);
+	span_add_str(v, "network.transport", "unix");
+	span_add_str(v, "server.address", r->server);
+	span_add_str(v, "network.local.address", r->server);
 	if (!r->peer_pid)
 		return;
-	add_int(v, "obs.peer.pid", r->peer_pid);
+	span_add_int(v, "obs.peer.pid", r->peer_pid);
 	l = strcspn(r->client, "[");
 	if (l && l < sizeof(v->peer_name)) {
 		memcpy(v->peer_name, r->client, l);
 		v->peer_name[l] = 0;
-		add_str(v, "obs.peer.name", v->peer_name);
+		span_add_str(v, "obs.peer.name", v->peer_name);
 	}
 }
 
@@ -88,8 +88,8 @@ void span_view(struct span_view *v, const struct record *r)
 	if (r->transport == REC_UNIX) {	/* no addresses: the path names the server */
 		cport = sport = 0;
 	} else {
-		cport = split_addr(r->client, v->client_ip, sizeof(v->client_ip));
-		sport = split_addr(r->server, v->server_ip, sizeof(v->server_ip));
+		cport = span_split_addr(r->client, v->client_ip, sizeof(v->client_ip));
+		sport = span_split_addr(r->server, v->server_ip, sizeof(v->server_ip));
 	}
 	hl = strcspn(r->host, ":");
 	if (r->host[0] == '[')
@@ -97,60 +97,60 @@ void span_view(struct span_view *v, const struct record *r)
 	snprintf(v->server_host, sizeof(v->server_host), "%.*s", (int)hl, r->host);
 	strcpy(v->flavor, r->version_minor ? "1.1" : "1.0");
 
-	add_str(v, "http.request.method", r->method);
-	add_str(v, "url.path", r->path);
-	add_str(v, "url.scheme", r->tls ? "https" : "http");
-	add_str(v, "http.route", r->route);
+	span_add_str(v, "http.request.method", r->method);
+	span_add_str(v, "url.path", r->path);
+	span_add_str(v, "url.scheme", r->tls ? "https" : "http");
+	span_add_str(v, "http.route", r->route);
 	if (r->status)
-		add_int(v, "http.response.status_code", r->status);
+		span_add_int(v, "http.response.status_code", r->status);
 	if (r->transport == REC_UNIX) {
 		unix_attrs(v, r);
 	} else {
-		add_str(v, "network.transport", "tcp");
-		add_str(v, "server.address", v->server_host[0] ? v->server_host : v->server_ip);
+		span_add_str(v, "network.transport", "tcp");
+		span_add_str(v, "server.address", v->server_host[0] ? v->server_host : v->server_ip);
 		if (sport)
-			add_int(v, "server.port", sport);
-		add_str(v, "client.address", v->client_ip);
+			span_add_int(v, "server.port", sport);
+		span_add_str(v, "client.address", v->client_ip);
 		if (cport)
-			add_int(v, "client.port", cport);
+			span_add_int(v, "client.port", cport);
 	}
-	add_str(v, "user_agent.original", r->user_agent);
-	add_str(v, "network.protocol.name", "http");
-	add_str(v, "network.protocol.version", v->flavor);
+	span_add_str(v, "user_agent.original", r->user_agent);
+	span_add_str(v, "network.protocol.name", "http");
+	span_add_str(v, "network.protocol.version", v->flavor);
 	/* older semantic conventions */
-	add_str(v, "http.method", r->method);
-	add_str(v, "http.target", r->path);
-	add_str(v, "http.scheme", r->tls ? "https" : "http");
-	add_str(v, "http.host", r->host);
+	span_add_str(v, "http.method", r->method);
+	span_add_str(v, "http.target", r->path);
+	span_add_str(v, "http.scheme", r->tls ? "https" : "http");
+	span_add_str(v, "http.host", r->host);
 	if (r->status)
-		add_int(v, "http.status_code", r->status);
-	add_str(v, "http.flavor", v->flavor);
-	add_str(v, "http.user_agent", r->user_agent);
+		span_add_int(v, "http.status_code", r->status);
+	span_add_str(v, "http.flavor", v->flavor);
+	span_add_str(v, "http.user_agent", r->user_agent);
 	if (sport)
-		add_int(v, "net.host.port", sport);
-	add_str(v, "net.peer.ip", v->client_ip);
+		span_add_int(v, "net.host.port", sport);
+	span_add_str(v, "net.peer.ip", v->client_ip);
 	/* obs */
 	if (r->grpc_status >= 0) {
 		const char *slash = strchr(r->path + 1, '/');
 
-		add_str(v, "rpc.system", "grpc");
+		span_add_str(v, "rpc.system", "grpc");
 		if (slash) {
 			snprintf(v->rpc_service, sizeof(v->rpc_service), "%.*s",
 				 (int)(slash - r->path - 1), r->path + 1);
-			add_str(v, "rpc.service", v->rpc_service);
-			add_str(v, "rpc.method", slash + 1);
+			span_add_str(v, "rpc.service", v->rpc_service);
+			span_add_str(v, "rpc.method", slash + 1);
 		}
-		add_int(v, "rpc.grpc.status_code", r->grpc_status);
+		span_add_int(v, "rpc.grpc.status_code", r->grpc_status);
 		if (r->grpc_status && v->status == SPAN_STATUS_UNSET)
 			v->status = SPAN_STATUS_ERROR;
 	}
-	add_str(v, "request.id", r->request_id);
-	add_int(v, "obs.bytes_in", (int64_t)r->bytes_in);
-	add_int(v, "obs.bytes_out", (int64_t)r->bytes_out);
-	add_int(v, "obs.ttfb_us", (int64_t)record__ttfb_us(r));
+	span_add_str(v, "request.id", r->request_id);
+	span_add_int(v, "obs.bytes_in", (int64_t)r->bytes_in);
+	span_add_int(v, "obs.bytes_out", (int64_t)r->bytes_out);
+	span_add_int(v, "obs.ttfb_us", (int64_t)record__ttfb_us(r));
 	if (r->queue_ns >= 0)
-		add_int(v, "obs.queue_us", r->queue_ns / 1000);
-	add_str(v, "obs.outcome", r->outcome == REC_OK ? "ok" : "failed");
-	add_str(v, "obs.error", r->error);
-	add_int(v, "thread.id", r->tid);
+		span_add_int(v, "obs.queue_us", r->queue_ns / 1000);
+	span_add_str(v, "obs.outcome", r->outcome == REC_OK ? "ok" : "failed");
+	span_add_str(v, "obs.error", r->error);
+	span_add_int(v, "thread.id", r->tid);
 }

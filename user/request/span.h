@@ -66,4 +66,11 @@ void span_view(struct span_view *v, const struct record *r);
  */
 void client_span_view(struct span_view *v, const struct record *r);
 
+/* For the views above: an attribute (a string only if non-empty; both only
+ * while there is room), and "ip:port" / "[v6]:port" split into ip (buf, ""
+ * without a port) and port (0). */
+void span_add_str(struct span_view *v, const char *key, const char *val);
+void span_add_int(struct span_view *v, const char *key, int64_t val);
+int span_split_addr(const char *addr, char *buf, size_t n);
+
 #endif
