@@ -98,18 +98,8 @@ static __always_inline int client_io(struct obs_conn *c, struct io_args *a, long
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
-	if (a->kind == IO_MSG) {
-		struct user_msghdr m;
-
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)a->ptr)) {
-			count(OBS_C_READ_FAULT);
-			return 0;
-		}
-		iov = m.msg_iov;
-		iovcnt = m.msg_iovlen;
-	} else if (a->kind == IO_IOV) {
-		iov = (const struct iovec *)a->ptr;
-	}
+	if (!io_vec(a, &iov, &iovcnt))
+		return 0;
 	capture(s, a->kind, a->ptr, iov, iovcnt, ret, cap_bytes, &cap, &tail);
 	if (c->proto == OBS_PROTO_UNKNOWN) {
 		if (a->dir != OBS_DIR_OUT || !cap || !looks_http1(s->ev.data, cap)) {

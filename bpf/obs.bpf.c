@@ -1036,6 +1036,27 @@ static __always_inline void to_tls(struct obs_conn *c, bool in_store)
 	bpf_map_update_elem(&last_tls, &tid, &c->conn_id, BPF_ANY);
 }
 
+/* The iovec array of a gather/scatter transfer (readv/writev: the argument;
+ * recvmsg/sendmsg: from the msghdr), left NULL for the others. False on a
+ * fault reading the msghdr (counted). */
+static __always_inline bool io_vec(const struct io_args *a, const struct iovec **iov,
+				   __u32 *iovcnt)
+{
+	if (a->kind == IO_MSG) {
+		struct user_msghdr m;
+
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)a->ptr)) {
+			count(OBS_C_READ_FAULT);
+			return false;
+		}
+		*iov = m.msg_iov;
+		*iovcnt = m.msg_iovlen;
+	} else if (a->kind == IO_IOV) {
+		*iov = (const struct iovec *)a->ptr;
+	}
+	return true;
+}
+
 /* ret bytes moved on connection c as a described: sniff, capture, emit. */
 static __always_inline int handle_io(struct obs_conn *c, struct io_args *a, long ret,
 				     bool in_store)
@@ -1057,18 +1078,8 @@ static __always_inline int handle_io(struct obs_conn *c, struct io_args *a, long
 	 * SETTINGS before reading anything */
 	if (c->proto == OBS_PROTO_UNKNOWN && a->dir == OBS_DIR_OUT)
 		return 0;
-	if (a->kind == IO_MSG) {
-		struct user_msghdr m;
-
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)a->ptr)) {
-			count(OBS_C_READ_FAULT);
-			return 0;
-		}
-		iov = m.msg_iov;
-		iovcnt = m.msg_iovlen;
-	} else if (a->kind == IO_IOV) {
-		iov = (const struct iovec *)a->ptr;
-	}
+	if (!io_vec(a, &iov, &iovcnt))
+		return 0;
 	/* the steady state: the record is written in place in the ring */
 	if (c->proto != OBS_PROTO_UNKNOWN) {
 		if (a->kind == IO_BUF) {
