@@ -38,16 +38,15 @@ void counter_none(struct counter_visit *v)
 	v->fn(v->ctx, &v->s);
 }
 
-/* A label value in the text format: backslash, quote and newline escaped. */
-static void text_label_value(struct jbuf *o, const char *v)
+void prom_label_value(struct jbuf *o, const char *v, size_t n)
 {
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == '\\' || v[i] == '"')
 			jb_raw(o, "\\", 1);
-		if (*v == '\n')
+		if (v[i] == '\n')
 			jb_raw(o, "\\n", 2);
 		else
-			jb_raw(o, v, 1);
+			jb_raw(o, v + i, 1);
 	}
 }
 
@@ -58,7 +57,7 @@ static void text_labels(struct jbuf *o, const struct counter_sample *s)
 	jb_raw(o, "{", 1);
 	for (int i = 0; i < COUNTER_LABELS_MAX && s->label[i]; i++) {
 		jb_printf(o, "%s%s=\"", i ? "," : "", s->label[i]);
-		text_label_value(o, s->value[i]);
+		prom_label_value(o, s->value[i], strlen(s->value[i]));
 		jb_raw(o, "\"", 1);
 	}
 	jb_raw(o, "}", 1);

@@ -58,6 +58,9 @@ struct counters_text {
 	const char *family;		/* internal: the family being written */
 };
 
+/* A label value v[0..n) in the Prometheus text format: backslash, quote and
+ * newline escaped. */
+void prom_label_value(struct jbuf *o, const char *v, size_t n);
 void counters_text(void *ctx, const struct counter_sample *s);
 
 /*

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "sinks/client_metrics.h"
+#include "sinks/metrics.h"
 
 #define CM_BUCKETS_MAX	32
 #define CM_HASH		1024	/* chains of the series table (power of two) */
@@ -54,17 +55,6 @@ void client_metrics__free(struct client_metrics *cm)
 	free(cm);
 }
 
-static const char *method_label(const char *m)
-{
-	static const char *const known[] = { "GET",	"HEAD",	   "POST",  "PUT",  "DELETE",
-					     "CONNECT", "OPTIONS", "TRACE", "PATCH" };
-
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (!strcmp(m, known[i]))
-			return known[i];
-	return "_OTHER";
-}
-
 static uint64_t hash_str(uint64_t h, const char *s)
 {
 	for (; *s; s++)
@@ -74,7 +64,7 @@ static uint64_t hash_str(uint64_t h, const char *s)
 
 void client_metrics__record(struct client_metrics *cm, const struct record *r)
 {
-	const char *method = method_label(r->method), *peer = r->peer_other ? "_other" : r->server;
+	const char *method = metrics_method_label(r->method), *peer = r->peer_other ? "_other" : r->server;
 	double secs = (double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e9;
 	uint64_t h = hash_str(hash_str(hash_str(0xcbf29ce484222325ull, r->service), peer), method);
 	struct cm_series *s;
@@ -111,24 +101,12 @@ void client_metrics__record(struct client_metrics *cm, const struct record *r)
 	s->sum += secs;
 }
 
-static void label_value(struct jbuf *o, const char *v)
-{
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			jb_raw(o, "\\", 1);
-		if (*v == '\n')
-			jb_raw(o, "\\n", 2);
-		else
-			jb_raw(o, v, 1);
-	}
-}
-
 static void labels(struct jbuf *o, const struct cm_series *s)
 {
 	jb_raw(o, "{service=\"", 10);
-	label_value(o, s->service);
+	prom_label_value(o, s->service, strlen(s->service));
 	jb_raw(o, "\",peer=\"", 8);
-	label_value(o, s->peer);
+	prom_label_value(o, s->peer, strlen(s->peer));
 	jb_printf(o, "\",method=\"%s\",status_code=\"%d\"", s->method, s->status);
 }
 

@@ -314,7 +314,7 @@ int metrics_parse_buckets(struct metrics_opts *o, const char *s)
 	return 0;
 }
 
-static const char *method_label(const char *m)
+const char *metrics_method_label(const char *m)
 {
 	static const char *const known[] = { "GET",    "HEAD",	  "POST",  "PUT",  "DELETE",
 					     "CONNECT", "OPTIONS", "TRACE", "PATCH" };
@@ -372,7 +372,7 @@ static void status_record(struct metrics *m, const struct record *r, double secs
 	int b;
 
 	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%d\x1f%s\x1f%s%s", r->service,
-		 method_label(r->method), r->route, r->status, r->tls ? "https" : "http", error,
+		 metrics_method_label(r->method), r->route, r->status, r->tls ? "https" : "http", error,
 		 extra);
 	s = table_get(&m->by_status, key, m->o.n_buckets);
 	if (!s)
@@ -447,7 +447,7 @@ void metrics__record(void *ctx, const struct record *r)
 	svc_len = base.len;
 	svc_hash = base.hash;
 	key_sep(&base);
-	key_str(&base, method_label(r->method));
+	key_str(&base, metrics_method_label(r->method));
 	key_sep(&base);
 	key_str(&base, r->route);
 	d = table_get_extra(&m->duration, &base, base.len, base.hash, worker, &k,
@@ -485,18 +485,6 @@ void metrics__record(void *ctx, const struct record *r)
 
 /* ---- exposition ---- */
 
-static void label_value(struct jbuf *o, const char *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (v[i] == '\\' || v[i] == '"')
-			jb_raw(o, "\\", 1);
-		if (v[i] == '\n')
-			jb_raw(o, "\\n", 2);
-		else
-			jb_raw(o, v + i, 1);
-	}
-}
-
 /* Write {a="x",b="y"[,extra]} from a '\x1f'-joined key and label names. */
 static void labels(struct jbuf *o, const char *const *names, int n, const char *key,
 		   const char *extra)
@@ -511,7 +499,7 @@ static void labels(struct jbuf *o, const char *const *names, int n, const char *
 			jb_raw(o, ",", 1);
 		jb_raw(o, names[i], strlen(names[i]));
 		jb_raw(o, "=\"", 2);
-		label_value(o, p, l);
+		prom_label_value(o, p, l);
 		jb_raw(o, "\"", 1);
 		p += l + (p[l] ? 1 : 0);
 	}
@@ -526,7 +514,7 @@ static void labels(struct jbuf *o, const char *const *names, int n, const char *
 static void labels_kv(struct jbuf *o, const char *service, uint32_t pid)
 {
 	jb_raw(o, "service=\"", 9);
-	label_value(o, service, strlen(service));
+	prom_label_value(o, service, strlen(service));
 	jb_printf(o, "\",worker=\"%u\"", pid);
 }
 

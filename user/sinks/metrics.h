@@ -48,6 +48,8 @@ int metrics_parse_buckets(struct metrics_opts *o, const char *s);
 
 /* Sink: account one completed record. */
 void metrics__record(void *m, const struct record *r);
+/* The http.request.method label: a known method's name, or "_OTHER". */
+const char *metrics_method_label(const char *m);
 
 /* Append the http_*, grpc_* and asyncio_loop_* series (text format 0.0.4) to
  * out. st may be NULL (not attached: no gauges, no loops). */
