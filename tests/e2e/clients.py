@@ -12,10 +12,13 @@ exactly, the bytes it sent / received for that request and the elapsed time.
   ab()            ab -k -n N -c C; exact counts ("Complete requests" minus
                   "Non-2xx responses"), no per-request bytes
 """
+import http.client
 import os
+import queue
 import re
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -320,3 +323,39 @@ def make_body_file(dirpath: str, size: int, name: str = "body.bin") -> str:
         with open(path, "wb") as f:
             f.write(bytes(range(256)) * (size // 256) + b"\0" * (size % 256))
     return path
+
+
+def keepalive_gets(host: str, port: int, paths: Sequence[str], concurrency: int,
+                   ok: Sequence[int] = (200,), timeout: float = 30.0) -> List[str]:
+    """GET each path once, with X-Request-ID: <its last segment>, over
+    `concurrency` keep-alive connections at once. Returns the failures (a
+    status not in `ok`, or an exception), empty when every request went."""
+    todo: "queue.Queue[str]" = queue.Queue()
+    for p in paths:
+        todo.put(p)
+    errors: List[str] = []
+
+    def client():
+        c = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            while True:
+                try:
+                    p = todo.get_nowait()
+                except queue.Empty:
+                    return
+                c.request("GET", p, headers={"X-Request-ID": p.rsplit("/", 1)[1]})
+                r = c.getresponse()
+                r.read()
+                if r.status not in ok:
+                    errors.append(f"{p}: {r.status}")
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            errors.append(repr(e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(4 * timeout)
+    return errors

@@ -19,17 +19,15 @@ app SERVER per request.
 import collections
 import json
 import os
-import queue
 import secrets
 import shutil
-import threading
-import http.client
 import time
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
+import clients
 import harness
 import unix_support as us
 from harness import HOST, HarnessError
@@ -84,35 +82,8 @@ class App:
 
 def drive(port: int, paths: List[str], concurrency: int) -> None:
     """GET <path> with X-Request-ID: <last segment>, `concurrency` keep-alive
-    clients at once."""
-    todo: "queue.Queue[str]" = queue.Queue()
-    for p in paths:
-        todo.put(p)
-    errors: List[str] = []
-
-    def client():
-        c = http.client.HTTPConnection(HOST, port, timeout=30)
-        try:
-            while True:
-                try:
-                    p = todo.get_nowait()
-                except queue.Empty:
-                    return
-                c.request("GET", p, headers={"X-Request-ID": p.rsplit("/", 1)[1]})
-                r = c.getresponse()
-                r.read()
-                if r.status not in (200, 502):
-                    errors.append(f"{p}: {r.status}")
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(repr(e))
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    clients at once; a call the front could not make answers 502."""
+    errors = clients.keepalive_gets(HOST, port, paths, concurrency, ok=(200, 502))
     assert not errors, errors[:5]
 
 

@@ -16,18 +16,17 @@ file.
 import collections
 import http.client
 import json
-import queue
 import re
 import secrets
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
+import clients
 import harness
 from harness import HOST, HarnessError, Server, stop_obsd_checked
 from traces_support import ObsdOtel, Receiver
@@ -67,34 +66,8 @@ class LogsServer(Server):
 def drive(port: int, rids: List[str], concurrency: int) -> None:
     """GET /work/<rid> with X-Request-ID: <rid>, `concurrency` keep-alive
     clients at once; every answer must be 200."""
-    todo: "queue.Queue[str]" = queue.Queue()
-    for r in rids:
-        todo.put(r)
-    errors: List[str] = []
-
-    def client():
-        c = http.client.HTTPConnection(HOST, port, timeout=10)
-        try:
-            while True:
-                try:
-                    rid = todo.get_nowait()
-                except queue.Empty:
-                    return
-                c.request("GET", f"/work/{rid}", headers={"X-Request-ID": rid})
-                r = c.getresponse()
-                r.read()
-                if r.status != 200:
-                    errors.append(f"{rid}: {r.status}")
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(repr(e))
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    errors = clients.keepalive_gets(HOST, port, [f"/work/{r}" for r in rids], concurrency,
+                                    timeout=10)
     assert not errors, errors[:5]
 
 
