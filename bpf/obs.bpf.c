@@ -56,7 +56,7 @@ const volatile bool filter_pids = false;
 const volatile __u64 loop_block_ns = OBS_LOOP_BLOCK_DEFAULT;
 const volatile bool filter_ports = false;	/* TCP servers only on listed ports */
 const volatile bool filter_unix = false;	/* UNIX servers only on listed paths */
-const volatile bool track_fds = false;		/* the close() tracepoint is loaded */
+const volatile bool track_fds = false;		/* the syscall tracepoints are loaded (tracefs) */
 const volatile bool queue_time = false;		/* sk_data_ready is attached */
 const volatile __u32 n_comms = 0;
 const volatile char comms[OBS_MAX_COMMS][OBS_COMM_LEN] = {};
@@ -72,6 +72,16 @@ __u64 next_conn_id = 1;
  * store; never cleared.
  */
 __u32 want_close_hook = 0;
+
+/*
+ * The write() and epoll_wait()/epoll_pwait() tracepoints (log lines, loop
+ * health) are wanted: set when a Python interpreter starts (exec) or a
+ * process is found serving HTTP. While any syscall tracepoint is attached,
+ * every syscall of every process on the node takes the kernel's tracing
+ * path (docs/bench.md, the dd figure), so the loader attaches these only
+ * then, as it does enter_close. Set once, never cleared.
+ */
+__u32 want_sys_hooks = 0;
 
 enum io_kind { IO_NONE = 0, IO_BUF = 1, IO_IOV = 2, IO_MSG = 3, IO_SENDFILE = 4 };
 
@@ -268,6 +278,17 @@ static __always_inline void want_close(void)
 		want_close_hook = 1;
 }
 
+/* Ask the loader for the write() and epoll tracepoints. True the first time:
+ * the caller's record then wakes obsd at once, so that they are attached
+ * within a drain rather than up to 50 ms later. */
+static __always_inline bool want_syscalls(void)
+{
+	if (!track_fds || want_sys_hooks)
+		return false;
+	want_sys_hooks = 1;
+	return true;
+}
+
 /*
  * Counts a record written and says whether to wake obsd. Reading the ring's
  * fill means reading the consumer position obsd writes from another CPU (a
@@ -349,6 +370,13 @@ static __always_inline void *rb_reserve(struct obs_conn *c, __u64 size)
 static __always_inline void rb_submit(void *p)
 {
 	bpf_ringbuf_submit(p, rb_flags());
+}
+
+/* Submit and wake obsd now, whatever the ring's fill (counted as any record). */
+static __always_inline void rb_submit_wake(void *p)
+{
+	rb_flags();
+	bpf_ringbuf_submit(p, BPF_RB_FORCE_WAKEUP);
 }
 
 /*
@@ -792,9 +820,17 @@ static __always_inline void emit_open(struct obs_conn *c)
 		o->peer_pid = BPF_CORE_READ(sk, sk_peer_pid, numbers[0].nr);
 		client_unix_pair(o->laddr, o->raddr, sk);	/* obsd matches the two ends */
 	}
-	if (!client)	/* the process serves: its calls are followed from now on */
-		client_mark_serving(c->tgid);
-	rb_submit(o);
+	if (client) {
+		rb_submit(o);
+		return;
+	}
+	client_mark_serving(c->tgid);	/* the process serves: its calls are followed from now on */
+	/* an HTTP server: its log lines are wanted (a Python one's were asked
+	 * for at its exec, before it could serve) */
+	if (want_syscalls())
+		rb_submit_wake(o);
+	else
+		rb_submit(o);
 }
 
 static __always_inline void emit_simple(struct obs_conn *c, __u32 type, __u32 what, __u32 arg)
@@ -1666,6 +1702,31 @@ int exit_epoll_pwait(void *ctx)
 }
 
 /* ---- processes ---- */
+
+/* A Python interpreter starts: ask for the write() and epoll tracepoints now,
+ * long before it can serve (imports take hundreds of ms), and wake obsd with
+ * a record it ignores. Attached only with tracefs, detached once they are. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct obs_ev_hdr *h;
+
+	if (want_sys_hooks || !is_python() || !want_syscalls())
+		return 0;
+	h = rb_reserve(NULL, sizeof(*h));
+	if (!h)
+		return 0;
+	h->ts_ns = bpf_ktime_get_ns();
+	h->conn_id = 0;
+	h->seq = 0;
+	h->type = OBS_EV_WAKE;
+	h->pid = p->tgid;
+	h->tid = p->pid;
+	h->fd = 0;
+	h->pad = 0;
+	rb_submit_wake(h);
+	return 0;
+}
 
 /* Follow forks of --pid targets (gunicorn and uvicorn --workers spawn workers). */
 SEC("tp_btf/sched_process_fork")

@@ -33,6 +33,8 @@ enum obs_ev_type {
 	OBS_EV_LOG = 6,		/* a write to fd 1 or 2 of such a process (obs_ev_data,
 				   conn_id 0, dir = the fd) */
 	OBS_EV_LOOP = 7,	/* an event-loop iteration ran longer than the threshold */
+	OBS_EV_WAKE = 8,	/* a Python interpreter started: a header only, waking
+				   obsd to attach the syscall tracepoints */
 };
 
 enum obs_dir {

@@ -28,7 +28,7 @@ static int on_record(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-#define MAX_PROGS	4
+#define MAX_PROGS	8
 
 int main(int argc, char **argv)
 {

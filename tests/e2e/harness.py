@@ -369,6 +369,26 @@ class Obsd:
         return tail(self.stderr_path) if self.stderr_path else "<not started>"
 
 
+def bpf_progs_held(pid: int) -> Dict[str, int]:
+    """name -> id of the BPF programs process pid holds (its fds' fdinfo)."""
+    held = set()
+    for f in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{f}") as fp:
+                held |= {int(l.split()[1]) for l in fp if l.startswith("prog_id:")}
+        except OSError:
+            pass
+    progs = json.loads(subprocess.check_output(["bpftool", "prog", "show", "-j"]))
+    return {p["name"]: p["id"] for p in progs if p["id"] in held and "name" in p}
+
+
+def bpf_links_of(prog_id: int) -> List[dict]:
+    """The BPF links (attachments) of one program ("perf_event" for a
+    syscall tracepoint)."""
+    links = json.loads(subprocess.check_output(["bpftool", "link", "show", "-j"]))
+    return [l for l in links if l.get("prog_id") == prog_id]
+
+
 def stop_obsd_checked(d: Obsd) -> None:
     """SIGTERM obsd; it must exit 0 within 5 s (checked only if it became
     ready: a start failure is reported by the start itself)."""

@@ -1,8 +1,14 @@
 """obsd lifecycle and API shape: /ready (503 then 200), /health,
 /api/requests, clean exit 0 on SIGTERM within 5 s."""
+import http.client
 import json
+import os
+import shutil
 import signal
+import subprocess
 import time
+
+import pytest
 
 import harness
 from harness import HOST, Obsd
@@ -46,3 +52,123 @@ def test_obsd_lifecycle_and_api():
     finally:
         if d.proc is not None:
             harness.kill_group(d.proc, signal.SIGKILL, 0.1)
+
+
+# == the syscall tracepoints, attached when the node has something to observe ==
+
+SYS_HOOKS = ("enter_write", "enter_epoll_wait", "exit_epoll_wait", "enter_epoll_pwait",
+             "exit_epoll_pwait")
+HOOK_TIMEOUT = 5.0      # obsd is woken at once; its drain attaches them
+
+
+class AloneObsd:
+    """obsd in a PID namespace of its own, with its own /proc: its start-up
+    scan sees no process but itself (a node with no Python process), while its
+    BPF programs see the whole node. It is never asked anything over HTTP:
+    inside the namespace it does not know its node pid, so its own API
+    connections would be followed as an HTTP server's, which asks for the
+    hooks too."""
+
+    def __init__(self, name: str):
+        harness.require_binary(harness.OBSD)
+        if not shutil.which("unshare"):
+            pytest.skip("no unshare(1)")
+        self.proc = harness.spawn(["unshare", "--pid", "--fork", "--mount-proc", harness.OBSD,
+                                   "--listen", f"{HOST}:{harness.free_port()}"], name)
+        deadline = time.monotonic() + harness.READY_TIMEOUT
+        while "obsd: attached" not in self.output():
+            assert self.proc.poll() is None, f"obsd exited {self.proc.returncode}\n{self.output()}"
+            assert time.monotonic() < deadline, f"obsd not attached within {harness.READY_TIMEOUT}s\n{self.output()}"
+            time.sleep(0.05)
+        pids = [p for p in harness.descendants(self.proc.pid)
+                if os.path.realpath(f"/proc/{p}/exe") == os.path.realpath(harness.OBSD)]
+        assert len(pids) == 1, f"obsd processes under unshare: {pids}"
+        self.progs = harness.bpf_progs_held(pids[0])
+        if "enter_write" not in self.progs and "no tracefs" in self.output():
+            pytest.skip("no tracefs: syscall tracepoints are not loaded")
+        assert set(SYS_HOOKS) | {"exec"} <= set(self.progs), f"programs held by obsd: {self.progs}"
+
+    def output(self) -> str:
+        return harness.tail(self.proc.log_path)
+
+    def linked(self, name: str) -> bool:
+        return bool(harness.bpf_links_of(self.progs[name]))
+
+    def assert_not_attached(self) -> None:
+        # the check sees links: exec (a raw tracepoint) is attached at start
+        assert self.linked("exec"), f"exec has no link: cannot tell attachment\n{self.output()}"
+        time.sleep(0.5)   # several drains
+        early = [h for h in SYS_HOOKS if self.linked(h)]
+        assert not early, f"attached with no Python process and no HTTP server seen: {early}\n{self.output()}"
+
+    def wait_attached(self, what: str) -> None:
+        deadline = time.monotonic() + HOOK_TIMEOUT
+        while [h for h in SYS_HOOKS if not self.linked(h)] or self.linked("exec"):
+            assert time.monotonic() < deadline, \
+                (f"{what}: not attached within {HOOK_TIMEOUT}s: "
+                 f"{[h for h in SYS_HOOKS if not self.linked(h)]} (exec linked: {self.linked('exec')})\n"
+                 f"{self.output()}")
+            time.sleep(0.05)
+        assert "write() and epoll_wait() tracepoints attached (5 of 5)" in self.output(), self.output()
+
+    def stop(self) -> None:
+        harness.kill_group(self.proc)
+
+
+def test_syscall_hooks_attached_at_python_start():
+    """While no Python process runs and no HTTP server is seen, obsd loads
+    the write() and epoll tracepoints but attaches none of them (while one
+    is attached every syscall on the node takes the kernel's tracing path).
+    A Python interpreter starting anywhere on the node attaches them all at
+    once, and the exec hook that watched for it is detached."""
+    d = AloneObsd("obsd-alone-exec")
+    try:
+        d.assert_not_attached()
+        subprocess.run(["/usr/bin/python3", "-c", "pass"], check=True)
+        d.wait_attached("after a python3 start")
+    finally:
+        d.stop()
+
+
+NGINX_CONF = """daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+    server {{ listen {host}:{port}; location / {{ return 200 "ok\\n"; }} }}
+}}
+"""
+
+
+def test_syscall_hooks_attached_at_first_http_server(tmp_path):
+    """A server that is not Python (nginx) asks for the same hooks with its
+    first HTTP connection, so that its stdout/stderr lines are seen from then
+    on."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = harness.free_port()
+    (tmp_path / "tmp").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(d=tmp_path, host=HOST, port=port))
+    d = AloneObsd("obsd-alone-http")
+    ng = harness.spawn([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
+                       "nginx-plain")
+    try:
+        deadline = time.monotonic() + harness.READY_TIMEOUT
+        while not harness.listening(port):
+            assert ng.poll() is None, f"nginx exited {ng.returncode}\n{harness.tail(tmp_path / 'error.log')}"
+            assert time.monotonic() < deadline, "nginx not listening"
+            time.sleep(0.05)
+        d.assert_not_attached()
+        c = http.client.HTTPConnection(HOST, port, timeout=10)
+        c.request("GET", "/")
+        r = c.getresponse()
+        assert (r.status, r.read()) == (200, b"ok\n")
+        c.close()
+        d.wait_attached("after an HTTP request to nginx")
+    finally:
+        harness.kill_group(ng)
+        d.stop()

@@ -52,7 +52,7 @@ import clients
 import harness
 import unix_support as us
 from deploy_support import series
-from harness import HOST, Obsctl, uniq
+from harness import HOST, Obsctl, bpf_links_of, bpf_progs_held, uniq
 
 SLOW_MIN_US = 50_000
 
@@ -662,26 +662,6 @@ def test_unix_span_attributes(short_tmp, obsd_factory):
 
 
 # == 6. the close() tracepoint, attached lazily =======================================
-
-def bpf_progs_held(pid: int) -> Dict[str, int]:
-    """name -> id of the BPF programs process pid holds (its fds' fdinfo)."""
-    held = set()
-    for f in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            with open(f"/proc/{pid}/fdinfo/{f}") as fp:
-                held |= {int(l.split()[1]) for l in fp if l.startswith("prog_id:")}
-        except OSError:
-            pass
-    progs = json.loads(subprocess.check_output(["bpftool", "prog", "show", "-j"]))
-    return {p["name"]: p["id"] for p in progs if p["id"] in held and "name" in p}
-
-
-def bpf_links_of(prog_id: int) -> List[dict]:
-    """The BPF links (attachments) of one program ("perf_event" for a
-    syscall tracepoint)."""
-    links = json.loads(subprocess.check_output(["bpftool", "link", "show", "-j"]))
-    return [l for l in links if l.get("prog_id") == prog_id]
-
 
 CLOSE_HOOK_TIMEOUT = 5.0   # the loader looks at every drain (<= 50 ms)
 CLOSED_TIMEOUT = 5.0       # well below the 30 s idle sweep that finds unseen closes

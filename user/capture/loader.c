@@ -37,9 +37,10 @@ struct loader {
 	struct obs_bpf *skel;
 	int ncpus;
 	bool tracefs;		/* syscall tracepoints loaded (tracefs is mounted) */
-	/* The BPF flag asking for the close() tracepoint (mmapped .bss), or
-	 * no_lazy_hook once it is attached, failed, or cannot be (no tracefs). */
-	const volatile __u32 *close_wanted;
+	/* The BPF flags asking for the close() tracepoint and for the write()
+	 * and epoll tracepoints (mmapped .bss), or no_lazy_hook once they are
+	 * attached, failed, or cannot be (no tracefs). */
+	const volatile __u32 *close_wanted, *sys_wanted;
 	struct file_set ssl_libs;
 	struct bpf_link *ssl_links[TLS_MAX_LIBS * 8];
 	int n_ssl_links;
@@ -222,6 +223,40 @@ static unsigned long pid_max(void)
 	return n >= 32 && n <= (1ul << 30) ? n : OBS_PID_MAX_DEFAULT;
 }
 
+/*
+ * Is a Python interpreter running on the node (a process whose executable's
+ * name starts "python")? A process whose executable cannot be read counts as
+ * one: the hooks are then attached at start, as before they were lazy.
+ */
+static bool python_running(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool found = false;
+
+	if (!d)
+		return true;
+	while (!found && (e = readdir(d))) {
+		char path[64], exe[PATH_MAX];
+		const char *base;
+		ssize_t n;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/exe", e->d_name);
+		n = readlink(path, exe, sizeof(exe) - 1);
+		if (n < 0) {	/* kernel threads have none; a process gone, neither */
+			found = errno == EACCES || errno == EPERM;
+			continue;
+		}
+		exe[n] = 0;
+		base = strrchr(exe, '/');
+		found = !strncmp(base ? base + 1 : exe, "python", 6);
+	}
+	closedir(d);
+	return found;
+}
+
 static int configure(struct loader *l, const struct obs_filter *f)
 {
 	struct obs_bpf *skel = l->skel;
@@ -267,12 +302,18 @@ static int configure(struct loader *l, const struct obs_filter *f)
 		bpf_program__set_autoload(skel->progs.data_ready, false);
 	l->tracefs = have_tracefs();
 	ro->track_fds = l->tracefs;
-	for (size_t i = 0; i < ARRAY_SIZE(syscall_tps); i++)
+	/* Attached by loader__lazy_hooks when wanted: while one syscall
+	 * tracepoint is attached every syscall on the node pays (docs/bench.md).
+	 * close() once a UNIX connection is followed; write() and epoll_wait()
+	 * once a Python process or an HTTP server is seen (exec watches for the
+	 * first Python start). */
+	for (size_t i = 0; i < ARRAY_SIZE(syscall_tps); i++) {
 		if (!l->tracefs)
 			bpf_program__set_autoload(syscall_tps[i], false);
-	/* close() of every process on the node would run it: attached by
-	 * loader__lazy_hooks once a UNIX connection is followed. */
-	bpf_program__set_autoattach(skel->progs.enter_close, false);
+		bpf_program__set_autoattach(syscall_tps[i], false);
+	}
+	if (!l->tracefs)
+		bpf_program__set_autoload(skel->progs.exec, false);
 	return 0;
 }
 
@@ -469,6 +510,11 @@ struct loader *loader__open(const struct obs_filter *f)
 		goto out_destroy;
 	}
 	l->close_wanted = l->tracefs ? &l->skel->bss->want_close_hook : &no_lazy_hook;
+	l->sys_wanted = l->tracefs ? &l->skel->bss->want_sys_hooks : &no_lazy_hook;
+	if (l->tracefs && python_running()) {
+		l->skel->bss->want_sys_hooks = 1;
+		loader__lazy_hooks(l);
+	}
 	map_positions(l);
 	loader__scan_tls(l);
 	return l;
@@ -507,10 +553,43 @@ static void attach_close(struct loader *l)
 	pr_info("loader: a UNIX connection is followed: close() tracepoint attached");
 }
 
+/* The write() and epoll tracepoints, once; then exec has nothing to ask. */
+static void attach_sys_hooks(struct loader *l)
+{
+	struct obs_bpf *skel = l->skel;
+	struct {
+		struct bpf_program *prog;
+		struct bpf_link **link;
+	} hooks[] = {
+		{ skel->progs.enter_write, &skel->links.enter_write },
+		{ skel->progs.enter_epoll_wait, &skel->links.enter_epoll_wait },
+		{ skel->progs.exit_epoll_wait, &skel->links.exit_epoll_wait },
+		{ skel->progs.enter_epoll_pwait, &skel->links.enter_epoll_pwait },
+		{ skel->progs.exit_epoll_pwait, &skel->links.exit_epoll_pwait },
+	};
+	int n = 0;
+
+	l->sys_wanted = &no_lazy_hook;	/* attached or failed: not again */
+	for (size_t i = 0; i < ARRAY_SIZE(hooks); i++) {
+		*hooks[i].link = bpf_program__attach(hooks[i].prog);
+		if (*hooks[i].link)
+			n++;
+		else
+			pr_warn("loader: cannot attach %s: %s", bpf_program__name(hooks[i].prog),
+				strerror(errno));
+	}
+	bpf_link__destroy(skel->links.exec);
+	skel->links.exec = NULL;
+	pr_info("loader: a Python process or an HTTP server is on the node: write() and epoll_wait() tracepoints attached (%d of %zu)",
+		n, ARRAY_SIZE(hooks));
+}
+
 void loader__lazy_hooks(struct loader *l)
 {
 	if (*l->close_wanted)
 		attach_close(l);
+	if (*l->sys_wanted)
+		attach_sys_hooks(l);
 }
 
 bool loader__has_tracefs(const struct loader *l)

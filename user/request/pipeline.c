@@ -346,6 +346,8 @@ static int on_ring(void *ctx, void *data, size_t size)
 			p->rec = NULL;
 		}
 	}
+	if (size >= sizeof(*h) && h->type == OBS_EV_WAKE)
+		return 0;	/* its work was waking obsd: loader__lazy_hooks attaches */
 	if (size >= sizeof(struct obs_ev_data) && h->type == OBS_EV_LOG) {
 		const struct obs_ev_data *d = data;
 
