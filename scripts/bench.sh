@@ -7,8 +7,10 @@
 #   1. throughput / latency: interleaved rounds of A (no obsd), C (the same app
 #      wrapped in an in-process prometheus_client middleware, no obsd), B0
 #      (baseline obsd), B1 (current obsd); wrk
-#   2. node-wide tax on a process that uses no socket: dd bs=64 timed bare
-#      and with each obsd loaded and idle, in the same rounds
+#   2. node-wide tax on a process that uses no socket: dd bs=64 timed bare,
+#      with each obsd loaded and idle, with the syscall tracepoints doing
+#      nothing (the floor), and with the current obsd before it has attached
+#      them (a node with no Python process), in the same rounds
 #   3. kernel cost: BPF run time and program runs per request (bpf_stats),
 #      TCP uvicorn, nginx and a UNIX-socket uvicorn
 #   3b. the kernel's floor: obsd's socket hooks next to a minimal observer (a
@@ -46,7 +48,7 @@ die() { say "$*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (BPF, sysctl)"
 [ -x "$OBSD" ] || die "build/obsd missing: run make"
 [ -x "$ROOT/build/bench-floor" ] && [ -f "$ROOT/build/floor.bpf.o" ] || die "build/bench-floor missing: run make bench"
-for t in wrk ab valgrind callgrind_annotate setarch bpftool nginx curl sysctl dd git make; do
+for t in wrk ab valgrind callgrind_annotate setarch bpftool nginx curl sysctl dd git make unshare; do
 	command -v "$t" >/dev/null || die "$t missing: run make deps"
 done
 $PY -c 'import prometheus_client' 2>/dev/null || die "python3-prometheus-client missing: run make deps"
@@ -312,7 +314,45 @@ run_B() {	# BIN ROUND: that obsd, unfiltered; then dd with it loaded and idle
 	echo "$c0 $(cpu_ticks)" >"$R/cpu/dd-$b-$i.txt"
 	stop_obsd
 }
-order=(A C "${BINS[@]}")
+# F: dd with the syscall tracepoints obsd uses (write, epoll_wait, epoll_pwait)
+# attached and doing nothing, the floor of any observer that takes log lines
+# and loop timing from them. L: dd with the current obsd loaded where it has
+# not attached them, as on a node with no Python process and no HTTP server:
+# run in a PID namespace of its own, its start-up scan sees no process, and it
+# is asked nothing over HTTP (it would take its own API connection for a
+# server's). Both without wrk, interleaved with A.
+run_F() {	# ROUND
+	local fl
+	say "round $1/$PAIRS: F (dd, syscall tracepoints doing nothing)"
+	"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" \
+		f_sys_write,f_sys_epoll_enter,f_sys_epoll_exit,f_sys_epoll_penter,f_sys_epoll_pexit 1 \
+		>"$R/dd/F-$1.floor" 2>"$R/dd/F-$1.log" &
+	fl=$!
+	pids+=("$fl")
+	for _ in $(seq 100); do grep -q attached "$R/dd/F-$1.log" && break; sleep 0.1; done
+	grep -q attached "$R/dd/F-$1.log" || die "bench-floor did not attach: $(cat "$R/dd/F-$1.log")"
+	time_dd "$R/dd/F-$1.txt"
+	stop_pid "$fl"
+}
+run_L() {	# ROUND
+	local u c log=$R/dd/L-$1.log
+	say "round $1/$PAIRS: L (dd, current obsd with no Python process or HTTP server seen)"
+	unshare --pid --fork --mount-proc --kill-child=SIGTERM "$tmp/obsd-b1" \
+		--listen "127.0.0.1:$API" >"$log" 2>&1 &
+	u=$!
+	pids+=("$u")
+	for _ in $(seq 600); do grep -q "obsd: attached" "$log" && break; sleep 0.1; done
+	grep -q "obsd: attached" "$log" || die "obsd (L) did not attach: $(tail -5 "$log")"
+	time_dd "$R/dd/L-$1.txt"
+	c=$(pgrep -P "$u" || true)	# obsd: stopped first, its port free again
+	[ -n "$c" ] && kill -TERM "$c" 2>/dev/null
+	for _ in $(seq 100); do [ -n "$c" ] && kill -0 "$c" 2>/dev/null || break; sleep 0.1; done
+	stop_pid "$u"
+	# attached meanwhile (a Python start elsewhere on the node): the report says so
+	grep -c "tracepoints attached" "$log" >"$R/dd/L-$1.attached" || true
+}
+order=(A C "${BINS[@]}" F)
+[[ " ${BINS[*]} " == *" b1 "* ]] && order+=(L)
 for i in $(seq "$PAIRS"); do
 	seq_=("${order[@]}")
 	if [ $((i % 2)) -eq 0 ]; then
@@ -324,6 +364,8 @@ for i in $(seq "$PAIRS"); do
 		case $c in
 		A) run_A "$i" ;;
 		C) run_C "$i" ;;
+		F) run_F "$i" ;;
+		L) run_L "$i" ;;
 		*) run_B "$c" "$i" ;;
 		esac
 	done

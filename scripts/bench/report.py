@@ -11,7 +11,9 @@ baseline revision, absent with BENCH_BASELINE=none) or b1 (current build/obsd):
   wrk/{A,C,<b>}-<i>.foreign    other sessions' obs instances loaded at that run
   wrk/order-<i>                the order of round i's runs
   cpu/{uv,ng,dd}-<b>-<i>.txt   obsd utime+stime ticks before and after the run
-  dd/{A,<b>}-<i>.txt           wall microseconds of the dd of round i
+  dd/{A,<b>,F,L}-<i>.txt       wall microseconds of the dd of round i (F: the syscall
+                               tracepoints doing nothing; L: the current obsd before
+                               it attached them; L-<i>.attached: 1 if it did meanwhile)
   prom/metrics.txt             the middleware app's /metrics after the rounds
   bpf/<b>/ids                  that obsd's program ids
   bpf/<b>/{uv,ng,ux,ut}-{before,after}.json, -metrics-{before,after}.txt
@@ -199,8 +201,12 @@ def dd_s(c, i):
     return int(t) / 1e6 if t.isdigit() else None
 
 
-dd = {c: [dd_s(c, i) for i in ROUNDS] for c in ["A"] + BINS}
-dd_ratio = {b: med([ratio(y, x) for x, y in zip(dd["A"], dd[b]) if x and y]) for b in BINS}
+# F: the syscall tracepoints doing nothing; L: the current obsd before it
+# attached them (no Python process or HTTP server seen)
+DD_EXTRA = [c for c in ("F", "L") if any(dd_s(c, i) for i in ROUNDS)]
+dd = {c: [dd_s(c, i) for i in ROUNDS] for c in ["A"] + BINS + DD_EXTRA}
+dd_ratio = {b: med([ratio(y, x) for x, y in zip(dd["A"], dd[b]) if x and y]) for b in BINS + DD_EXTRA}
+dd_l_attached = sum(int((read("dd", f"L-{i}.attached") or "0").strip() or 0) for i in ROUNDS)
 
 
 def ticks(*p):
@@ -396,6 +402,10 @@ def r3(x):
     return f"{x:.3f}"
 
 
+def fmt_n3(x):
+    return "n/a" if x is None else r3(x)
+
+
 print("=" * 110)
 print("obs benchmark  --  figures, not verdicts: this machine is shared and noisy "
       "(other sessions run tests concurrently)")
@@ -460,7 +470,11 @@ srow("obsd CPU per request, nginx (us)", "<= 1.0", "<=", 1.0, lambda x: f"{x:.2f
      {b: med(cpu[b, "ng"]) for b in BINS})
 srow("instructions per request, ab recording", "-", None, None, fmt_n, {b: cg[b]["ipr"] for b in BINS})
 srow("instructions per keep-alive request", "<= 6000", "<=", 6000, fmt_n, {b: cg[b]["ipr_ka"] for b in BINS})
-srow("dd (no socket) wall time ratio vs bare", "<= 1.05", "<=", 1.05, r3, dd_ratio)
+dd_notes = "; ".join(x for x in (
+    f"floor {fmt_n3(dd_ratio['F'])}" if "F" in DD_EXTRA else "",
+    f"no Python on the node {fmt_n3(dd_ratio['L'])}" if "L" in DD_EXTRA else "") if x)
+srow("dd (no socket) wall time ratio vs bare", "<= 1.05", "<=", 1.05, r3, {b: dd_ratio[b] for b in BINS},
+     notes={"b1": f" ({dd_notes})"} if dd_notes else None)
 if IDLE_N == TARGET_CONNS:
     srow(f"obsd RSS, {IDLE_N:,} idle connections (MB)", "<= 64", "<=", 64, lambda x: f"{x:.1f}",
          {b: idle[b]["rss_mb"] for b in BINS})
@@ -520,14 +534,22 @@ print()
 
 # ---- 2. dd ----
 print(f"2. Node-wide tax on a process that uses no socket: `{params.get('dd')}` (wall time),")
-print("   bare (in round A) and with each obsd loaded, unfiltered and idle (in its round, after the wrk runs)")
-cs = ["A"] + BINS
+print("   bare (in round A) and with each obsd loaded, unfiltered and idle (in its round, after the wrk runs;")
+print("   the Python and nginx servers run, so obsd has attached its write() and epoll tracepoints)")
+if "F" in DD_EXTRA:
+    print("   F = the floor: those syscall tracepoints attached, doing nothing (scripts/bench/floor.bpf.c")
+    print("       f_sys_*): while any is attached every syscall of every process takes the tracing path")
+if "L" in DD_EXTRA:
+    print("   L = the current obsd where it has not attached them, as on a node with no Python process and")
+    print("       no HTTP server (in a PID namespace of its own: its start-up scan sees no process)"
+          + (f"; attached meanwhile in {dd_l_attached} round(s)" if dd_l_attached else ""))
+cs = ["A"] + BINS + DD_EXTRA
 table([
     ["wall time (median)"] + [f"{med(dd[c]):.3f} s" if med(dd[c]) else "n/a" for c in cs],
-    ["  ratio vs bare (median of per-round ratios)"] + ["-"] + [fmt_ratio(dd_ratio[b]) for b in BINS],
+    ["  ratio vs bare (median of per-round ratios)"] + ["-"] + [fmt_ratio(dd_ratio[b]) for b in BINS + DD_EXTRA],
     ["obsd CPU during the dd (median)"] + ["-"] + [
-        f"{dd_cpu[b] * 1000:.0f} ms" if dd_cpu[b] is not None else "n/a" for b in BINS],
-], head=["bare"] + [COND[b] for b in BINS])
+        f"{dd_cpu[b] * 1000:.0f} ms" if dd_cpu[b] is not None else "n/a" for b in BINS] + ["-"] * len(DD_EXTRA),
+], head=["bare"] + [COND[b] for b in BINS] + [{"F": "floor (F)", "L": "B1, no Python (L)"}[c] for c in DD_EXTRA])
 for c in cs:
     print(f"     {c.upper():<2} every run (s): {', '.join(f'{x:.3f}' if x else 'n/a' for x in dd[c])}")
 print()
