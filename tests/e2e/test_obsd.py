@@ -1,5 +1,7 @@
 """obsd lifecycle and API shape: /ready (503 then 200), /health,
-/api/requests, clean exit 0 on SIGTERM within 5 s."""
+/api/requests, clean exit 0 on SIGTERM within 5 s; and the write() and
+epoll tracepoints, attached only once a Python process starts or an HTTP
+server is seen (until then no syscall on the node takes the tracing path)."""
 import http.client
 import json
 import os
@@ -85,6 +87,7 @@ class AloneObsd:
         assert len(pids) == 1, f"obsd processes under unshare: {pids}"
         self.progs = harness.bpf_progs_held(pids[0])
         if "enter_write" not in self.progs and "no tracefs" in self.output():
+            self.stop()
             pytest.skip("no tracefs: syscall tracepoints are not loaded")
         assert set(SYS_HOOKS) | {"exec"} <= set(self.progs), f"programs held by obsd: {self.progs}"
 

@@ -317,13 +317,14 @@ static int on_ring(void *ctx, void *data, size_t size);
  * consumed the record when a callback returns an error) to look at the
  * clock: after each DRAIN_SLICE_NS of draining obsd yields the CPU. As
  * SCHED_BATCH it then lets a server that shares its CPU run, and a long
- * backlog becomes short stalls rather than one long one. A busy drain (every
- * 20 ms) takes well under a slice at this VM's highest rate: a yield per
- * chunk of records instead cost ~0.1 us of obsd CPU per request in context
- * switches (docs/bench.md), with no better p99.
+ * backlog becomes short stalls rather than one long one. The slice trades
+ * the servers' p99 for obsd's CPU: with 1 ms, a busy drain (every 20 ms)
+ * rarely yields, obsd spends ~0.1 us less per request in context switches,
+ * and uvicorn's p99 is ~150 us longer (docs/bench.md, fourth round). The
+ * servers' latency comes first.
  */
 #define RING_CHUNK	128
-#define DRAIN_SLICE_NS	(1000ull * 1000ull)
+#define DRAIN_SLICE_NS	(100ull * 1000ull)
 
 static int ring_cb(void *ctx, void *data, size_t size)
 {
