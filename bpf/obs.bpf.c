@@ -75,11 +75,11 @@ __u32 want_close_hook = 0;
 
 /*
  * The write() and epoll_wait()/epoll_pwait() tracepoints (log lines, loop
- * health) are wanted: set when a Python interpreter starts (exec) or a
- * process is found serving HTTP. While any syscall tracepoint is attached,
- * every syscall of every process on the node takes the kernel's tracing
- * path (docs/bench.md, the dd figure), so the loader attaches these only
- * then, as it does enter_close. Set once, never cleared.
+ * health) are wanted: set, to the tgid that asked, when a Python interpreter
+ * starts (exec) or a process is found serving HTTP. While any syscall
+ * tracepoint is attached, every syscall of every process on the node takes
+ * the kernel's tracing path (docs/bench.md, the dd figure), so the loader
+ * attaches these only then, as it does enter_close. Set once, never cleared.
  */
 __u32 want_sys_hooks = 0;
 
@@ -281,11 +281,11 @@ static __always_inline void want_close(void)
 /* Ask the loader for the write() and epoll tracepoints. True the first time:
  * the caller's record then wakes obsd at once, so that they are attached
  * within a drain rather than up to 50 ms later. */
-static __always_inline bool want_syscalls(void)
+static __always_inline bool want_syscalls(__u32 tgid)
 {
-	if (!track_fds || want_sys_hooks)
+	if (!track_fds || want_sys_hooks || !tgid)
 		return false;
-	want_sys_hooks = 1;
+	want_sys_hooks = tgid;
 	return true;
 }
 
@@ -827,7 +827,7 @@ static __always_inline void emit_open(struct obs_conn *c)
 	client_mark_serving(c->tgid);	/* the process serves: its calls are followed from now on */
 	/* an HTTP server: its log lines are wanted (a Python one's were asked
 	 * for at its exec, before it could serve) */
-	if (want_syscalls())
+	if (want_syscalls(c->tgid))
 		rb_submit_wake(o);
 	else
 		rb_submit(o);
@@ -1711,7 +1711,7 @@ int BPF_PROG(exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bp
 {
 	struct obs_ev_hdr *h;
 
-	if (want_sys_hooks || !is_python() || !want_syscalls())
+	if (want_sys_hooks || !is_python() || !want_syscalls(p->tgid))
 		return 0;
 	h = rb_reserve(NULL, sizeof(*h));
 	if (!h)

@@ -224,18 +224,19 @@ static unsigned long pid_max(void)
 }
 
 /*
- * Is a Python interpreter running on the node (a process whose executable's
- * name starts "python")? A process whose executable cannot be read counts as
- * one: the hooks are then attached at start, as before they were lazy.
+ * A Python interpreter running on the node (a process whose executable's
+ * name starts "python"): its pid, or 0. A process whose executable cannot be
+ * read counts as one: the hooks are then attached at start, as before they
+ * were lazy. Without /proc, obsd's own pid stands for "cannot tell".
  */
-static bool python_running(void)
+static __u32 python_running(void)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
-	bool found = false;
+	__u32 found = 0;
 
 	if (!d)
-		return true;
+		return getpid();
 	while (!found && (e = readdir(d))) {
 		char path[64], exe[PATH_MAX];
 		const char *base;
@@ -245,13 +246,15 @@ static bool python_running(void)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%s/exe", e->d_name);
 		n = readlink(path, exe, sizeof(exe) - 1);
-		if (n < 0) {	/* kernel threads have none; a process gone, neither */
-			found = errno == EACCES || errno == EPERM;
-			continue;
+		if (n >= 0) {
+			exe[n] = 0;
+			base = strrchr(exe, '/');
+			n = strncmp(base ? base + 1 : exe, "python", 6);
+		} else {	/* kernel threads have none; a process gone, neither */
+			n = errno == EACCES || errno == EPERM ? 0 : 1;
 		}
-		exe[n] = 0;
-		base = strrchr(exe, '/');
-		found = !strncmp(base ? base + 1 : exe, "python", 6);
+		if (!n)
+			found = strtoul(e->d_name, NULL, 10);
 	}
 	closedir(d);
 	return found;
@@ -511,10 +514,8 @@ struct loader *loader__open(const struct obs_filter *f)
 	}
 	l->close_wanted = l->tracefs ? &l->skel->bss->want_close_hook : &no_lazy_hook;
 	l->sys_wanted = l->tracefs ? &l->skel->bss->want_sys_hooks : &no_lazy_hook;
-	if (l->tracefs && python_running()) {
-		l->skel->bss->want_sys_hooks = 1;
+	if (l->tracefs && (l->skel->bss->want_sys_hooks = python_running()))
 		loader__lazy_hooks(l);
-	}
 	map_positions(l);
 	loader__scan_tls(l);
 	return l;
@@ -567,6 +568,7 @@ static void attach_sys_hooks(struct loader *l)
 		{ skel->progs.enter_epoll_pwait, &skel->links.enter_epoll_pwait },
 		{ skel->progs.exit_epoll_pwait, &skel->links.exit_epoll_pwait },
 	};
+	__u32 asker = *l->sys_wanted;
 	int n = 0;
 
 	l->sys_wanted = &no_lazy_hook;	/* attached or failed: not again */
@@ -580,8 +582,8 @@ static void attach_sys_hooks(struct loader *l)
 	}
 	bpf_link__destroy(skel->links.exec);
 	skel->links.exec = NULL;
-	pr_info("loader: a Python process or an HTTP server is on the node: write() and epoll_wait() tracepoints attached (%d of %zu)",
-		n, ARRAY_SIZE(hooks));
+	pr_info("loader: a Python process or an HTTP server is on the node (pid %u): write() and epoll_wait() tracepoints attached (%d of %zu)",
+		asker, n, ARRAY_SIZE(hooks));
 }
 
 void loader__lazy_hooks(struct loader *l)
