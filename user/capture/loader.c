@@ -240,6 +240,7 @@ static __u32 python_running(void)
 	while (!found && (e = readdir(d))) {
 		char path[64], exe[PATH_MAX];
 		const char *base;
+		bool python;
 		ssize_t n;
 
 		if (e->d_name[0] < '1' || e->d_name[0] > '9')
@@ -249,11 +250,11 @@ static __u32 python_running(void)
 		if (n >= 0) {
 			exe[n] = 0;
 			base = strrchr(exe, '/');
-			n = strncmp(base ? base + 1 : exe, "python", 6);
+			python = !strncmp(base ? base + 1 : exe, "python", 6);
 		} else {	/* kernel threads have none; a process gone, neither */
-			n = errno == EACCES || errno == EPERM ? 0 : 1;
+			python = errno == EACCES || errno == EPERM;
 		}
-		if (!n)
+		if (python)
 			found = strtoul(e->d_name, NULL, 10);
 	}
 	closedir(d);
