@@ -388,6 +388,21 @@ static __always_inline void rb_submit_wake(void *p)
  * on one socket (a softirq's state change during a write, two threads on
  * one socket) may show userspace a gap, which it counts (seq_gaps).
  */
+/* The header of a record of a process, not of a connection (no id, no
+ * sequence). */
+static __always_inline void proc_hdr(struct obs_ev_hdr *h, __u32 type, __u32 tgid, __u32 tid,
+				     __u32 fd)
+{
+	h->ts_ns = bpf_ktime_get_ns();
+	h->conn_id = 0;
+	h->seq = 0;
+	h->type = type;
+	h->pid = tgid;
+	h->tid = tid;
+	h->fd = fd;
+	h->pad = 0;
+}
+
 static __always_inline void fill_hdr(struct obs_ev_hdr *h, struct obs_conn *c, __u32 type)
 {
 	h->ts_ns = bpf_ktime_get_ns();
@@ -1568,14 +1583,7 @@ int enter_write(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	/* a traceback is one write of several KB: logs get the whole capture */
 	capture(s, IO_BUF, buf, NULL, 0, n, OBS_CAP_MAX, &cap, &tail);
-	s->ev.h.ts_ns = bpf_ktime_get_ns();
-	s->ev.h.conn_id = 0;
-	s->ev.h.seq = 0;
-	s->ev.h.type = OBS_EV_LOG;
-	s->ev.h.pid = tgid;
-	s->ev.h.tid = (__u32)id;
-	s->ev.h.fd = fd;
-	s->ev.h.pad = 0;
+	proc_hdr(&s->ev.h, OBS_EV_LOG, tgid, (__u32)id, fd);
 	s->ev.arrival_ns = 0;
 	s->ev.len = n;
 	s->ev.cap = cap;
@@ -1711,19 +1719,12 @@ int BPF_PROG(exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bp
 {
 	struct obs_ev_hdr *h;
 
-	if (want_sys_hooks || !is_python() || !want_syscalls(p->tgid))
+	if (!is_python() || !want_syscalls(p->tgid))
 		return 0;
 	h = rb_reserve(NULL, sizeof(*h));
 	if (!h)
 		return 0;
-	h->ts_ns = bpf_ktime_get_ns();
-	h->conn_id = 0;
-	h->seq = 0;
-	h->type = OBS_EV_WAKE;
-	h->pid = p->tgid;
-	h->tid = p->pid;
-	h->fd = 0;
-	h->pad = 0;
+	proc_hdr(h, OBS_EV_WAKE, p->tgid, p->pid, 0);
 	rb_submit_wake(h);
 	return 0;
 }
@@ -1779,14 +1780,7 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	e = rb_reserve(NULL, sizeof(*e));
 	if (!e)
 		return 0;
-	e->h.ts_ns = bpf_ktime_get_ns();
-	e->h.conn_id = 0;
-	e->h.seq = 0;
-	e->h.type = OBS_EV_EXIT;
-	e->h.pid = tgid;
-	e->h.tid = tgid;
-	e->h.fd = 0;
-	e->h.pad = 0;
+	proc_hdr(&e->h, OBS_EV_EXIT, tgid, tgid, 0);
 	e->exit_code = BPF_CORE_READ(t, exit_code);
 	e->pad = 0;
 	rb_submit(e);
