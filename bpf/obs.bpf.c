@@ -379,15 +379,6 @@ static __always_inline void rb_submit_wake(void *p)
 	bpf_ringbuf_submit(p, BPF_RB_FORCE_WAKEUP);
 }
 
-/*
- * A connection's records are numbered without an atomic add: a locked add
- * costs tens of ns on the 2-CPU VM of docs/bench.md (~45 ns less BPF time
- * per request without it), and it would not make two CPUs' records of one
- * connection safe anyway, since their order in the ring
- * is that of their reservations, not of their numbers. Two writers at once
- * on one socket (a softirq's state change during a write, two threads on
- * one socket) may show userspace a gap, which it counts (seq_gaps).
- */
 /* The header of a record of a process, not of a connection (no id, no
  * sequence). */
 static __always_inline void proc_hdr(struct obs_ev_hdr *h, __u32 type, __u32 tgid, __u32 tid,
@@ -400,19 +391,31 @@ static __always_inline void proc_hdr(struct obs_ev_hdr *h, __u32 type, __u32 tgi
 	h->pid = tgid;
 	h->tid = tid;
 	h->fd = fd;
-	h->pad = 0;
+	h->flags = 0;
 }
 
-static __always_inline void fill_hdr(struct obs_ev_hdr *h, struct obs_conn *c, __u32 type)
+/*
+ * A connection's records are numbered without an atomic add: a locked add
+ * costs tens of ns on the 2-CPU VM of docs/bench.md (~45 ns less BPF time
+ * per request without it), and it would not make two CPUs' records of one
+ * connection safe anyway, since their order in the ring
+ * is that of their reservations, not of their numbers. Two threads writing
+ * on one socket at once may show userspace a gap, which it counts
+ * (seq_gaps). The peer's FIN or reset, which the peer's CPU may write during
+ * a write of this one (a client that read the response and closed at once),
+ * takes no number (peer: OBS_HF_UNNUMBERED).
+ */
+static __always_inline void fill_hdr(struct obs_ev_hdr *h, struct obs_conn *c, __u32 type,
+				     bool peer)
 {
 	h->ts_ns = bpf_ktime_get_ns();
 	h->conn_id = c->conn_id;
-	h->seq = ++c->seq;
+	h->seq = peer ? c->seq : ++c->seq;
 	h->type = type;
 	h->pid = c->tgid;
 	h->tid = (__u32)bpf_get_current_pid_tgid();
 	h->fd = c->fd;
-	h->pad = 0;
+	h->flags = peer ? OBS_HF_UNNUMBERED : 0;
 }
 
 /* Is this process one we watch? Cheap checks first. */
@@ -806,7 +809,7 @@ static __always_inline void emit_open(struct obs_conn *c)
 
 	if (!o)
 		return;
-	fill_hdr(&o->h, c, OBS_EV_OPEN);
+	fill_hdr(&o->h, c, OBS_EV_OPEN, false);
 	o->accept_ts_ns = c->accept_ts_ns;
 	__builtin_memcpy(o->laddr, c->laddr, 16);
 	__builtin_memcpy(o->raddr, c->raddr, 16);
@@ -848,15 +851,16 @@ static __always_inline void emit_open(struct obs_conn *c)
 		rb_submit(o);
 }
 
-static __always_inline void emit_simple(struct obs_conn *c, __u32 type, __u32 what, __u32 arg)
+/* A state or close record; peer: the peer's doing, unnumbered (fill_hdr). */
+static __always_inline void emit_simple(struct obs_conn *c, __u32 type, __u32 what, bool peer)
 {
-	struct obs_ev_state *e = rb_reserve(c, sizeof(*e));
+	struct obs_ev_state *e = rb_reserve(peer ? NULL : c, sizeof(*e));
 
 	if (!e)
 		return;
-	fill_hdr(&e->h, c, type);
+	fill_hdr(&e->h, c, type, peer);
 	e->what = what;
-	e->arg = arg;
+	e->arg = 0;
 	rb_submit(e);
 }
 
@@ -881,16 +885,16 @@ static __always_inline void emit_late_reset(struct obs_conn *c)
 static __always_inline void emit_early_state(struct obs_conn *c)
 {
 	if (c->early & (1 << OBS_ST_PEER_FIN))
-		emit_simple(c, OBS_EV_STATE, OBS_ST_PEER_FIN, 0);
+		emit_simple(c, OBS_EV_STATE, OBS_ST_PEER_FIN, false);
 	if (c->early & (1 << OBS_ST_RESET))
-		emit_simple(c, OBS_EV_STATE, OBS_ST_RESET, 0);
+		emit_simple(c, OBS_EV_STATE, OBS_ST_RESET, false);
 }
 
 /* The fields of a data record of connection c other than its bytes and flags. */
 static __always_inline void data_fields(struct obs_ev_data *e, struct obs_conn *c, __u64 ret,
 					__u32 cap, __u32 tail, __u8 dir)
 {
-	fill_hdr(&e->h, c, OBS_EV_DATA);
+	fill_hdr(&e->h, c, OBS_EV_DATA, false);
 	e->arrival_ns = 0;
 	if (dir == OBS_DIR_IN) {	/* queue time: arrival -> this read */
 		e->arrival_ns = c->arrival_ns;
@@ -1225,7 +1229,7 @@ static __always_inline int sock_end(struct sock *sk, long ret)
 		return 0;
 	c->flags |= OBS_CF_EOF;
 	if (is_http(c))
-		emit_simple(c, OBS_EV_STATE, ret ? OBS_ST_RESET : OBS_ST_PEER_FIN, 0);
+		emit_simple(c, OBS_EV_STATE, ret ? OBS_ST_RESET : OBS_ST_PEER_FIN, false);
 	else if (c->proto == OBS_PROTO_UNKNOWN)
 		c->early |= 1 << (ret ? OBS_ST_RESET : OBS_ST_PEER_FIN);
 	return 0;
@@ -1271,7 +1275,7 @@ static __always_inline void sock_event(struct sock *sk, __u32 what)
 	if (!c)
 		return;
 	if (is_http(c))
-		emit_simple(c, OBS_EV_STATE, what, 0);
+		emit_simple(c, OBS_EV_STATE, what, true);
 	else if (c->proto == OBS_PROTO_UNKNOWN || c->proto == OBS_PROTO_TLS)
 		c->early |= 1 << what;	/* e.g. request + FIN before the first read */
 }
@@ -1292,7 +1296,7 @@ static __always_inline void sock_close(struct sock *sk)
 	/* the exit event closes an exiting process's connections */
 	exiting = (BPF_CORE_READ(t, flags) & PF_EXITING) && BPF_CORE_READ(t, tgid) == c->tgid;
 	if (is_http(c) && !exiting)
-		emit_simple(c, OBS_EV_CLOSE, 0, 0);
+		emit_simple(c, OBS_EV_CLOSE, 0, false);
 	if (c != st) {
 		st->proto = c->proto;	/* a late reset is reported if it was HTTP */
 		bpf_map_delete_elem(&hconns, &st->conn_id);
@@ -1364,7 +1368,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!c)
 		return 0;
 	if (is_http(c) && !(c->flags & OBS_CF_CLOSED))
-		emit_simple(c, OBS_EV_CLOSE, 0, 0);
+		emit_simple(c, OBS_EV_CLOSE, 0, false);
 	bpf_map_delete_elem(&hconns, &cid);
 	return 0;
 }

@@ -66,8 +66,14 @@ struct obs_ev_hdr {
 	__u32 pid;		/* tgid */
 	__u32 tid;
 	__u32 fd;
-	__u32 pad;
+	__u32 flags;		/* OBS_HF_* */
 };
+
+/* The record is the network's doing (the peer's FIN or reset), written where
+ * the packet was processed, maybe on another CPU while the process writes on
+ * the socket: it takes no number of its own and carries the connection's last
+ * one. Userspace checks no gap on it; a lost one is counted in lost_ringbuf. */
+#define OBS_HF_UNNUMBERED	1u
 
 struct obs_ev_open {
 	struct obs_ev_hdr h;

@@ -734,8 +734,14 @@ static void op_state(struct slot *s)
 
 	if (!s->opened)
 		return;		/* kept by the kernel until the OPEN; not modelled */
-	hdr(&e.h, s, OBS_EV_STATE, ++s->seq);
 	e.what = v % 6;		/* 0 and 5: unknown, ignored */
+	if ((v & 0x80) && (e.what == OBS_ST_PEER_FIN || e.what == OBS_ST_RESET)) {
+		/* written on the peer's CPU: unnumbered, the last number (obs.h) */
+		hdr(&e.h, s, OBS_EV_STATE, s->seq);
+		e.h.flags = OBS_HF_UNNUMBERED;
+	} else {
+		hdr(&e.h, s, OBS_EV_STATE, ++s->seq);
+	}
 	e.arg = v >> 4;
 	if (ci && e.what == OBS_ST_PEER_FIN)
 		ci->flags |= CI_FIN;

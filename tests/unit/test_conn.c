@@ -262,6 +262,19 @@ static void ev_exit(struct sim *s, uint32_t pid)
 	deliver(s, &e, sizeof(e));
 }
 
+/* The peer's FIN or reset as the kernel writes it: no number of its own, the
+ * connection's last one (OBS_HF_UNNUMBERED). */
+static void ev_peer_state(struct sim *s, struct sconn *c, uint32_t what, uint32_t seq)
+{
+	struct obs_ev_state e;
+
+	memset(&e, 0, sizeof(e));
+	hdr(s, &e.h, c, OBS_EV_STATE, seq);
+	e.h.flags = OBS_HF_UNNUMBERED;
+	e.what = what;
+	deliver(s, &e, sizeof(e));
+}
+
 /* An event of the connection was dropped by the kernel (ring full). */
 static void ev_lose(struct sconn *c)
 {
@@ -609,6 +622,44 @@ static void test_byte_at_a_time(void)
 		ev_data(&s, &c, OBS_DIR_OUT, pipe_out + i, 1);
 	check_pipelined();
 	end(&s);
+}
+
+/* The client read the response and closed at once: its FIN, written on its
+ * CPU, took the connection's number before the server's last write, which
+ * reserved its place in the ring first, took the next. Either order in the
+ * ring is no gap, and the request is ok once no late RST came. */
+static void test_peer_fin_races_write(void)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+	struct sim s;
+	struct sconn c = { .id = 21, .pid = 5, .fd = 5 };
+	const struct record *r;
+
+	for (int fin_first = 0; fin_first < 2; fin_first++) {
+		begin_sim(fin_first ? "peer_fin_races_write: FIN first" :
+				      "peer_fin_races_write: write first", &s);
+		ev_open(&s, &c);
+		ev_in(&s, &c, req_a);
+		ev_out(&s, &c, head);
+		if (fin_first) {
+			ev_peer_state(&s, &c, OBS_ST_PEER_FIN, c.seq);
+			ev_out(&s, &c, "ok");
+		} else {
+			ev_out(&s, &c, "ok");
+			ev_peer_state(&s, &c, OBS_ST_PEER_FIN, c.seq - 1);
+		}
+		ev_close(&s, &c);
+		conn_table__expire(s.t, s.ts + 1000000000ull);	/* no late RST (fin_held) */
+		CHECK_U(conn_table__stats(s.t)->seq_gaps, 0);
+		r = done_path("/a");
+		if (CHECK(r)) {
+			CHECK_U(r->outcome, REC_OK);
+			CHECK_S(r->error, "");
+			CHECK_U(r->bytes_out, strlen(head) + 2);
+		}
+		end(&s);
+		c.seq = 0;
+	}
 }
 
 /* A sequence gap: the request in flight fails "lost"; nothing is made up. */
@@ -1463,6 +1514,7 @@ int main(void)
 	test_pipelining_splits();
 	test_pipelining_interleaved();
 	test_byte_at_a_time();
+	test_peer_fin_races_write();
 	test_loss_in_flight();
 	test_loss_of_request();
 	test_loss_pipelined();

@@ -1195,6 +1195,7 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 	const struct obs_ev_data *d = data;
 	size_t min;
 	struct conn *c;
+	bool unnumbered;
 
 	if (size < sizeof(*h) || !(min = ev_min_size(h->type)) || size < min ||
 	    (h->type == OBS_EV_DATA && (d->dir > OBS_DIR_OUT || d->cap + d->tail > d->len ||
@@ -1203,6 +1204,8 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 		return;
 	}
 	t->st.events[h->type]++;
+	/* the peer's FIN or reset: no number of its own, no gap check (obs.h) */
+	unnumbered = h->type == OBS_EV_STATE && (h->flags & OBS_HF_UNNUMBERED);
 	if (h->type == OBS_EV_EXIT) {
 		on_exit_pid(t, h->pid, h->ts_ns);
 		return;
@@ -1232,10 +1235,10 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 			return;
 		c->flags |= CONN_NO_OPEN;
 		c->outgoing = h->type == OBS_EV_DATA && (d->flags & OBS_DF_CLIENT);
-		c->last_seq = h->seq - 1;
+		c->last_seq = unnumbered ? h->seq : h->seq - 1;
 		c->seg_ts = h->ts_ns;
 		t->st.seq_gaps++;
-		if (h->seq > 2) {	/* more than the OPEN (seq 1) was lost */
+		if (c->last_seq > 1) {	/* more than the OPEN (seq 1) was lost */
 			/* its start is unknown: wait for a message start */
 			h1__lost(&c->p[OBS_DIR_IN]);
 			h1__lost(&c->p[OBS_DIR_OUT]);
@@ -1245,9 +1248,11 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size)
 	}
 	c->last_ns = h->ts_ns;
 	c->seg_ts = h->ts_ns;
-	if (h->seq != c->last_seq + 1)
-		conn_lost(c, h->seq - c->last_seq - 1);
-	c->last_seq = h->seq;
+	if (!unnumbered) {
+		if (h->seq != c->last_seq + 1)
+			conn_lost(c, h->seq - c->last_seq - 1);
+		c->last_seq = h->seq;
+	}
 	if (c->n_fin_held && h->type == OBS_EV_DATA)
 		settle_fin_held(c);	/* the connection went on: they were delivered */
 	switch (h->type) {
