@@ -10,12 +10,18 @@
  *                                (reserve, timestamp, length, submit) per
  *                                read and write of the server, no socket
  *                                state, no bytes copied
+ *   f_recv_copy, f_send_copy     a minimal reader of bytes: the same record
+ *                                with the first 256 bytes moved, copied from
+ *                                the syscall's buffer or iovec pieces (the
+ *                                task's saved registers, as obsd finds them):
+ *                                what any observer that reads HTTP must do
  * "hits" counts the runs that acted. The loader (floor.c) drains the ring
  * every 20 ms, as obsd does.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "../../bpf/sysregs.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -48,6 +54,62 @@ static __always_inline int record(int ret, int dir)
 	return 0;
 }
 
+#define COPY_K	256
+#define COPY_N	4
+
+/* The record with the bytes: up to COPY_K of the ret bytes moved, from the
+ * buffer of read/recvfrom/write/sendto or the first COPY_N pieces of the
+ * iovec of readv/writev/recvmsg/sendmsg (sendfile: none). */
+static __always_inline int record_copy(int ret, int dir)
+{
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	long nr = SYSCALL_NR(r);
+	__u64 ptr = SYSCALL_ARG2(r), *p;
+	struct iovec v[COPY_N];
+	__u32 cnt = 0, off = 0;
+	__u8 *d;
+
+	if (nr == NR_readv || nr == NR_writev) {
+		cnt = SYSCALL_ARG3(r);
+	} else if (nr == NR_recvmsg || nr == NR_sendmsg) {
+		struct user_msghdr m;
+
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)ptr))
+			return 0;
+		ptr = (__u64)m.msg_iov;
+		cnt = m.msg_iovlen;
+	}
+	p = bpf_ringbuf_reserve(&rb, 3 * sizeof(__u64) + 2 * COPY_K, 0);
+	if (!p)
+		return 0;
+	p[0] = bpf_ktime_get_ns();
+	p[1] = ret;
+	p[2] = dir;
+	d = (__u8 *)&p[3];
+	if (!cnt) {
+		if (nr != NR_sendfile)
+			bpf_probe_read_user(d, ret < COPY_K ? ret : COPY_K, (void *)ptr);
+		bpf_ringbuf_submit(p, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	if (cnt > COPY_N)
+		cnt = COPY_N;
+	if (bpf_probe_read_user(v, cnt * sizeof(v[0]), (void *)ptr))
+		cnt = 0;
+	for (int i = 0; i < COPY_N; i++) {
+		__u64 n;
+
+		if (i >= cnt || off >= ret || off >= COPY_K)
+			break;
+		n = v[i].iov_len < ret - off ? v[i].iov_len : ret - off;
+		if (n > COPY_K || bpf_probe_read_user(d + off, n, v[i].iov_base))
+			break;
+		off += n;
+	}
+	bpf_ringbuf_submit(p, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(f_recv_empty, struct sock *sk, int ret, int flags)
 {
@@ -74,6 +136,20 @@ int BPF_PROG(f_send_min, struct sock *sk, int ret, int flags)
 {
 	ACT();
 	return ret > 0 ? record(ret, 1) : 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(f_recv_copy, struct sock *sk, int ret, int flags)
+{
+	ACT();
+	return ret > 0 ? record_copy(ret, 0) : 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(f_send_copy, struct sock *sk, int ret, int flags)
+{
+	ACT();
+	return ret > 0 ? record_copy(ret, 1) : 0;
 }
 
 /*
