@@ -450,6 +450,8 @@ srow("nginx throughput ratio vs A", ">= 0.90", ">=", 0.90, r3, {b: thr["ng", b][
 srow("uvicorn p99 ratio vs A", "<= 1.4", "<=", 1.4, r3,
      {b: thr["uv", b]["p99_ratio"] for b in BINS}, thr["uv", "C"]["p99_ratio"])
 srow("nginx p99 ratio vs A", "<= 1.4", "<=", 1.4, r3, {b: thr["ng", b]["p99_ratio"] for b in BINS})
+
+
 def bpf_note(s):
     """B1's least of section 3b's bursts and obs's features at their floor,
     beside section 3's single run."""
