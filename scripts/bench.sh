@@ -15,9 +15,10 @@
 #      TCP uvicorn, nginx and a UNIX-socket uvicorn
 #   3b. the kernel's floor: obsd's socket hooks next to a minimal observer (a
 #      timestamped ring record per server read/write), a reader of bytes (the
-#      same with the bytes copied), obs's features at their floor (that reader
-#      plus the loop and log syscall hooks doing nothing) and hooks that do
-#      nothing, on the same tracepoints (scripts/bench/floor.bpf.c)
+#      same with the bytes copied), that reader keeping per-socket state, obs's
+#      features at their floor (the latter plus the loop and log syscall hooks
+#      doing nothing) and hooks that do nothing, on the same tracepoints
+#      (scripts/bench/floor.bpf.c)
 #   4. userspace cost: obsd CPU per request; instructions per request from
 #      callgrind on `obsd --replay` of a recording made by the same binary
 #   5. events lost at the highest rate; obsd memory with many idle connections
@@ -417,12 +418,13 @@ done
 # ---- 3b. the kernel's floor: obsd's socket hooks next to a minimal observer
 # (a timestamped ring record per read and write of the server, nothing else),
 # a reader of bytes (the same record with the bytes moved copied in), that
-# reader with obsd's syscall hooks doing nothing (obs's features at their
-# floor), and hooks that do nothing, on the same tracepoints; short bursts,
+# reader keeping per-socket state (socket storage), the latter with obsd's
+# syscall hooks doing nothing (obs's features at their floor), and hooks
+# that do nothing, on the same tracepoints; short bursts,
 # interleaved, the least of each taken (host noise only ever adds) ----
 mkdir -p "$R/floor"
 FLOOR_BURSTS=3
-# "full": the reader of bytes plus the syscall hooks obsd has attached here
+# "full": the reader with socket state plus the syscall hooks obsd has attached here
 # (a Python loop is on the node), doing nothing: obs's features at their floor
 FLOOR_SYS=f_sys_write,f_sys_epoll_enter,f_sys_epoll_exit,f_sys_epoll_penter,f_sys_epoll_pexit
 ng_worker=$(pgrep -P "$nginx_pid" | head -1)
@@ -440,7 +442,7 @@ floor_burst() {	# KIND SERVER ROUND: one 2 s wrk burst with that KIND loaded
 		return
 	fi
 	progs=f_recv_$kind,f_send_$kind
-	[ "$kind" = full ] && progs=f_recv_copy,f_send_copy,$FLOOR_SYS
+	[ "$kind" = full ] && progs=f_recv_state,f_send_state,$FLOOR_SYS
 	"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" "$progs" "$target" \
 		>"$d/floor.txt" 2>"$d/floor.log" &
 	fl=$!
@@ -451,8 +453,8 @@ floor_burst() {	# KIND SERVER ROUND: one 2 s wrk burst with that KIND loaded
 }
 for k in $(seq "$FLOOR_BURSTS"); do
 	for s in uv ng; do
-		say "the kernel's floor, round $k/$FLOOR_BURSTS, $s: hooks that do nothing, a minimal observer, a reader of bytes, obs's features at their floor, obsd"
-		for kind in empty min copy full obsd; do floor_burst "$kind" "$s" "$k"; done
+		say "the kernel's floor, round $k/$FLOOR_BURSTS, $s: hooks that do nothing, a minimal observer, a reader of bytes, with socket state, obs's features at their floor, obsd"
+		for kind in empty min copy state full obsd; do floor_burst "$kind" "$s" "$k"; done
 	done
 done
 sysctl -qw kernel.bpf_stats_enabled="$stats_old"

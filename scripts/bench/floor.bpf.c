@@ -15,6 +15,11 @@
  *                                the syscall's buffer or iovec pieces (the
  *                                task's saved registers, as obsd finds them):
  *                                what any observer that reads HTTP must do
+ *   f_recv_state, f_send_state   the reader of bytes keeping per-socket state:
+ *                                first, on every socket operation (wrk's
+ *                                too), the socket's local storage, as obsd
+ *                                finds a connection's state (created at a
+ *                                socket's first operation, 8 bytes)
  * "hits" counts the runs that acted. The loader (floor.c) drains the ring
  * every 20 ms, as obsd does.
  */
@@ -31,6 +36,13 @@ struct {
 } rb SEC(".maps");
 
 const volatile __u32 target_tgid = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} state SEC(".maps");
 __u64 hits;		/* the only variable in .bss: floor.c reads it at offset 0 */
 
 /* A run on the server's I/O acts: count it; any other returns at once. */
@@ -138,6 +150,15 @@ int BPF_PROG(f_send_min, struct sock *sk, int ret, int flags)
 	return ret > 0 ? record(ret, 1) : 0;
 }
 
+/* Per-socket state: the socket's storage, made at its first operation. True
+ * when the socket is one to pass over (never here: the lookup is the cost). */
+static __always_inline bool state_skip(struct sock *sk)
+{
+	__u64 *v = bpf_sk_storage_get(&state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	return v && *v;
+}
+
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(f_recv_copy, struct sock *sk, int ret, int flags)
 {
@@ -187,4 +208,22 @@ SEC("tracepoint/syscalls/sys_exit_epoll_pwait")
 int f_sys_epoll_pexit(void *ctx)
 {
 	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(f_recv_state, struct sock *sk, int ret, int flags)
+{
+	if (state_skip(sk))
+		return 0;
+	ACT();
+	return ret > 0 ? record_copy(ret, 0) : 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(f_send_state, struct sock *sk, int ret, int flags)
+{
+	if (state_skip(sk))
+		return 0;
+	ACT();
+	return ret > 0 ? record_copy(ret, 1) : 0;
 }

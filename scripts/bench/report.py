@@ -327,9 +327,9 @@ def floor_min(kind, s, field="ns"):
 
 def floor_ns(b, s):
     """obs's features at their floor on that server: a reader of bytes (a
-    timestamped record per read and write with the bytes moved copied in) and
-    the loop and log syscall hooks doing nothing; all of obsd's programs are
-    set against it."""
+    timestamped record per read and write with the bytes moved copied in)
+    keeping per-socket state, and the loop and log syscall hooks doing
+    nothing; all of obsd's programs are set against it."""
     return floor_min("full", s)
 
 
@@ -657,6 +657,9 @@ table([
      fmt_ns(floor_min("copy", "ng"))],
     ["  bytes moved copied from the syscall's buffer", "", ""],
     ["  or iovec (what any HTTP observer must do)", "", ""],
+    ["the reader of bytes keeping per-socket state", fmt_ns(floor_min("state", "uv")),
+     fmt_ns(floor_min("state", "ng"))],
+    ["  (socket storage, looked up at every operation)", "", ""],
     ["obsd's socket hooks (sock_recv + sock_send):", fmt_ns(floor_min("obsd", "uv", "sock")),
      fmt_ns(floor_min("obsd", "ng", "sock"))],
     ["  socket state, protocol sniffing, bytes copied", "", ""],
@@ -666,13 +669,13 @@ table([
      obsd_part("ng", ("enter_write", "enter_close"))],
     ["obs's features at their floor: the reader of", fmt_ns(floor_min("full", "uv")),
      fmt_ns(floor_min("full", "ng"))],
-    ["  bytes, and the loop (epoll_wait) and log (write)", "", ""],
-    ["  syscall hooks doing nothing", "", ""],
+    ["  bytes with socket state, and the loop (epoll_wait)", "", ""],
+    ["  and log (write) syscall hooks doing nothing", "", ""],
     ["  of which those syscall hooks", floor_sys("uv"), floor_sys("ng")],
 ], head=["uvicorn", "nginx"], w=14)
-print("   (the reader of bytes is a floor under obs's socket hooks; the loop, log and close hooks run")
-print("    on syscalls of every process and pay at least the price of a run each. The summary sets")
-print("    obsd, all its programs, against obs's features at their floor)")
+print("   (the reader with socket state is a floor under obs's socket hooks; the loop, log and close")
+print("    hooks run on syscalls of every process and pay at least the price of a run each. The summary")
+print("    sets obsd, all its programs, against obs's features at their floor)")
 print()
 
 # ---- 4. userspace cost ----
