@@ -43,6 +43,7 @@ struct {
 	__type(key, int);
 	__type(value, __u64);
 } state SEC(".maps");
+
 __u64 hits;		/* the only variable in .bss: floor.c reads it at offset 0 */
 
 /* A run on the server's I/O acts: count it; any other returns at once. */
@@ -173,6 +174,24 @@ int BPF_PROG(f_send_copy, struct sock *sk, int ret, int flags)
 	return ret > 0 ? record_copy(ret, 1) : 0;
 }
 
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(f_recv_state, struct sock *sk, int ret, int flags)
+{
+	if (state_skip(sk))
+		return 0;
+	ACT();
+	return ret > 0 ? record_copy(ret, 0) : 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(f_send_state, struct sock *sk, int ret, int flags)
+{
+	if (state_skip(sk))
+		return 0;
+	ACT();
+	return ret > 0 ? record_copy(ret, 1) : 0;
+}
+
 /*
  * The syscall tracepoints obsd attaches on every node (write for log lines,
  * epoll_wait/epoll_pwait for loop health), doing nothing: what a process
@@ -208,22 +227,4 @@ SEC("tracepoint/syscalls/sys_exit_epoll_pwait")
 int f_sys_epoll_pexit(void *ctx)
 {
 	return 0;
-}
-
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(f_recv_state, struct sock *sk, int ret, int flags)
-{
-	if (state_skip(sk))
-		return 0;
-	ACT();
-	return ret > 0 ? record_copy(ret, 0) : 0;
-}
-
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(f_send_state, struct sock *sk, int ret, int flags)
-{
-	if (state_skip(sk))
-		return 0;
-	ACT();
-	return ret > 0 ? record_copy(ret, 1) : 0;
 }
