@@ -160,36 +160,35 @@ static __always_inline bool state_skip(struct sock *sk)
 	return v && *v;
 }
 
+/* The reader of bytes on one socket operation of ret bytes in direction dir. */
+static __always_inline int copy_run(int ret, int dir)
+{
+	ACT();
+	return ret > 0 ? record_copy(ret, dir) : 0;
+}
+
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(f_recv_copy, struct sock *sk, int ret, int flags)
 {
-	ACT();
-	return ret > 0 ? record_copy(ret, 0) : 0;
+	return copy_run(ret, 0);
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(f_send_copy, struct sock *sk, int ret, int flags)
 {
-	ACT();
-	return ret > 0 ? record_copy(ret, 1) : 0;
+	return copy_run(ret, 1);
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(f_recv_state, struct sock *sk, int ret, int flags)
 {
-	if (state_skip(sk))
-		return 0;
-	ACT();
-	return ret > 0 ? record_copy(ret, 0) : 0;
+	return state_skip(sk) ? 0 : copy_run(ret, 0);
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(f_send_state, struct sock *sk, int ret, int flags)
 {
-	if (state_skip(sk))
-		return 0;
-	ACT();
-	return ret > 0 ? record_copy(ret, 1) : 0;
+	return state_skip(sk) ? 0 : copy_run(ret, 1);
 }
 
 /*

@@ -319,13 +319,19 @@ def floor_bursts(kind, s):
     return [r for r in (floor_burst(kind, s, k) for k in range(1, 10)) if r]
 
 
+def least_burst(kind, s):
+    """The burst of that kind with the least BPF time per request, or None."""
+    bs = floor_bursts(kind, s)
+    return min(bs, key=lambda r: r["ns"] / r["req"]) if bs else None
+
+
 def floor_min(kind, s, field="ns"):
     """The least ns per request of field over the bursts (noise only adds)."""
     v = [r[field] / r["req"] for r in floor_bursts(kind, s)]
     return min(v) if v else None
 
 
-def floor_ns(b, s):
+def floor_ns(s):
     """obs's features at their floor on that server: a reader of bytes (a
     timestamped record per read and write with the bytes moved copied in)
     keeping per-socket state, and the loop and log syscall hooks doing
@@ -455,7 +461,7 @@ srow("nginx p99 ratio vs A", "<= 1.4", "<=", 1.4, r3, {b: thr["ng", b]["p99_rati
 def bpf_note(s):
     """B1's least of section 3b's bursts and obs's features at their floor,
     beside section 3's single run."""
-    return f" (3b {fmt_n(floor_min('obsd', s))}, floor {fmt_n(floor_ns('b1', s))})"
+    return f" (3b {fmt_n(floor_min('obsd', s))}, floor {fmt_n(floor_ns(s))})"
 
 
 srow("uvicorn BPF time per request (ns)", "<= 1500", "<=", 1500, fmt_n,
@@ -630,19 +636,17 @@ print("    (scripts/bench/floor.bpf.c; obsd = B1, unfiltered). ns of BPF time pe
 
 def obsd_part(s, names):
     """obsd's ns per request in programs of those names, in its least burst."""
-    bs = floor_bursts("obsd", s)
-    if not bs:
+    best = least_burst("obsd", s)
+    if not best:
         return "n/a"
-    best = min(bs, key=lambda r: r["ns"] / r["req"])
     return fmt_ns(sum(v for n, v in best["per"].items() if n in names) / best["req"])
 
 
 def floor_sys(s):
     """The syscall hooks' share of the least "full" burst."""
-    bs = floor_bursts("full", s)
-    if not bs:
+    best = least_burst("full", s)
+    if not best:
         return "n/a"
-    best = min(bs, key=lambda r: r["ns"] / r["req"])
     return fmt_ns((best["ns"] - best["sock"]) / best["req"])
 
 

@@ -231,14 +231,21 @@ static void ev_out(struct sim *s, struct sconn *c, const char *str)
 	ev_data(s, c, OBS_DIR_OUT, str, strlen(str));
 }
 
-static void ev_state(struct sim *s, struct sconn *c, uint32_t what)
+static void ev_state_as(struct sim *s, struct sconn *c, uint32_t what, uint32_t seq,
+			uint32_t flags)
 {
 	struct obs_ev_state e;
 
 	memset(&e, 0, sizeof(e));
-	hdr(s, &e.h, c, OBS_EV_STATE, ++c->seq);
+	hdr(s, &e.h, c, OBS_EV_STATE, seq);
+	e.h.flags = flags;
 	e.what = what;
 	deliver(s, &e, sizeof(e));
+}
+
+static void ev_state(struct sim *s, struct sconn *c, uint32_t what)
+{
+	ev_state_as(s, c, what, ++c->seq, 0);
 }
 
 static void ev_close(struct sim *s, struct sconn *c)
@@ -259,19 +266,6 @@ static void ev_exit(struct sim *s, uint32_t pid)
 	e.h.pid = pid;
 	e.h.tid = pid;
 	e.exit_code = 9;
-	deliver(s, &e, sizeof(e));
-}
-
-/* The peer's FIN or reset as the kernel writes it: no number of its own, the
- * connection's last one (OBS_HF_UNNUMBERED). */
-static void ev_peer_state(struct sim *s, struct sconn *c, uint32_t what, uint32_t seq)
-{
-	struct obs_ev_state e;
-
-	memset(&e, 0, sizeof(e));
-	hdr(s, &e.h, c, OBS_EV_STATE, seq);
-	e.h.flags = OBS_HF_UNNUMBERED;
-	e.what = what;
 	deliver(s, &e, sizeof(e));
 }
 
@@ -642,11 +636,13 @@ static void test_peer_fin_races_write(void)
 		ev_in(&s, &c, req_a);
 		ev_out(&s, &c, head);
 		if (fin_first) {
-			ev_peer_state(&s, &c, OBS_ST_PEER_FIN, c.seq);
+			/* the peer's FIN as the kernel writes it: unnumbered, the
+			 * connection's last number (obs.h) */
+			ev_state_as(&s, &c, OBS_ST_PEER_FIN, c.seq, OBS_HF_UNNUMBERED);
 			ev_out(&s, &c, "ok");
 		} else {
 			ev_out(&s, &c, "ok");
-			ev_peer_state(&s, &c, OBS_ST_PEER_FIN, c.seq - 1);
+			ev_state_as(&s, &c, OBS_ST_PEER_FIN, c.seq - 1, OBS_HF_UNNUMBERED);
 		}
 		ev_close(&s, &c);
 		conn_table__expire(s.t, s.ts + 1000000000ull);	/* no late RST (fin_held) */
