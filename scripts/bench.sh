@@ -305,7 +305,9 @@ run_B() {	# BIN ROUND: that obsd, unfiltered; then dd with it loaded and idle
 	say "round $i/$PAIRS: ${b^^} ($(label "$b") obsd)"
 	start_obsd "$b"
 	foreign_obs >"$R/wrk/$b-$i.foreign"
-	for s in uv ng; do
+	# uw: uvicorn again, obsd warm (its request and event stores filled by
+	# the first run), the steady state of a long-running obsd
+	for s in uv ng uw; do
 		url=$UV_URL; [ $s = ng ] && url=$NG_URL
 		c0=$(cpu_ticks)
 		wrk "${WRK_ARGS[@]}" "$url" >"$R/wrk/$s-$b-$i.txt" 2>&1 || true

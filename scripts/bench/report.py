@@ -227,6 +227,14 @@ for b in BINS:
             if t is not None and w and w["requests"]:
                 xs.append(t / w["requests"] * 1e6)
         cpu[b, key] = xs
+# uw: a second uvicorn run, obsd warm (section 4 only)
+for b in BINS:
+    xs = []
+    for i in ROUNDS:
+        t, w = ticks("cpu", f"uw-{b}-{i}.txt"), wrk("wrk", f"uw-{b}-{i}.txt")
+        if t is not None and w and w["requests"]:
+            xs.append(t / w["requests"] * 1e6)
+    cpu[b, "uw"] = xs
 
 
 # ---- kernel cost: bpf_stats ----
@@ -485,6 +493,8 @@ srow("obsd CPU per request, uvicorn (us)", "<= 1.0", "<=", 1.0, lambda x: f"{x:.
      {b: med(cpu[b, "uv"]) for b in BINS})
 srow("obsd CPU per request, nginx (us)", "<= 1.0", "<=", 1.0, lambda x: f"{x:.2f}",
      {b: med(cpu[b, "ng"]) for b in BINS})
+srow("obsd CPU per request, uvicorn, obsd warm (us)", "-", None, None, lambda x: f"{x:.2f}",
+     {b: med(cpu[b, "uw"]) for b in BINS})
 srow("instructions per request, ab recording", "-", None, None, fmt_n, {b: cg[b]["ipr"] for b in BINS})
 srow("instructions per keep-alive request", "<= 6000", "<=", 6000, fmt_n, {b: cg[b]["ipr_ka"] for b in BINS})
 dd_notes = "; ".join(x for x in (
@@ -684,13 +694,16 @@ print()
 
 # ---- 4. userspace cost ----
 print("4. Userspace cost")
-table([[f"obsd CPU per request, {SNAME[k].split()[0]} (median)"] + [
-    f"{med(cpu[b, k]):.2f} us" if cpu[b, k] else "n/a" for b in BINS] for k, _ in SERVERS],
+CPU_RUNS = SERVERS + [("uw", "uvicorn, warm")]
+table([[f"obsd CPU per request, {SNAME[k].split()[0] if k in SNAME else 'uvicorn, warm'} (median)"] + [
+    f"{med(cpu[b, k]):.2f} us" if cpu[b, k] else "n/a" for b in BINS] for k, _ in CPU_RUNS],
     head=[COND[b] for b in BINS])
 for b in BINS:
-    for key, name in SERVERS:
+    for key, name in CPU_RUNS:
         print(f"     {b.upper()} {name:<17} per run (us): {', '.join(f'{x:.2f}' for x in cpu[b, key])}")
-print("   (utime+stime from /proc/<obsd>/stat over each wrk run of section 1 / requests wrk completed)")
+print("   (utime+stime from /proc/<obsd>/stat over each wrk run of section 1 / requests wrk completed.")
+print("    obsd starts afresh each round: its first run (uvicorn) fills its stores of recent requests")
+print("    and events, which later runs reuse. 'warm' is uvicorn again after nginx, the steady state)")
 print()
 print(f"   callgrind on `obsd --replay` of a recording made by the same binary ({params.get('ab')}")
 print("   against uvicorn, and the same count of HTTP/1.1 keep-alive requests over 8 connections,")
