@@ -6,7 +6,8 @@
 # the current build/obsd.
 #   1. throughput / latency: interleaved rounds of A (no obsd), C (the same app
 #      wrapped in an in-process prometheus_client middleware, no obsd), B0
-#      (baseline obsd), B1 (current obsd); wrk
+#      (baseline obsd), B1 (current obsd), F (obs's features at their floor,
+#      section 3b's "full"); wrk
 #   2. node-wide tax on a process that uses no socket: dd bs=64 timed bare,
 #      with each obsd loaded and idle, with the syscall tracepoints doing
 #      nothing (the floor), and with the current obsd before it has attached
@@ -282,6 +283,12 @@ time_dd() {	# OUT: wall microseconds of the dd
 	echo $(( (e - s) / 1000 )) >"$1"
 }
 
+# "full" (3b, and F in section 1): the reader with socket state plus the syscall
+# hooks obsd has attached here (a Python loop is on the node), doing nothing:
+# obs's features at their floor
+FLOOR_SYS=f_sys_write,f_sys_epoll_enter,f_sys_epoll_exit,f_sys_epoll_penter,f_sys_epoll_pexit
+ng_worker=$(pgrep -P "$nginx_pid" | head -1)
+
 say "warm-up"
 wrk -t1 -c16 -d2s "$UV_URL" >/dev/null
 wrk -t1 -c16 -d2s "$PROM_URL" >/dev/null
@@ -326,16 +333,27 @@ run_B() {	# BIN ROUND: that obsd, unfiltered; then dd with it loaded and idle
 # run in a PID namespace of its own, its start-up scan sees no process, and it
 # is asked nothing over HTTP (it would take its own API connection for a
 # server's). Both without wrk, interleaved with A.
-run_F() {	# ROUND
-	local fl
-	say "round $1/$PAIRS: F (dd, syscall tracepoints doing nothing)"
-	"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" \
-		f_sys_write,f_sys_epoll_enter,f_sys_epoll_exit,f_sys_epoll_penter,f_sys_epoll_pexit 1 \
-		>"$R/dd/F-$1.floor" 2>"$R/dd/F-$1.log" &
+# F also runs wrk against each server with obs's features at their floor
+# loaded (as in section 3b, acting on that server): the throughput and p99 no
+# observer with those features can beat.
+floor_up() {	# PROGS PID LOG: start bench-floor, wait until attached
+	"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" "$1" "$2" >"${3%.log}.floor" 2>"$3" &
 	fl=$!
 	pids+=("$fl")
-	for _ in $(seq 100); do grep -q attached "$R/dd/F-$1.log" && break; sleep 0.1; done
-	grep -q attached "$R/dd/F-$1.log" || die "bench-floor did not attach: $(cat "$R/dd/F-$1.log")"
+	for _ in $(seq 100); do grep -q attached "$3" && break; sleep 0.1; done
+	grep -q attached "$3" || die "bench-floor did not attach: $(cat "$3")"
+}
+run_F() {	# ROUND
+	local fl s url target
+	say "round $1/$PAIRS: F (obs's features at their floor: uvicorn, nginx; then dd, syscall tracepoints doing nothing)"
+	for s in uv ng; do
+		url=$UV_URL target=$uv1
+		[ "$s" = ng ] && url=$NG_URL && target=$ng_worker
+		floor_up "f_recv_state,f_send_state,$FLOOR_SYS" "$target" "$R/wrk/$s-F-$1.log"
+		wrk "${WRK_ARGS[@]}" "$url" >"$R/wrk/$s-F-$1.txt" 2>&1 || true
+		stop_pid "$fl"
+	done
+	floor_up "$FLOOR_SYS" 1 "$R/dd/F-$1.log"
 	time_dd "$R/dd/F-$1.txt"
 	stop_pid "$fl"
 }
@@ -426,10 +444,6 @@ done
 # interleaved, the least of each taken (host noise only ever adds) ----
 mkdir -p "$R/floor"
 FLOOR_BURSTS=3
-# "full": the reader with socket state plus the syscall hooks obsd has attached here
-# (a Python loop is on the node), doing nothing: obs's features at their floor
-FLOOR_SYS=f_sys_write,f_sys_epoll_enter,f_sys_epoll_exit,f_sys_epoll_penter,f_sys_epoll_pexit
-ng_worker=$(pgrep -P "$nginx_pid" | head -1)
 floor_burst() {	# KIND SERVER ROUND: one 2 s wrk burst with that KIND loaded
 	local kind=$1 s=$2 k=$3 url=$UV_URL target=$uv1 d=$R/floor/$1-$2-$3 fl
 	[ "$s" = ng ] && url=$NG_URL && target=$ng_worker
