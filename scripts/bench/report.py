@@ -220,24 +220,22 @@ def ticks(*p):
 dd_cpu = {b: med([ticks("cpu", f"dd-{b}-{i}.txt") for i in ROUNDS]) for b in BINS}
 
 # ---- userspace CPU per request ----
+def cpu_runs(b, key, results):
+    """obsd's CPU per request (us) in each run of key (wrk results by round)."""
+    xs = []
+    for i, w in zip(ROUNDS, results):
+        t = ticks("cpu", f"{key}-{b}-{i}.txt")
+        if t is not None and w and w["requests"]:
+            xs.append(t / w["requests"] * 1e6)
+    return xs
+
+
 cpu = {}
 for b in BINS:
     for key, _ in SERVERS:
-        xs = []
-        for i in ROUNDS:
-            t = ticks("cpu", f"{key}-{b}-{i}.txt")
-            w = runs[key, b][i - 1]
-            if t is not None and w and w["requests"]:
-                xs.append(t / w["requests"] * 1e6)
-        cpu[b, key] = xs
-# uw: a second uvicorn run, obsd warm (section 4 only)
-for b in BINS:
-    xs = []
-    for i in ROUNDS:
-        t, w = ticks("cpu", f"uw-{b}-{i}.txt"), wrk("wrk", f"uw-{b}-{i}.txt")
-        if t is not None and w and w["requests"]:
-            xs.append(t / w["requests"] * 1e6)
-    cpu[b, "uw"] = xs
+        cpu[b, key] = cpu_runs(b, key, runs[key, b])
+    # uw: a second uvicorn run, obsd warm (section 4 only)
+    cpu[b, "uw"] = cpu_runs(b, "uw", [wrk("wrk", f"uw-{b}-{i}.txt") for i in ROUNDS])
 
 
 # ---- kernel cost: bpf_stats ----
