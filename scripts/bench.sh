@@ -336,12 +336,14 @@ run_B() {	# BIN ROUND: that obsd, unfiltered; then dd with it loaded and idle
 # F also runs wrk against each server with obs's features at their floor
 # loaded (as in section 3b, acting on that server): the throughput and p99 no
 # observer with those features can beat.
-floor_up() {	# PROGS PID LOG: start bench-floor, wait until attached
-	"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" "$1" "$2" >"${3%.log}.floor" 2>"$3" &
+floor_up() {	# PROGS PID OUT: start bench-floor (its log: OUT with .log), wait until
+		# attached; sets fl to its pid
+	local log=${3%.*}.log
+	"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" "$1" "$2" >"$3" 2>"$log" &
 	fl=$!
 	pids+=("$fl")
-	for _ in $(seq 100); do grep -q attached "$3" && break; sleep 0.1; done
-	grep -q attached "$3" || die "bench-floor did not attach: $(cat "$3")"
+	for _ in $(seq 100); do grep -q attached "$log" && break; sleep 0.1; done
+	grep -q attached "$log" || die "bench-floor did not attach: $(cat "$log")"
 }
 run_F() {	# ROUND
 	local fl s url target
@@ -349,11 +351,11 @@ run_F() {	# ROUND
 	for s in uv ng; do
 		url=$UV_URL target=$uv1
 		[ "$s" = ng ] && url=$NG_URL && target=$ng_worker
-		floor_up "f_recv_state,f_send_state,$FLOOR_SYS" "$target" "$R/wrk/$s-F-$1.log"
+		floor_up "f_recv_state,f_send_state,$FLOOR_SYS" "$target" "$R/wrk/$s-F-$1.floor"
 		wrk "${WRK_ARGS[@]}" "$url" >"$R/wrk/$s-F-$1.txt" 2>&1 || true
 		stop_pid "$fl"
 	done
-	floor_up "$FLOOR_SYS" 1 "$R/dd/F-$1.log"
+	floor_up "$FLOOR_SYS" 1 "$R/dd/F-$1.floor"
 	time_dd "$R/dd/F-$1.txt"
 	stop_pid "$fl"
 }
@@ -459,11 +461,7 @@ floor_burst() {	# KIND SERVER ROUND: one 2 s wrk burst with that KIND loaded
 	fi
 	progs=f_recv_$kind,f_send_$kind
 	[ "$kind" = full ] && progs=f_recv_state,f_send_state,$FLOOR_SYS
-	"$ROOT/build/bench-floor" "$ROOT/build/floor.bpf.o" "$progs" "$target" \
-		>"$d/floor.txt" 2>"$d/floor.log" &
-	fl=$!
-	pids+=("$fl")
-	sleep 0.3
+	floor_up "$progs" "$target" "$d/floor.txt"
 	wrk -t1 -c16 -d2s "$url" >"$d/wrk.txt" 2>&1 || true
 	stop_pid "$fl"
 }

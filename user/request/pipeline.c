@@ -76,7 +76,8 @@ struct pipeline {
 	uint64_t ticks;
 	uint64_t last_consume_ns;
 	uint64_t last_expire_ns;	/* holds and timeouts last run (CLOCK_MONOTONIC) */
-	uint64_t chunk_ns;		/* CLOCK_MONOTONIC at the current drain chunk's start */
+	uint64_t chunk_ns;		/* CLOCK_MONOTONIC at the current drain chunk's start
+					   (replay: the record's time) */
 	unsigned chunk_n;		/* records of the current drain chunk */
 	uint64_t kc[OBS_C_MAX];
 };
@@ -675,9 +676,7 @@ long pipeline__replay(struct pipeline *p)
 			pr_warn("pipeline: replay: truncated or corrupt record %ld", n);
 			break;
 		}
-		p->replay_now = ((struct obs_ev_hdr *)rec)->ts_ns;
-		if (n % RING_CHUNK == 0)
-			p->chunk_ns = mono_ns();
+		p->replay_now = p->chunk_ns = ((struct obs_ev_hdr *)rec)->ts_ns;
 		on_ring(p, rec, sz);
 		if (++n % 256 == 0) {	/* what the 50 ms drain cadence does live */
 			conn_table__expire(p->ct, p->replay_now);

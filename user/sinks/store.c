@@ -17,10 +17,8 @@ struct slot {
 /* Slots are first carved from blocks of this size: filling a ring does not
  * malloc each slot, and freeing it frees a block at a time. A block is
  * mapped with its pages present: one system call instead of a page fault per
- * 4 KB. obsd's rings first fill in ~1,000 faults, and in a VM each costs tens
- * of microseconds: 0.14 us per request over the first 3 s of uvicorn at 30k
- * requests/s, 0.96 instead of 1.10 with the drain-chunk clock (pipeline.c;
- * docs/bench.md, sixth round). */
+ * 4 KB. obsd's rings first fill in ~1,000 faults, each tens of microseconds
+ * in a VM (docs/bench.md, sixth round). */
 #define SLOT_BLOCK	(256 * 1024)
 #define SLOT_ROUND	64	/* slot sizes are multiples of this: reuse is likely */
 
