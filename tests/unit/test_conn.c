@@ -1446,9 +1446,9 @@ static void test_sweep(void)
 	ev_in(&s, &c, req_a);
 	conn_table__sweep(s.t, s.ts + 1, always_alive, NULL);
 	CHECK_U(conn_table__active(s.t), 1);
-	conn_table__sweep(s.t, s.ts, never_alive, NULL);	/* not idle long enough */
+	conn_table__sweep(s.t, s.ts - 1, never_alive, NULL);	/* not idle long enough */
 	CHECK_U(conn_table__active(s.t), 1);
-	conn_table__sweep(s.t, s.ts + 1, never_alive, NULL);
+	conn_table__sweep(s.t, s.ts, never_alive, NULL);
 	CHECK_U(conn_table__active(s.t), 0);
 	if (CHECK(done(0))) {
 		CHECK_U(done(0)->outcome, REC_FAILED);

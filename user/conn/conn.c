@@ -1310,7 +1310,7 @@ void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
 
 		for (; c; c = next) {
 			next = c->next;
-			if (c->last_ns < idle_before_ns && !alive(ctx, c->pid, c->fd, c->ino, c->id))
+			if (c->last_ns <= idle_before_ns && !alive(ctx, c->pid, c->fd, c->ino, c->id))
 				conn_close(t, c, close_reason(c));
 		}
 	}

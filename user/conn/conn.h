@@ -115,9 +115,10 @@ void conn_table__event(struct conn_table *t, const void *data, size_t size);
 void conn_table__expire(struct conn_table *t, uint64_t now_ns);
 
 /*
- * Close connections idle since before idle_before_ns (CLOCK_MONOTONIC) for which
- * alive(pid, fd, ino, conn_id) says the socket is gone (its close was
- * lost). Pending requests fail with "server_closed".
+ * Close connections whose last event is at or before idle_before_ns
+ * (CLOCK_MONOTONIC; UINT64_MAX: every one) for which alive(pid, fd, ino,
+ * conn_id) says the socket is gone (its close was lost). Pending requests
+ * fail with "server_closed".
  */
 void conn_table__sweep(struct conn_table *t, uint64_t idle_before_ns,
 		       bool (*alive)(void *ctx, uint32_t pid, uint32_t fd, uint64_t ino,
