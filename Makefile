@@ -82,7 +82,7 @@ $(OUT)/obsctl: $(CTL_OBJS) $(OUT)/libobs.a
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lncursesw -ljson-c -o $@
 
 # Unit tests: each tests/unit/test_X.c links the pure modules, under ASan+UBSan.
-UNIT_SRCS := $(addprefix user/,base/lhist.c base/json.c base/ids.c base/log.c base/cgroup.c base/pace.c \
+UNIT_SRCS := $(addprefix user/,base/lhist.c base/json.c base/ids.c base/log.c base/cgroup.c \
 	     proto/http1.c proto/h2.c conn/conn.c conn/record.c \
 	     request/errors.c request/logs.c request/events.c request/span.c request/sampler.c \
 	     request/trust.c request/service.c request/route.c request/client.c request/client_span.c \

@@ -91,7 +91,6 @@ struct daemon {
 	struct api *api;
 	uint64_t start_ns;
 	uint64_t last_consume_ns;	/* CLOCK_MONOTONIC of the last ring drain (/ready) */
-	bool pace;			/* OBS_SCHED=paced: the drain yields harder (base/pace.h) */
 	const char *listen;
 	struct pipeline_opts popts;
 	struct sampler sampler;
@@ -637,14 +636,11 @@ static void *load_thread(void *arg)
 static int adopt_pipeline(struct daemon *d, int ep)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 1 };
-	int err;
 
 	pthread_join(d->loader, NULL);
 	if (!d->loaded)
 		return -d->load_err;
 	d->p = d->loaded;
-	if (d->pace && (err = pipeline__pace(d->p)))	/* this thread drains */
-		pr_info("obsd: the ring's drain keeps a fair share of the CPU: %s", strerror(-err));
 	epoll_ctl(ep, EPOLL_CTL_ADD, pipeline__fd(d->p), &ev);
 	pipeline__tick(d->p);
 	d->last_consume_ns = mono_ns();
@@ -1019,27 +1015,21 @@ static int resolve_logs_endpoint(struct daemon *d)
 
 /*
  * obsd yields to the servers it observes: as SCHED_BATCH its wakeups never
- * preempt a running server (the ring buffer absorbs the wait). By default
- * (OBS_SCHED=paced) the thread that drains the ring also runs at nice 19 with
- * a short slice while the ring has room, and at its fair share once it fills
- * (base/pace.h), so nothing is lost. OBS_SCHED=batch keeps the fair share all
- * along; OBS_SCHED=normal keeps the default policy; OBS_SCHED=idle runs only
- * on an idle CPU. True when the draining thread is to be paced.
+ * preempt a running server (the ring buffer absorbs the wait), while it keeps
+ * its fair share of the CPU under load, so nothing is lost. OBS_SCHED=normal
+ * keeps the default policy; OBS_SCHED=idle runs only on an idle CPU.
  */
-static bool yield_to_servers(void)
+static void yield_to_servers(void)
 {
-	const char *want = getenv("OBS_SCHED") ?: "paced";
+	const char *want = getenv("OBS_SCHED") ?: "batch";
 	struct sched_param sp = { 0 };
 	int policy;
 
 	if (!strcmp(want, "normal"))
-		return false;
+		return;
 	policy = !strcmp(want, "idle") ? SCHED_IDLE : SCHED_BATCH;
-	if (sched_setscheduler(0, policy, &sp)) {
+	if (sched_setscheduler(0, policy, &sp))
 		pr_warn("obsd: cannot set scheduling policy %s: %s", want, strerror(errno));
-		return false;
-	}
-	return !strcmp(want, "paced");
 }
 
 /* The sinks, in the order they see each event (sink.h). 0, or the exit code. */
@@ -1163,7 +1153,7 @@ int main(int argc, char **argv)
 		err = 0;
 		goto out;
 	}
-	d.pace = yield_to_servers();	/* before any thread starts: they inherit it */
+	yield_to_servers();	/* before any thread starts: they inherit it */
 	if (d.route_cap)
 		routes__with_cap(d.rt, d.route_cap);
 	sigaction(SIGINT, &sa, NULL);

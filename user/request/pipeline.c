@@ -11,7 +11,6 @@
 #include "base/clock.h"
 #include "base/ids.h"
 #include "base/log.h"
-#include "base/pace.h"
 #include "base/pack.h"
 #include "request/pipeline.h"
 #include "request/route.h"
@@ -45,7 +44,6 @@ struct pipeline {
 	struct cgroup_cache *cgroups;
 	uint64_t traceparent_invalid;
 	double fill, fill_peak;
-	struct pace pace;		/* the draining thread's share of the CPU */
 	struct proc procs[MAX_PROCS];	/* small unordered set */
 	size_t n_procs;
 	struct errors *errs;
@@ -513,11 +511,6 @@ int pipeline__fd(const struct pipeline *p)
 	return p->rb ? ring_buffer__epoll_fd(p->rb) : -1;
 }
 
-int pipeline__pace(struct pipeline *p)
-{
-	return p->rb ? pace__start(&p->pace) : -EINVAL;
-}
-
 #define EXPIRE_EVERY_NS	(50ull * 1000000ull)
 
 int pipeline__consume(struct pipeline *p)
@@ -533,7 +526,6 @@ int pipeline__consume(struct pipeline *p)
 	p->fill = loader__ringbuf_fill(p->l);
 	if (p->fill > p->fill_peak)
 		p->fill_peak = p->fill;
-	pace__fill(&p->pace, p->fill);
 	now = mono_ns();
 	for (uint64_t slice = now;;) {	/* RING_CHUNK records at a time */
 		p->chunk_n = 0;
@@ -820,7 +812,6 @@ int pipeline__snapshot(struct pipeline *p, struct pipeline_stats *st)
 			  p->kc[OBS_C_LOST_ARGS_FULL] + p->kc[OBS_C_LOST_TARGETS_FULL];
 	st->fill = p->fill;
 	st->fill_peak = p->fill_peak;
-	st->drain_raised = p->pace.raises;
 	st->last_consume_ns = p->last_consume_ns;
 	st->traceparent_invalid = p->traceparent_invalid;
 	st->errors = *errors__stats(p->errs);

@@ -48,10 +48,6 @@ int pipeline__fd(const struct pipeline *p);
 /* Drain the ring buffer now. Returns records consumed or -errno. */
 int pipeline__consume(struct pipeline *p);
 
-/* The calling thread, the one that drains, yields harder while the ring has
- * room (base/pace.h). 0, or -errno: it keeps its policy's fair share. */
-int pipeline__pace(struct pipeline *p);
-
 /* Housekeeping, call about once a second: kernel counters, stale connections. */
 void pipeline__tick(struct pipeline *p);
 

@@ -152,9 +152,6 @@ void pipeline_stats__counters(const struct pipeline_stats *st, struct counter_vi
 	counter_ratio(v, st->fill);
 	counter_family(v, "obs_ringbuf_fill_peak_ratio", "gauge", "Highest ring buffer fill seen");
 	counter_ratio(v, st->fill_peak);
-	counter_family(v, "obs_drain_raised_total", "counter",
-		       "Times the ring's fill gave obsd's drain its fair share of the CPU back");
-	counter_u64(v, st->drain_raised, NULL, NULL, NULL, NULL);
 	counter_family(v, "obs_routes_collapsed_total", "counter",
 		       "Paths reported as the overflow route because the service hit its route cap");
 	counter_none(v);	/* announced even before any service has a route table */

@@ -56,7 +56,6 @@ struct pipeline_stats {
 	uint64_t events_lost;			/* all reasons (ring full, tables full) */
 	double fill, fill_peak;			/* ring-buffer fill before the last drain, peak */
 	uint64_t last_consume_ns;		/* CLOCK_MONOTONIC of the last drain */
-	uint64_t drain_raised;			/* times pacing gave the drain its fair share */
 	uint64_t traceparent_invalid;		/* present but invalid: ignored */
 	struct err_stats errors;
 	struct log_stats logs;
