@@ -709,9 +709,9 @@ print()
 
 # ---- 4. userspace cost ----
 print("4. Userspace cost")
-CPU_RUNS = SERVERS + [("uw", "uvicorn, warm")]
-table([[f"obsd CPU per request, {SNAME[k].split()[0] if k in SNAME else 'uvicorn, warm'} (median)"] + [
-    f"{med(cpu[b, k]):.2f} us" if cpu[b, k] else "n/a" for b in BINS] for k, _ in CPU_RUNS],
+CPU_RUNS = [("uv", "uvicorn"), ("ng", "nginx"), ("uw", "uvicorn, warm")]
+table([[f"obsd CPU per request, {name} (median)"] + [
+    f"{med(cpu[b, k]):.2f} us" if cpu[b, k] else "n/a" for b in BINS] for k, name in CPU_RUNS],
     head=[COND[b] for b in BINS])
 for b in BINS:
     for key, name in CPU_RUNS:
