@@ -10,8 +10,9 @@
 #      section 3b's "full"); wrk
 #   2. node-wide tax on a process that uses no socket: dd bs=64 timed bare,
 #      with each obsd loaded and idle, with the syscall tracepoints doing
-#      nothing (the floor), and with the current obsd before it has attached
-#      them (a node with no Python process), in the same rounds
+#      nothing (the floor), with the current obsd before it has attached
+#      them (a node with no Python process) and with the current obsd run
+#      with --syscall-hooks off, in the same rounds
 #   3. kernel cost: BPF run time and program runs per request (bpf_stats),
 #      TCP uvicorn, nginx and a UNIX-socket uvicorn
 #   3b. the kernel's floor: obsd's socket hooks next to a minimal observer (a
@@ -376,8 +377,16 @@ run_L() {	# ROUND
 	# attached meanwhile (a Python start elsewhere on the node): the report says so
 	grep -c "tracepoints attached" "$log" >"$R/dd/L-$1.attached" || true
 }
+# H: dd with the current obsd run with --syscall-hooks off, the servers on
+# the node (it attaches no syscall tracepoint, whatever runs).
+run_H() {	# ROUND
+	say "round $1/$PAIRS: H (dd, current obsd with --syscall-hooks off)"
+	start_obsd b1 --syscall-hooks off
+	time_dd "$R/dd/H-$1.txt"
+	stop_obsd
+}
 order=(A C "${BINS[@]}" F)
-[[ " ${BINS[*]} " == *" b1 "* ]] && order+=(L)
+[[ " ${BINS[*]} " == *" b1 "* ]] && order+=(L H)
 for i in $(seq "$PAIRS"); do
 	seq_=("${order[@]}")
 	if [ $((i % 2)) -eq 0 ]; then
@@ -391,6 +400,7 @@ for i in $(seq "$PAIRS"); do
 		C) run_C "$i" ;;
 		F) run_F "$i" ;;
 		L) run_L "$i" ;;
+		H) run_H "$i" ;;
 		*) run_B "$c" "$i" ;;
 		esac
 	done

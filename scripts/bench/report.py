@@ -11,9 +11,10 @@ baseline revision, absent with BENCH_BASELINE=none) or b1 (current build/obsd):
   wrk/{A,C,<b>}-<i>.foreign    other sessions' obs instances loaded at that run
   wrk/order-<i>                the order of round i's runs
   cpu/{uv,ng,dd}-<b>-<i>.txt   obsd utime+stime ticks before and after the run
-  dd/{A,<b>,F,L}-<i>.txt       wall microseconds of the dd of round i (F: the syscall
+  dd/{A,<b>,F,L,H}-<i>.txt     wall microseconds of the dd of round i (F: the syscall
                                tracepoints doing nothing; L: the current obsd before
-                               it attached them; L-<i>.attached: 1 if it did meanwhile)
+                               it attached them; L-<i>.attached: 1 if it did meanwhile;
+                               H: the current obsd with --syscall-hooks off)
   prom/metrics.txt             the middleware app's /metrics after the rounds
   bpf/<b>/ids                  that obsd's program ids
   bpf/<b>/{uv,ng,ux,ut}-{before,after}.json, -metrics-{before,after}.txt
@@ -206,7 +207,7 @@ def dd_s(c, i):
 
 # F: the syscall tracepoints doing nothing; L: the current obsd before it
 # attached them (no Python process or HTTP server seen)
-DD_EXTRA = [c for c in ("F", "L") if any(dd_s(c, i) for i in ROUNDS)]
+DD_EXTRA = [c for c in ("F", "L", "H") if any(dd_s(c, i) for i in ROUNDS)]
 dd = {c: [dd_s(c, i) for i in ROUNDS] for c in ["A"] + BINS + DD_EXTRA}
 dd_ratio = {b: med([ratio(y, x) for x, y in zip(dd["A"], dd[b]) if x and y]) for b in BINS + DD_EXTRA}
 dd_l_attached = sum(int((read("dd", f"L-{i}.attached") or "0").strip() or 0) for i in ROUNDS)
@@ -510,7 +511,8 @@ srow("instructions per request, ab recording", "-", None, None, fmt_n, {b: cg[b]
 srow("instructions per keep-alive request", "<= 6000", "<=", 6000, fmt_n, {b: cg[b]["ipr_ka"] for b in BINS})
 dd_notes = "; ".join(x for x in (
     f"floor {fmt_n3(dd_ratio['F'])}" if "F" in DD_EXTRA else "",
-    f"no Python on the node {fmt_n3(dd_ratio['L'])}" if "L" in DD_EXTRA else "") if x)
+    f"no Python on the node {fmt_n3(dd_ratio['L'])}" if "L" in DD_EXTRA else "",
+    f"syscall-hooks off {fmt_n3(dd_ratio['H'])}" if "H" in DD_EXTRA else "") if x)
 srow("dd (no socket) wall time ratio vs bare", "<= 1.05", "<=", 1.05, r3, {b: dd_ratio[b] for b in BINS},
      notes={"b1": f" ({dd_notes})"} if dd_notes else None)
 if IDLE_N == TARGET_CONNS:
@@ -585,13 +587,16 @@ if "L" in DD_EXTRA:
     print("   L = the current obsd where it has not attached them, as on a node with no Python process and")
     print("       no HTTP server (in a PID namespace of its own: its start-up scan sees no process)"
           + (f"; attached meanwhile in {dd_l_attached} round(s)" if dd_l_attached else ""))
+if "H" in DD_EXTRA:
+    print("   H = the current obsd run with --syscall-hooks off, the servers on the node: no syscall")
+    print("       tracepoint is loaded (no log lines, no event-loop timing; docs/deploy.md)")
 cs = ["A"] + BINS + DD_EXTRA
 table([
     ["wall time (median)"] + [f"{med(dd[c]):.3f} s" if med(dd[c]) else "n/a" for c in cs],
     ["  ratio vs bare (median of per-round ratios)"] + ["-"] + [fmt_ratio(dd_ratio[b]) for b in BINS + DD_EXTRA],
     ["obsd CPU during the dd (median)"] + ["-"] + [
         f"{dd_cpu[b] * 1000:.0f} ms" if dd_cpu[b] is not None else "n/a" for b in BINS] + ["-"] * len(DD_EXTRA),
-], head=["bare"] + [COND[b] for b in BINS] + [{"F": "floor (F)", "L": "B1, no Python (L)"}[c] for c in DD_EXTRA])
+], head=["bare"] + [COND[b] for b in BINS] + [{"F": "floor (F)", "L": "B1, no Python (L)", "H": "B1, hooks off (H)"}[c] for c in DD_EXTRA])
 for c in cs:
     print(f"     {c.upper():<2} every run (s): {', '.join(f'{x:.3f}' if x else 'n/a' for x in dd[c])}")
 print()

@@ -210,3 +210,56 @@ def test_syscall_hooks_attached_at_first_http_server(tmp_path):
         harness.kill_group(ng)
         if d is not None:
             d.stop()
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_syscall_hooks_mode(mode, tmp_path, obsd_factory):
+    """--syscall-hooks off: with a Python server on the node (which makes
+    auto attach them at start) obsd loads no syscall tracepoint at all, so no
+    syscall of any process takes the kernel's tracing path; it still sees
+    every request exactly, and has neither the server's log lines nor its
+    event-loop timing. auto, the same server and requests: it has both (the
+    two checks of off can fail)."""
+    server = harness.Server("uvicorn-h11", tmp_path).start()   # writes an access line per request
+    try:
+        d = obsd_factory("--port", str(server.port), "--syscall-hooks", mode,
+                         name=f"obsd-hooks-{mode}")
+        progs = harness.bpf_progs_held(d.proc.pid)
+        hooks = set(SYS_HOOKS) | {"enter_close"}
+        if mode == "auto" and "no tracefs" in d.output():
+            pytest.skip("no tracefs: syscall tracepoints are not loaded")
+        paths = ["/text", "/json", f"/users/{harness.uniq()}", "/block", "/nope"]
+        want = sorted(zip(paths, [200, 200, 200, 200, 404]))
+        for p in paths:
+            c = http.client.HTTPConnection(HOST, server.port, timeout=10)
+            c.request("GET", p)
+            r = c.getresponse()
+            r.read()
+            c.close()
+            assert r.status == dict(want)[p], f"GET {p} -> {r.status}"
+        recs = harness.wait_records(d.requests, server.pids, len(paths))
+        got = sorted((r["path"], r["status"]) for r in recs)
+        assert got == want, f"--syscall-hooks {mode}: {got} != {want}\n{d.output()}"
+
+        def lines():
+            return [l for l in d.get_json("/api/logs?limit=100000")["logs"]
+                    if l.get("pid") in server.pids() and "GET /text" in l.get("body", "")]
+
+        def blocked():
+            return [b for b in d.get_json("/api/loops?limit=100")["blocked"] if b["pid"] in server.pids()]
+
+        if mode == "off":
+            assert not hooks & set(progs), f"syscall tracepoints loaded with off: {sorted(hooks & set(progs))}"
+            assert "syscall-hooks off" in d.output(), d.output()
+            time.sleep(1.0)   # what auto has by now (below), off must not have
+            assert not lines() and not blocked(), f"off: log lines {lines()}, blocked loops {blocked()}"
+        else:
+            assert hooks <= set(progs), f"programs held by obsd: {sorted(progs)}"
+            assert all(harness.bpf_links_of(progs[h]) for h in SYS_HOOKS), \
+                f"auto with a Python server on the node: not all of {SYS_HOOKS} attached\n{d.output()}"
+            deadline = time.monotonic() + 10
+            while not (lines() and blocked()) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert lines() and blocked(), f"auto: log lines {lines()}, blocked loops {blocked()}\n{d.output()}"
+    finally:
+        server.stop()

@@ -114,7 +114,8 @@ static const char valid[] =
 	"metrics-temporality: delta\n"					/* 36 */
 	"otlp-logs-endpoint: http://otel-collector:4318/v1/logs\n"	/* 37 */
 	"logs-exporter: otlp\n"					/* 38 */
-	"queue-time: true\n";						/* 39 */
+	"queue-time: true\n"						/* 39 */
+	"syscall-hooks: off\n";					/* 40 */
 
 static const struct call valid_calls[] = {
 	{ "listen", "0.0.0.0:9464", 2 },
@@ -156,6 +157,7 @@ static const struct call valid_calls[] = {
 	{ "otlp-logs-endpoint", "http://otel-collector:4318/v1/logs", 37 },
 	{ "logs-exporter", "otlp", 38 },
 	{ "queue-time", "true", 39 },
+	{ "syscall-hooks", "off", 40 },
 };
 
 static void test_valid(void)

@@ -304,7 +304,9 @@ static int configure(struct loader *l, const struct obs_filter *f)
 	ro->queue_time = f->queue_time && raw_tp_exists("sk_data_ready");
 	if (!ro->queue_time)
 		bpf_program__set_autoload(skel->progs.data_ready, false);
-	l->tracefs = have_tracefs();
+	if (f->no_syscall_hooks)
+		pr_info("loader: syscall-hooks off: log lines, event-loop timing and prompt close of UNIX connections are off, and no syscall on the node takes the tracing path");
+	l->tracefs = !f->no_syscall_hooks && have_tracefs();
 	ro->track_fds = l->tracefs;
 	/* Attached by loader__lazy_hooks when wanted: while one syscall
 	 * tracepoint is attached every syscall on the node pays (docs/bench.md).

@@ -25,6 +25,7 @@ struct obs_filter {
 	uint32_t cap_bytes;		/* bytes captured per syscall, <= OBS_CAP_MAX */
 	uint64_t loop_block_ns;		/* event-loop iterations this long are "blocked" */
 	bool queue_time;		/* --queue-time: time how long requests waited in the socket */
+	bool no_syscall_hooks;		/* --syscall-hooks off: never attach a syscall tracepoint */
 };
 
 struct loader;

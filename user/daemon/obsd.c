@@ -854,6 +854,11 @@ static int parse_opt(struct daemon *d, int o, const char *arg)
 	case OPT_QUEUE_TIME:
 		d->popts.filter.queue_time = true;
 		return 0;
+	case OPT_SYSCALL_HOOKS:
+		if (strcmp(arg, "auto") && strcmp(arg, "off"))
+			return -EINVAL;
+		d->popts.filter.no_syscall_hooks = !strcmp(arg, "off");
+		return 0;
 	case OPT_RECORD:
 		d->popts.record_path = arg;
 		return 0;

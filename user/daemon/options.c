@@ -92,6 +92,11 @@ const struct option_def options[] = {
 	{ "queue-time", OPT_QUEUE_TIME, NULL, CONFIG_FLAG, {},
 	  "time how long requests waited in the socket (queue_us); costs\n"
 	  "~0.5 us of kernel time per request (docs/bench.md)" },
+	{ "syscall-hooks", OPT_SYSCALL_HOOKS, "MODE", CONFIG_VALUE, {},
+	  "auto (default): log lines, event-loop timing and prompt\n"
+	  "close of UNIX connections from syscall tracepoints, which\n"
+	  "slow every syscall on the node a little; off: none of them\n"
+	  "(docs/deploy.md)" },
 	{ "record", OPT_RECORD, "FILE", CONFIG_NONE, {},
 	  "also write every kernel record to FILE (for --replay)" },
 	{ "replay", OPT_REPLAY, "FILE", CONFIG_NONE, {},
