@@ -206,7 +206,8 @@ def dd_s(c, i):
 
 
 # F: the syscall tracepoints doing nothing; L: the current obsd before it
-# attached them (no Python process or HTTP server seen)
+# attached them (no Python process or HTTP server seen); H: the current obsd
+# with --syscall-hooks off
 DD_EXTRA = [c for c in ("F", "L", "H") if any(dd_s(c, i) for i in ROUNDS)]
 dd = {c: [dd_s(c, i) for i in ROUNDS] for c in ["A"] + BINS + DD_EXTRA}
 dd_ratio = {b: med([ratio(y, x) for x, y in zip(dd["A"], dd[b]) if x and y]) for b in BINS + DD_EXTRA}
