@@ -532,8 +532,8 @@ def test_traceidratio_sampling(stack):
     """OTEL_TRACES_SAMPLER=traceidratio, ARG=0.25; 4000 requests -> 1000
     spans within five standard deviations of the binomial (+-137: a ratio of
     0.2 or 0.3 is outside, and a fair draw falls outside once in ~2 million
-    runs; +-100 failed a fair draw once, 898 in CI); every exported span's trace id has low 64 bits < 2^62, every
-    unexported record's has >= 2^62 (the decision is the trace id's), and
+    runs; +-100 failed a fair draw once, 898 in CI); every exported span's
+    trace id has low 64 bits < 2^62, every unexported record's has >= 2^62 (the decision is the trace id's), and
     the exported spans are exactly the records marked sampled."""
     st = stack("ratio", endpoint="flag", setup="uvicorn-httptools",
                env={"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"})

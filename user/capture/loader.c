@@ -36,10 +36,10 @@ struct file_set {
 struct loader {
 	struct obs_bpf *skel;
 	int ncpus;
-	bool tracefs;		/* syscall tracepoints loaded (tracefs is mounted) */
+	bool sys_tps;		/* syscall tracepoints loaded: tracefs is there, --syscall-hooks not off */
 	/* The BPF flags asking for the close() tracepoint and for the write()
 	 * and epoll tracepoints (mmapped .bss), or no_lazy_hook once they are
-	 * attached, failed, or cannot be (no tracefs). */
+	 * attached, failed, or cannot be (no tracefs, or --syscall-hooks off). */
 	const volatile __u32 *close_wanted, *sys_wanted;
 	struct file_set ssl_libs;
 	struct bpf_link *ssl_links[TLS_MAX_LIBS * 8];
@@ -306,19 +306,19 @@ static int configure(struct loader *l, const struct obs_filter *f)
 		bpf_program__set_autoload(skel->progs.data_ready, false);
 	if (f->no_syscall_hooks)
 		pr_info("loader: syscall-hooks off: log lines, event-loop timing and prompt close of UNIX connections are off, and no syscall on the node takes the tracing path");
-	l->tracefs = !f->no_syscall_hooks && have_tracefs();
-	ro->track_fds = l->tracefs;
+	l->sys_tps = !f->no_syscall_hooks && have_tracefs();
+	ro->track_fds = l->sys_tps;
 	/* Attached by loader__lazy_hooks when wanted: while one syscall
 	 * tracepoint is attached every syscall on the node pays (docs/bench.md).
 	 * close() once a UNIX connection is followed; write() and epoll_wait()
 	 * once a Python process or an HTTP server is seen (exec watches for the
 	 * first Python start). */
 	for (size_t i = 0; i < ARRAY_SIZE(syscall_tps); i++) {
-		if (!l->tracefs)
+		if (!l->sys_tps)
 			bpf_program__set_autoload(syscall_tps[i], false);
 		bpf_program__set_autoattach(syscall_tps[i], false);
 	}
-	if (!l->tracefs)
+	if (!l->sys_tps)
 		bpf_program__set_autoload(skel->progs.exec, false);
 	return 0;
 }
@@ -515,9 +515,9 @@ struct loader *loader__open(const struct obs_filter *f)
 		pr_warn("loader: cannot attach BPF programs: %s", strerror(-err));
 		goto out_destroy;
 	}
-	l->close_wanted = l->tracefs ? &l->skel->bss->want_close_hook : &no_lazy_hook;
-	l->sys_wanted = l->tracefs ? &l->skel->bss->want_sys_hooks : &no_lazy_hook;
-	if (l->tracefs && (l->skel->bss->want_sys_hooks = python_running()))
+	l->close_wanted = l->sys_tps ? &l->skel->bss->want_close_hook : &no_lazy_hook;
+	l->sys_wanted = l->sys_tps ? &l->skel->bss->want_sys_hooks : &no_lazy_hook;
+	if (l->sys_tps && (l->skel->bss->want_sys_hooks = python_running()))
 		loader__lazy_hooks(l);
 	map_positions(l);
 	loader__scan_tls(l);
@@ -595,11 +595,6 @@ void loader__lazy_hooks(struct loader *l)
 		attach_close(l);
 	if (*l->sys_wanted)
 		attach_sys_hooks(l);
-}
-
-bool loader__has_tracefs(const struct loader *l)
-{
-	return l->tracefs;
 }
 
 int loader__loops_fd(const struct loader *l)

@@ -44,8 +44,6 @@ int loader__ringbuf_fd(const struct loader *l);
 void loader__forget_conn(const struct loader *l, uint64_t conn_id);
 /* At each drain: attach close() once a UNIX connection is followed (else one read). */
 void loader__lazy_hooks(struct loader *l);
-/* Were the syscall tracepoints (tracefs) loaded? */
-bool loader__has_tracefs(const struct loader *l);
 int loader__loops_fd(const struct loader *l);
 
 /* Fraction (0..1) of the ring buffer holding unconsumed records right now. */
